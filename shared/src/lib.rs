@@ -1,0 +1,31 @@
+//! The Form-Bridge domain, shared by every function and the command line.
+//!
+//! A request's life, module by module:
+//!
+//! - [`tenant_id`]: the [`TenantId`] newtype, valid by construction.
+//! - [`signature`]: signature scheme v1, the sender-facing contract:
+//!   `Content-Digest` over the body, HMAC-SHA256 over timestamp, tenant and
+//!   digest, a replay window; pure functions with the time passed in.
+//! - [`tenant`]: the tenant record kept in Secrets Manager, validated on
+//!   load, secrets wrapped in [`Secret`] so they never print.
+//! - [`store`]: the [`TenantStore`](store::TenantStore) trait, its Secrets
+//!   Manager and in-memory adapters, and the TTL cache in front of them.
+//! - [`rate_limit`]: per-tenant request limits.
+//! - [`config`], [`telemetry`], [`aws`]: environment parsing, JSON logs and
+//!   EMF metrics, and the SDK settings every function shares.
+
+#![warn(missing_docs)]
+
+pub mod aws;
+pub mod config;
+pub mod rate_limit;
+pub mod secret;
+pub mod signature;
+pub mod store;
+pub mod telemetry;
+pub mod tenant;
+pub mod tenant_id;
+
+pub use secret::Secret;
+pub use tenant::{Routing, TenantRecord, TenantStatus};
+pub use tenant_id::TenantId;

@@ -1,0 +1,352 @@
+//! A TTL cache in front of any [`TenantStore`].
+//!
+//! - Records are reused for `ttl`, then refreshed.
+//! - Concurrent lookups of one tenant that miss make one call to the store
+//!   (moka serialises computations per key; the later callers find the fresh
+//!   entry the first one stored).
+//! - Unknown tenants and malformed records are remembered for
+//!   `negative_ttl`, so random tenant IDs cannot hammer the store.
+//! - When a refresh fails, a record that was valid within
+//!   `ttl + stale_if_error` keeps serving, and the store is retried at most
+//!   every `error_backoff` instead of on every request.
+//!
+//! Time is `tokio::time::Instant`, so all of it is testable with paused time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use moka::ops::compute::{CompResult, Op};
+use tokio::time::Instant;
+
+use super::{StoreError, TenantStore};
+use crate::tenant::{RecordError, TenantRecord};
+use crate::tenant_id::TenantId;
+
+/// How long the cache trusts what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// How long a found record is served before it is refreshed
+    /// (`SECRET_CACHE_TTL_SECONDS`).
+    pub ttl: Duration,
+    /// How long "no such tenant" or "malformed record" is remembered.
+    pub negative_ttl: Duration,
+    /// How long past `ttl` a record may still be served while the store
+    /// is failing.
+    pub stale_if_error: Duration,
+    /// After a failed refresh, how long before the store is tried again.
+    pub error_backoff: Duration,
+    /// Most tenants held at once; least useful entries are evicted first.
+    pub max_entries: u64,
+}
+
+impl CachePolicy {
+    /// The defaults around a given TTL: negative entries for 30 s (at most
+    /// `ttl`), stale records for 15 minutes past `ttl` during an outage,
+    /// retries of a failing store every 5 s, and up to 10 000 tenants.
+    pub fn with_ttl(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            negative_ttl: ttl.min(Duration::from_secs(30)),
+            stale_if_error: Duration::from_secs(15 * 60),
+            error_backoff: Duration::from_secs(5),
+            max_entries: 10_000,
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Cached {
+    Found(Arc<TenantRecord>),
+    Missing,
+    Malformed(RecordError),
+}
+
+#[derive(Clone)]
+struct Entry {
+    value: Cached,
+    fetched_at: Instant,
+    refresh_at: Instant,
+}
+
+impl Entry {
+    fn result(&self) -> Result<Option<Arc<TenantRecord>>, StoreError> {
+        match &self.value {
+            Cached::Found(record) => Ok(Some(Arc::clone(record))),
+            Cached::Missing => Ok(None),
+            Cached::Malformed(err) => Err(StoreError::Malformed(err.clone())),
+        }
+    }
+}
+
+/// A [`TenantStore`] behind a TTL cache. See the module docs for the rules.
+pub struct CachedTenantStore<S> {
+    inner: S,
+    entries: Cache<TenantId, Arc<Entry>>,
+    policy: CachePolicy,
+}
+
+impl<S: TenantStore> CachedTenantStore<S> {
+    /// Caches `inner` under `policy`.
+    pub fn new(inner: S, policy: CachePolicy) -> Self {
+        Self {
+            inner,
+            entries: Cache::builder().max_capacity(policy.max_entries).build(),
+            policy,
+        }
+    }
+
+    /// The store behind the cache.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The tenant's record, from the cache when it is fresh.
+    pub async fn get(&self, tenant: &TenantId) -> Result<Option<Arc<TenantRecord>>, StoreError> {
+        if let Some(entry) = self.entries.get(tenant).await {
+            if Instant::now() < entry.refresh_at {
+                return entry.result();
+            }
+        }
+        self.refresh(tenant).await
+    }
+
+    async fn refresh(&self, tenant: &TenantId) -> Result<Option<Arc<TenantRecord>>, StoreError> {
+        let computed = self
+            .entries
+            .entry_by_ref(tenant)
+            .and_try_compute_with(|current| self.compute(tenant, current.map(|e| e.into_value())))
+            .await?;
+        match computed {
+            CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => {
+                e.value().result()
+            }
+            // `compute` never removes, and only leaves an existing entry as is.
+            CompResult::StillNone(_) | CompResult::Removed(_) => Err(StoreError::Unavailable(
+                "tenant cache entry vanished during refresh".into(),
+            )),
+        }
+    }
+
+    /// Runs with the per-tenant lock held: at most one refresh per tenant at
+    /// a time.
+    async fn compute(
+        &self,
+        tenant: &TenantId,
+        current: Option<Arc<Entry>>,
+    ) -> Result<Op<Arc<Entry>>, StoreError> {
+        if let Some(cur) = &current {
+            if Instant::now() < cur.refresh_at {
+                // Another caller refreshed it while we waited for the lock.
+                return Ok(Op::Nop);
+            }
+        }
+        let fetched = self.inner.fetch(tenant).await;
+        let now = Instant::now();
+        let (value, ttl) = match fetched {
+            Ok(Some(record)) => (Cached::Found(Arc::new(record)), self.policy.ttl),
+            Ok(None) => (Cached::Missing, self.policy.negative_ttl),
+            Err(StoreError::Malformed(err)) => {
+                tracing::error!(tenant_id = %tenant, error = %err, "tenant record is malformed");
+                (Cached::Malformed(err), self.policy.negative_ttl)
+            }
+            Err(err @ StoreError::Unavailable(_)) => {
+                return self.serve_stale(tenant, current, now, err);
+            }
+        };
+        Ok(Op::Put(Arc::new(Entry {
+            value,
+            fetched_at: now,
+            refresh_at: now + ttl,
+        })))
+    }
+
+    fn serve_stale(
+        &self,
+        tenant: &TenantId,
+        current: Option<Arc<Entry>>,
+        now: Instant,
+        err: StoreError,
+    ) -> Result<Op<Arc<Entry>>, StoreError> {
+        let Some(cur) = current.filter(|c| matches!(c.value, Cached::Found(_))) else {
+            return Err(err);
+        };
+        let serve_until = cur.fetched_at + self.policy.ttl + self.policy.stale_if_error;
+        if now >= serve_until {
+            return Err(err);
+        }
+        tracing::warn!(
+            tenant_id = %tenant,
+            error = %err,
+            age_s = now.duration_since(cur.fetched_at).as_secs(),
+            "tenant store failed; serving the last good record"
+        );
+        Ok(Op::Put(Arc::new(Entry {
+            value: cur.value.clone(),
+            fetched_at: cur.fetched_at,
+            refresh_at: (now + self.policy.error_backoff).min(serve_until),
+        })))
+    }
+}
+
+impl<S: TenantStore> TenantStore for CachedTenantStore<S> {
+    async fn fetch(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        Ok(self.get(tenant).await?.map(|r| (*r).clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::store::MemoryTenantStore;
+    use crate::tenant::TenantStatus;
+
+    /// A real memory store that can be made to fail, counting calls, with a
+    /// latency so concurrent callers overlap.
+    #[derive(Default)]
+    struct Flaky {
+        store: MemoryTenantStore,
+        calls: AtomicUsize,
+        failing: AtomicBool,
+    }
+
+    impl TenantStore for Flaky {
+        async fn fetch(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("connection refused".into()));
+            }
+            self.store.fetch(tenant).await
+        }
+    }
+
+    const TTL: Duration = Duration::from_secs(300);
+
+    fn id(s: &str) -> TenantId {
+        TenantId::parse(s).expect("valid")
+    }
+
+    fn record(tenant: &str, status: &str) -> TenantRecord {
+        TenantRecord::from_json(&format!(
+            r#"{{"tenant_id":"{tenant}","status":"{status}","signing_secrets":["{}"]}}"#,
+            "s".repeat(32)
+        ))
+        .expect("valid")
+    }
+
+    fn cache() -> CachedTenantStore<Flaky> {
+        let flaky = Flaky::default();
+        flaky.store.upsert(record("acme", "active"));
+        CachedTenantStore::new(flaky, CachePolicy::with_ttl(TTL))
+    }
+
+    fn calls(c: &CachedTenantStore<Flaky>) -> usize {
+        c.inner().calls.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn serves_from_cache_until_the_ttl_then_refreshes() {
+        let c = cache();
+        let acme = id("acme");
+        assert!(c.get(&acme).await.expect("ok").is_some());
+        tokio::time::advance(TTL - Duration::from_secs(1)).await;
+        c.inner().store.upsert(record("acme", "suspended"));
+        let rec = c.get(&acme).await.expect("ok").expect("found");
+        assert_eq!((rec.status, calls(&c)), (TenantStatus::Active, 1));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let rec = c.get(&acme).await.expect("ok").expect("found");
+        assert_eq!((rec.status, calls(&c)), (TenantStatus::Suspended, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_misses_make_one_call() {
+        let c = Arc::new(cache());
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let c = Arc::clone(&c);
+            set.spawn(async move { c.get(&id("acme")).await.map(|r| r.is_some()) });
+        }
+        let results = set.join_all().await;
+        assert!(results.iter().all(|r| matches!(r, Ok(true))));
+        assert_eq!(calls(&c), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unknown_tenants_are_remembered_briefly() {
+        let c = cache();
+        let ghost = id("ghost");
+        for _ in 0..5 {
+            assert!(c.get(&ghost).await.expect("ok").is_none());
+        }
+        assert_eq!(calls(&c), 1);
+        // Created while negatively cached: visible after negative_ttl.
+        c.inner().store.upsert(record("ghost", "active"));
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(c.get(&ghost).await.expect("ok").is_none());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(c.get(&ghost).await.expect("ok").is_some());
+        assert_eq!(calls(&c), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_refresh_serves_the_last_good_record_for_a_bounded_time() {
+        let c = cache();
+        let acme = id("acme");
+        assert!(c.get(&acme).await.expect("ok").is_some());
+        c.inner().failing.store(true, Ordering::SeqCst);
+        tokio::time::advance(TTL + Duration::from_secs(1)).await;
+        // Refresh fails: still served, and the store is not retried per request.
+        assert!(c.get(&acme).await.expect("stale ok").is_some());
+        assert!(c.get(&acme).await.expect("stale ok").is_some());
+        assert_eq!(calls(&c), 2);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(c.get(&acme).await.expect("stale ok").is_some());
+        assert_eq!(calls(&c), 3);
+        // Past ttl + stale_if_error the failure surfaces.
+        tokio::time::advance(Duration::from_secs(15 * 60)).await;
+        assert!(matches!(c.get(&acme).await, Err(StoreError::Unavailable(_))));
+        // And recovery is immediate once the store answers again.
+        c.inner().failing.store(false, Ordering::SeqCst);
+        assert!(c.get(&acme).await.expect("ok").is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_with_nothing_cached_is_an_error_and_not_remembered() {
+        let c = cache();
+        c.inner().failing.store(true, Ordering::SeqCst);
+        let acme = id("acme");
+        assert!(matches!(c.get(&acme).await, Err(StoreError::Unavailable(_))));
+        c.inner().failing.store(false, Ordering::SeqCst);
+        assert!(c.get(&acme).await.expect("ok").is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn malformed_records_are_negatively_cached() {
+        struct Broken(AtomicUsize);
+        impl TenantStore for Broken {
+            async fn fetch(&self, _: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Err(StoreError::Malformed(RecordError::mismatched_tenant()))
+            }
+        }
+        let c = CachedTenantStore::new(Broken(AtomicUsize::new(0)), CachePolicy::with_ttl(TTL));
+        for _ in 0..3 {
+            assert!(matches!(c.get(&id("acme")).await, Err(StoreError::Malformed(_))));
+        }
+        assert_eq!(c.inner().0.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_ttl_always_asks_the_store() {
+        let flaky = Flaky::default();
+        flaky.store.upsert(record("acme", "active"));
+        let c = CachedTenantStore::new(flaky, CachePolicy::with_ttl(Duration::ZERO));
+        for _ in 0..3 {
+            assert!(c.get(&id("acme")).await.expect("ok").is_some());
+        }
+        assert_eq!(calls(&c), 3);
+    }
+}

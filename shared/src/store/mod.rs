@@ -1,0 +1,64 @@
+//! Where tenant records come from.
+//!
+//! [`TenantStore`] is the one interface; [`SecretsManagerStore`] reads AWS
+//! Secrets Manager, [`MemoryTenantStore`] holds records in memory (loaded
+//! from a JSON file for the local gateway and tests), and
+//! [`CachedTenantStore`] puts a TTL cache with a negative cache and
+//! stale-if-error in front of either.
+
+mod cache;
+mod memory;
+mod secrets_manager;
+
+use std::future::Future;
+
+pub use cache::{CachePolicy, CachedTenantStore};
+pub use memory::{MemoryTenantStore, TenantsFileError};
+pub use secrets_manager::{DEFAULT_TENANT_SECRET_PREFIX, SecretsManagerStore};
+
+use crate::tenant::{RecordError, TenantRecord};
+use crate::tenant_id::TenantId;
+
+/// Why a tenant record could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The backing service failed or timed out; worth retrying later.
+    #[error("tenant store unavailable: {0}")]
+    Unavailable(String),
+    /// A record exists but is invalid; retrying will not help until an
+    /// operator fixes it.
+    #[error(transparent)]
+    Malformed(#[from] RecordError),
+}
+
+impl StoreError {
+    /// A stable snake_case code for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "store_unavailable",
+            Self::Malformed(_) => "malformed_record",
+        }
+    }
+}
+
+/// Reads tenant records by tenant ID.
+pub trait TenantStore: Send + Sync {
+    /// The tenant's record, `Ok(None)` when there is no such tenant.
+    ///
+    /// A record whose `tenant_id` differs from `tenant` is
+    /// [`StoreError::Malformed`]: a misfiled secret must not grant another
+    /// tenant's identity.
+    fn fetch(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<TenantRecord>, StoreError>> + Send;
+}
+
+/// Checks that a record read for `tenant` is that tenant's.
+fn check_owner(tenant: &TenantId, record: TenantRecord) -> Result<TenantRecord, StoreError> {
+    if &record.tenant_id == tenant {
+        Ok(record)
+    } else {
+        Err(StoreError::Malformed(RecordError::mismatched_tenant()))
+    }
+}

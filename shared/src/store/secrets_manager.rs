@@ -1,0 +1,64 @@
+//! Tenant records in AWS Secrets Manager.
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+
+use super::{StoreError, TenantStore, check_owner};
+use crate::tenant::{RecordError, TenantRecord};
+use crate::tenant_id::TenantId;
+
+/// Default secret name prefix (`TENANT_SECRET_PREFIX`).
+pub const DEFAULT_TENANT_SECRET_PREFIX: &str = "form-bridge/tenants/";
+
+/// Reads the secret `{prefix}{tenant_id}`, whose `SecretString` is the
+/// tenant record as JSON.
+#[derive(Debug, Clone)]
+pub struct SecretsManagerStore {
+    client: Client,
+    prefix: String,
+}
+
+impl SecretsManagerStore {
+    /// A store reading secrets named `{prefix}{tenant_id}` through `client`.
+    pub fn new(client: Client, prefix: impl Into<String>) -> Self {
+        Self {
+            client,
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The secret name for a tenant.
+    pub fn secret_name(&self, tenant: &TenantId) -> String {
+        format!("{}{}", self.prefix, tenant)
+    }
+}
+
+impl TenantStore for SecretsManagerStore {
+    async fn fetch(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        let result = self
+            .client
+            .get_secret_value()
+            .secret_id(self.secret_name(tenant))
+            .send()
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            Err(err) => {
+                return match err.as_service_error() {
+                    Some(GetSecretValueError::ResourceNotFoundException(_)) => Ok(None),
+                    // The SDK's messages describe the request and the service
+                    // answer; they never contain the secret value.
+                    _ => Err(StoreError::Unavailable(
+                        DisplayErrorContext(&err).to_string(),
+                    )),
+                };
+            }
+        };
+        let text = output
+            .secret_string()
+            .ok_or_else(|| RecordError::not_a_string_secret())?;
+        let record = TenantRecord::from_json(text)?;
+        check_owner(tenant, record).map(Some)
+    }
+}

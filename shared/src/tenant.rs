@@ -1,0 +1,485 @@
+//! The tenant record (contract section 4) and its validation.
+//!
+//! A record is parsed in two steps: serde reads the fields whose values are
+//! harmless to echo, and the fields that carry secrets (`signing_secrets`,
+//! `destination.secret`, `destination.headers`) are read as raw JSON and
+//! validated by hand, so that no error message can ever contain a secret.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::secret::Secret;
+use crate::signature::SigningKey;
+use crate::tenant_id::TenantId;
+
+/// Shortest accepted signing secret, in characters.
+pub const MIN_SIGNING_SECRET_CHARS: usize = 32;
+/// Most signing secrets one tenant may have active at once (rotation needs 2).
+pub const MAX_SIGNING_SECRETS: usize = 5;
+/// Longest accepted destination timeout.
+pub const MAX_DESTINATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether a tenant may submit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    /// Submissions are accepted.
+    Active,
+    /// Every submission is denied.
+    Suspended,
+}
+
+/// Which delivery path a tenant's events take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Routing {
+    /// The shared connector fleet (the default).
+    #[default]
+    Shared,
+    /// A connector dedicated to this tenant.
+    Dedicated,
+}
+
+impl Routing {
+    /// The wire name: `shared` or `dedicated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::Dedicated => "dedicated",
+        }
+    }
+}
+
+impl fmt::Display for Routing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A tenant's own request rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub requests_per_second: NonZeroU32,
+    /// Requests that may arrive at once after a quiet period.
+    pub burst: NonZeroU32,
+}
+
+/// A Standard Webhooks signing secret: `whsec_` followed by the standard
+/// base64 of 24 to 64 random bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret {
+    key: Box<[u8]>,
+}
+
+impl WebhookSecret {
+    /// Parses the `whsec_...` form.
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        let b64 = s
+            .strip_prefix("whsec_")
+            .ok_or("must start with \"whsec_\"")?;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| "must be standard base64 after \"whsec_\"")?;
+        if !(24..=64).contains(&key.len()) {
+            return Err("must encode 24 to 64 bytes");
+        }
+        Ok(Self { key: key.into() })
+    }
+
+    /// The decoded key bytes, for signing deliveries.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Where and how a tenant's events are delivered.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// Endpoint URL (`https://`, or `http://` where private destinations are
+    /// allowed; the connector enforces that at delivery time).
+    pub url: String,
+    /// Key for the `webhook-signature` header.
+    pub secret: WebhookSecret,
+    /// Extra headers sent with every delivery; values may be credentials.
+    pub headers: BTreeMap<String, Secret>,
+    /// Per-destination delivery timeout, overriding `DELIVERY_TIMEOUT_MS`.
+    pub timeout: Option<Duration>,
+}
+
+/// A validated tenant record.
+#[derive(Debug, Clone)]
+pub struct TenantRecord {
+    /// The tenant this record belongs to.
+    pub tenant_id: TenantId,
+    /// Whether submissions are accepted.
+    pub status: TenantStatus,
+    /// Active signing keys, current first; never empty.
+    pub signing_keys: Vec<SigningKey>,
+    /// Delivery path.
+    pub routing: Routing,
+    /// Per-tenant rate limit; `None` means not limited by Form-Bridge.
+    pub rate_limit: Option<RateLimit>,
+    /// Delivery endpoint, if the tenant has one.
+    pub destination: Option<Destination>,
+}
+
+/// Why a tenant record was rejected. Never contains a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid tenant record: {0}")]
+pub struct RecordError(String);
+
+impl RecordError {
+    fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+
+    /// The record's `tenant_id` is not the tenant it was stored for.
+    pub(crate) fn mismatched_tenant() -> Self {
+        Self::new("`tenant_id` does not match the tenant it is stored for")
+    }
+
+    /// The secret holds binary data instead of a JSON `SecretString`.
+    pub(crate) fn not_a_string_secret() -> Self {
+        Self::new("the secret has no SecretString (binary secrets are not tenant records)")
+    }
+}
+
+/// The fields whose values are safe to appear in a serde error.
+#[derive(Deserialize)]
+struct RawRecord {
+    tenant_id: TenantId,
+    status: TenantStatus,
+    #[serde(default)]
+    signing_secrets: Value,
+    #[serde(default)]
+    routing: Routing,
+    #[serde(default)]
+    rate_limit: Option<RawRateLimit>,
+    #[serde(default)]
+    destination: Option<RawDestination>,
+}
+
+#[derive(Deserialize)]
+struct RawRateLimit {
+    requests_per_second: NonZeroU32,
+    #[serde(default)]
+    burst: Option<NonZeroU32>,
+}
+
+#[derive(Deserialize)]
+struct RawDestination {
+    url: String,
+    #[serde(default)]
+    secret: Value,
+    #[serde(default)]
+    headers: Value,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+impl TenantRecord {
+    /// Parses and validates a record from its JSON text (a Secrets Manager
+    /// `SecretString`).
+    pub fn from_json(text: &str) -> Result<Self, RecordError> {
+        // Syntax errors from serde_json name a position, never content.
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            RecordError::new(format!(
+                "not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        Self::from_value(value)
+    }
+
+    /// Validates a record already parsed as JSON.
+    pub fn from_value(value: Value) -> Result<Self, RecordError> {
+        if !value.is_object() {
+            return Err(RecordError::new("must be a JSON object"));
+        }
+        let raw = RawRecord::deserialize(value).map_err(|e| RecordError::new(e.to_string()))?;
+        let signing_keys = parse_signing_secrets(&raw.signing_secrets)?;
+        let rate_limit = raw.rate_limit.map(|r| RateLimit {
+            requests_per_second: r.requests_per_second,
+            burst: r.burst.unwrap_or(r.requests_per_second),
+        });
+        let destination = raw.destination.map(parse_destination).transpose()?;
+        Ok(Self {
+            tenant_id: raw.tenant_id,
+            status: raw.status,
+            signing_keys,
+            routing: raw.routing,
+            rate_limit,
+            destination,
+        })
+    }
+}
+
+fn parse_signing_secrets(value: &Value) -> Result<Vec<SigningKey>, RecordError> {
+    let list = match value {
+        Value::Null => return Err(RecordError::new("missing field `signing_secrets`")),
+        Value::Array(list) => list,
+        _ => return Err(RecordError::new("`signing_secrets` must be an array of strings")),
+    };
+    if list.is_empty() {
+        return Err(RecordError::new("`signing_secrets` must not be empty"));
+    }
+    if list.len() > MAX_SIGNING_SECRETS {
+        return Err(RecordError::new(format!(
+            "`signing_secrets` holds more than {MAX_SIGNING_SECRETS} secrets"
+        )));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let s = item.as_str().ok_or_else(|| {
+                RecordError::new(format!("`signing_secrets[{i}]` must be a string"))
+            })?;
+            if s.chars().count() < MIN_SIGNING_SECRET_CHARS {
+                return Err(RecordError::new(format!(
+                    "`signing_secrets[{i}]` is shorter than {MIN_SIGNING_SECRET_CHARS} characters"
+                )));
+            }
+            Ok(SigningKey::new(&Secret::new(s)))
+        })
+        .collect()
+}
+
+fn parse_destination(raw: RawDestination) -> Result<Destination, RecordError> {
+    let rest = raw
+        .url
+        .strip_prefix("https://")
+        .or_else(|| raw.url.strip_prefix("http://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {}
+        _ => {
+            return Err(RecordError::new(
+                "`destination.url` must be an absolute http(s) URL",
+            ));
+        }
+    }
+    let secret = match &raw.secret {
+        Value::String(s) => WebhookSecret::parse(s)
+            .map_err(|why| RecordError::new(format!("`destination.secret` {why}")))?,
+        Value::Null => return Err(RecordError::new("missing field `destination.secret`")),
+        _ => return Err(RecordError::new("`destination.secret` must be a string")),
+    };
+    let headers = parse_headers(&raw.headers)?;
+    let timeout = match raw.timeout_ms {
+        None => None,
+        Some(ms) if ms >= 1 && Duration::from_millis(ms) <= MAX_DESTINATION_TIMEOUT => {
+            Some(Duration::from_millis(ms))
+        }
+        Some(_) => {
+            return Err(RecordError::new(format!(
+                "`destination.timeout_ms` must be 1 to {}",
+                MAX_DESTINATION_TIMEOUT.as_millis()
+            )));
+        }
+    };
+    Ok(Destination {
+        url: raw.url,
+        secret,
+        headers,
+        timeout,
+    })
+}
+
+/// Header names a tenant may not set: they frame the request or carry the
+/// Standard Webhooks signature, which the connector owns.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+fn parse_headers(value: &Value) -> Result<BTreeMap<String, Secret>, RecordError> {
+    let map = match value {
+        Value::Null => return Ok(BTreeMap::new()),
+        Value::Object(map) => map,
+        _ => return Err(RecordError::new("`destination.headers` must be an object")),
+    };
+    let mut headers = BTreeMap::new();
+    for (name, value) in map {
+        let is_token = !name.is_empty()
+            && name.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+            });
+        if !is_token {
+            return Err(RecordError::new(
+                "`destination.headers` has a name that is not a valid HTTP header name",
+            ));
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(RecordError::new(format!(
+                "`destination.headers` may not set `{name}`"
+            )));
+        }
+        let value = value.as_str().ok_or_else(|| {
+            RecordError::new(format!("`destination.headers.{name}` must be a string"))
+        })?;
+        if !value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+            return Err(RecordError::new(format!(
+                "`destination.headers.{name}` must be printable ASCII"
+            )));
+        }
+        headers.insert(name.clone(), Secret::new(value));
+    }
+    Ok(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SECRET_A: &str = "sk_test_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const SECRET_B: &str = "sk_test_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn full() -> Value {
+        json!({
+            "tenant_id": "acme",
+            "status": "active",
+            "signing_secrets": [SECRET_A, SECRET_B],
+            "routing": "dedicated",
+            "rate_limit": {"requests_per_second": 100, "burst": 200},
+            "destination": {
+                "url": "https://hooks.acme.example/forms",
+                "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "headers": {"Authorization": "Bearer topsecret"},
+                "timeout_ms": 5000
+            },
+            "future_field": {"ignored": true}
+        })
+    }
+
+    fn error_of(v: Value) -> String {
+        TenantRecord::from_value(v).expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn parses_the_contract_example() {
+        let r = TenantRecord::from_value(full()).expect("valid");
+        assert_eq!(r.tenant_id.as_str(), "acme");
+        assert_eq!(r.status, TenantStatus::Active);
+        assert_eq!(r.signing_keys.len(), 2);
+        assert_eq!(r.routing, Routing::Dedicated);
+        let rl = r.rate_limit.expect("rate limit");
+        assert_eq!((rl.requests_per_second.get(), rl.burst.get()), (100, 200));
+        let d = r.destination.expect("destination");
+        assert_eq!(d.timeout, Some(Duration::from_millis(5000)));
+        assert_eq!(d.secret.key().len(), 24);
+        assert_eq!(d.headers["Authorization"].expose(), "Bearer topsecret");
+    }
+
+    #[test]
+    fn optional_fields_take_their_defaults() {
+        let r = TenantRecord::from_json(&format!(
+            r#"{{"tenant_id":"a","status":"suspended","signing_secrets":["{SECRET_A}"]}}"#
+        ))
+        .expect("valid");
+        assert_eq!(r.routing, Routing::Shared);
+        assert_eq!(r.status, TenantStatus::Suspended);
+        assert!(r.rate_limit.is_none() && r.destination.is_none());
+    }
+
+    #[test]
+    fn burst_defaults_to_the_rate() {
+        let mut v = full();
+        v["rate_limit"] = json!({"requests_per_second": 7});
+        let rl = TenantRecord::from_value(v).expect("valid").rate_limit.expect("rl");
+        assert_eq!(rl.burst.get(), 7);
+    }
+
+    #[test]
+    fn rejects_bad_records_with_a_useful_reason() {
+        let mut cases: Vec<(Value, &str)> = Vec::new();
+        let mut push = |path: &[&str], new: Value, want: &'static str| {
+            let mut v = full();
+            let mut slot = &mut v;
+            for p in &path[..path.len() - 1] {
+                slot = &mut slot[*p];
+            }
+            let last = path[path.len() - 1];
+            if new.is_null() {
+                slot.as_object_mut().expect("object").remove(last);
+            } else {
+                slot[last] = new;
+            }
+            cases.push((v, want));
+        };
+        push(&["tenant_id"], json!("Not Valid"), "tenant ID");
+        push(&["status"], json!("deleted"), "unknown variant");
+        push(&["status"], Value::Null, "missing field `status`");
+        push(&["signing_secrets"], Value::Null, "missing field `signing_secrets`");
+        push(&["signing_secrets"], json!([]), "must not be empty");
+        push(&["signing_secrets"], json!(SECRET_A), "must be an array");
+        push(&["signing_secrets"], json!([SECRET_A, 5]), "`signing_secrets[1]` must be a string");
+        push(&["signing_secrets"], json!(["short"]), "shorter than 32");
+        push(&["signing_secrets"], json!(vec![SECRET_A; 6]), "more than 5");
+        push(&["routing"], json!("vip"), "unknown variant");
+        push(&["rate_limit", "requests_per_second"], json!(0), "nonzero");
+        push(&["destination", "url"], json!("ftp://x"), "absolute http(s) URL");
+        push(&["destination", "secret"], json!("nope"), "whsec_");
+        push(&["destination", "secret"], json!("whsec_!!!"), "base64");
+        push(&["destination", "secret"], json!("whsec_AAAA"), "24 to 64 bytes");
+        push(&["destination", "headers"], json!({"bad name": "x"}), "valid HTTP header name");
+        push(&["destination", "headers"], json!({"Webhook-Signature": "x"}), "may not set");
+        push(&["destination", "headers"], json!({"X-A": "a\nb"}), "printable ASCII");
+        push(&["destination", "timeout_ms"], json!(0), "timeout_ms");
+        push(&["destination", "timeout_ms"], json!(600_000), "timeout_ms");
+        for (v, want) in cases {
+            let err = error_of(v);
+            assert!(err.contains(want), "{err:?} should mention {want:?}");
+        }
+        assert!(error_of(json!([1])).contains("JSON object"));
+        assert!(
+            TenantRecord::from_json("{not json")
+                .expect_err("syntax")
+                .to_string()
+                .contains("line 1")
+        );
+    }
+
+    #[test]
+    fn errors_and_debug_never_contain_secrets() {
+        let leaky = [
+            json!({"tenant_id": "acme", "status": "active", "signing_secrets": "sekrit-value-1"}),
+            json!({"tenant_id": "acme", "status": "active", "signing_secrets": [{"k": "sekrit-value-1"}]}),
+            json!({"tenant_id": "acme", "status": "active", "signing_secrets": ["sekrit-value-1"]}),
+        ];
+        for v in leaky {
+            assert!(!error_of(v).contains("sekrit"));
+        }
+        let mut v = full();
+        v["destination"]["secret"] = json!(["whsec_sekrit"]);
+        assert!(!error_of(v).contains("sekrit"));
+        let mut v = full();
+        v["destination"]["headers"] = json!({"Authorization": 42});
+        assert!(!error_of(v).contains("42"));
+        let text = TenantRecord::from_json("\"sekrit-value\"").expect_err("string").to_string();
+        assert!(!text.contains("sekrit"), "{text}");
+
+        let debug = format!("{:?}", TenantRecord::from_value(full()).expect("valid"));
+        for secret in [SECRET_A, SECRET_B, "topsecret", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] {
+            assert!(!debug.contains(secret), "Debug leaks {secret}: {debug}");
+        }
+    }
+}
