@@ -1,1 +1,375 @@
-//! x
+//! The Form-Bridge authorizer: an API Gateway HTTP API Lambda REQUEST
+//! authorizer (payload 2.0, simple responses).
+//!
+//! For `POST /v1/tenants/{tenant_id}/submissions` it checks, cheapest first,
+//! so that bad requests cost nothing and cannot reach Secrets Manager:
+//!
+//! 1. the event is an authorizer event and `tenant_id` is a valid ID;
+//! 2. the signature headers are present and well-formed and the timestamp
+//!    is inside the replay window;
+//! 3. the tenant's record (cached) exists and the tenant is active;
+//! 4. a `v1` signature matches one of the tenant's active secrets;
+//! 5. the tenant is within its own rate limit (checked after the signature,
+//!    so unauthenticated traffic cannot spend a tenant's quota).
+//!
+//! Allowed requests carry `{"tenant_id", "routing"}` to ingest in the
+//! authorizer context. Everything else is a deny with a logged reason code
+//! and an EMF metric; the handler never fails and never panics on input.
+//! [`Authorizer::handle`] is what the Lambda runs; [`Authorizer::authorize`]
+//! is the same decision for callers that already hold the parts (the local
+//! gateway).
+
+use std::time::Duration;
+
+use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use http::HeaderMap;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use shared::config::{ConfigError, Env};
+use shared::rate_limit::{RateLimited, TenantRateLimiter};
+use shared::signature::{self, RequestHeaders, VerifyError};
+use shared::store::{
+    CachePolicy, CachedTenantStore, DEFAULT_TENANT_SECRET_PREFIX, StoreError, TenantStore,
+};
+use shared::telemetry::Metrics;
+use shared::tenant_id::TenantIdError;
+use shared::{Routing, TenantId, TenantStatus};
+
+/// The path parameter holding the tenant ID.
+pub const TENANT_PATH_PARAMETER: &str = "tenant_id";
+
+/// The authorizer's configuration (contract section 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `TENANT_SECRET_PREFIX`: secret name prefix before the tenant ID.
+    pub tenant_secret_prefix: String,
+    /// `SECRET_CACHE_TTL_SECONDS` (0 to 86400): how long a record is reused.
+    pub secret_cache_ttl: Duration,
+    /// `REPLAY_WINDOW_SECONDS` (1 to 3600): accepted clock difference.
+    pub replay_window: Duration,
+}
+
+impl Config {
+    /// Reads the configuration; errors name the variable.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            tenant_secret_prefix: env
+                .secret_prefix("TENANT_SECRET_PREFIX", DEFAULT_TENANT_SECRET_PREFIX)?,
+            secret_cache_ttl: env.seconds("SECRET_CACHE_TTL_SECONDS", 300, 0..=86_400)?,
+            replay_window: env.seconds(
+                "REPLAY_WINDOW_SECONDS",
+                signature::DEFAULT_REPLAY_WINDOW.as_secs(),
+                1..=3_600,
+            )?,
+        })
+    }
+}
+
+/// The authorizer's answer, serialised as the simple response format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    /// Whether API Gateway lets the request through.
+    pub is_authorized: bool,
+    /// Present only when authorized.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<AllowContext>,
+}
+
+/// What ingest learns about an allowed request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AllowContext {
+    /// The authenticated tenant.
+    pub tenant_id: TenantId,
+    /// The tenant's delivery path.
+    pub routing: Routing,
+}
+
+/// Why a request was denied.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Denial {
+    /// The event is not an HTTP API authorizer event.
+    #[error("not an API Gateway HTTP API authorizer event")]
+    MalformedEvent,
+    /// The path has no tenant ID.
+    #[error("no tenant_id path parameter")]
+    MissingTenantId,
+    /// The tenant ID in the path is invalid.
+    #[error(transparent)]
+    InvalidTenantId(#[from] TenantIdError),
+    /// The signature headers are missing, malformed, stale or do not match.
+    #[error(transparent)]
+    Signature(#[from] VerifyError),
+    /// No record for this tenant.
+    #[error("unknown tenant")]
+    UnknownTenant,
+    /// The tenant is suspended.
+    #[error("tenant is suspended")]
+    Suspended,
+    /// The tenant record could not be read or is invalid.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Over the tenant's rate limit.
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+}
+
+impl Denial {
+    /// A stable snake_case reason code for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedEvent => "malformed_event",
+            Self::MissingTenantId | Self::InvalidTenantId(_) => "invalid_tenant_id",
+            Self::Signature(e) => e.code(),
+            Self::UnknownTenant => "unknown_tenant",
+            Self::Suspended => "tenant_suspended",
+            Self::Store(e) => e.code(),
+            Self::RateLimited(_) => "rate_limited",
+        }
+    }
+}
+
+/// The outcome of one authorization, with what is known about the tenant.
+#[derive(Debug)]
+pub struct Decision {
+    /// The tenant named in the path, when it is a valid ID.
+    pub tenant_id: Option<TenantId>,
+    /// Whether that tenant has a record (only then is it a metric dimension,
+    /// so random IDs cannot create metrics).
+    pub tenant_exists: bool,
+    /// Allowed with the tenant's routing, or denied.
+    pub verdict: Result<Routing, Denial>,
+}
+
+/// The parts of a request the authorizer looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The `tenant_id` path parameter.
+    pub tenant_id: Option<&'a str>,
+    /// Request headers (names are case-insensitive).
+    pub headers: &'a HeaderMap,
+    /// API Gateway's request ID, for log correlation.
+    pub request_id: Option<&'a str>,
+}
+
+/// The authorizer, built once per execution environment.
+pub struct Authorizer<S> {
+    tenants: CachedTenantStore<S>,
+    limiter: TenantRateLimiter,
+    replay_window: Duration,
+    metrics: Metrics,
+}
+
+impl<S: TenantStore> Authorizer<S> {
+    /// An authorizer over `store`, caching records per `config`.
+    pub fn new(store: S, config: &Config, metrics: Metrics) -> Self {
+        Self {
+            tenants: CachedTenantStore::new(store, CachePolicy::with_ttl(config.secret_cache_ttl)),
+            limiter: TenantRateLimiter::new(),
+            replay_window: config.replay_window,
+            metrics,
+        }
+    }
+
+    /// The Lambda handler: any JSON event in, a simple response out. Logs
+    /// the decision and writes its metric. `now` is Unix seconds.
+    pub async fn handle(&self, event: &RawValue, now: i64) -> Response {
+        let parsed = serde_json::from_str::<ApiGatewayV2CustomAuthorizerV2Request>(event.get());
+        let decision = match &parsed {
+            Ok(event) => {
+                let request = Request {
+                    tenant_id: event
+                        .path_parameters
+                        .get(TENANT_PATH_PARAMETER)
+                        .map(String::as_str),
+                    headers: &event.headers,
+                    request_id: event.request_context.request_id.as_deref(),
+                };
+                self.decide(request, now).await
+            }
+            Err(err) => {
+                // Position only: serde's message could quote a header value.
+                tracing::info!(
+                    line = err.line(),
+                    column = err.column(),
+                    "event is not an HTTP API authorizer request"
+                );
+                Decision {
+                    tenant_id: None,
+                    tenant_exists: false,
+                    verdict: Err(Denial::MalformedEvent),
+                }
+            }
+        };
+        let request_id = parsed
+            .as_ref()
+            .ok()
+            .and_then(|e| e.request_context.request_id.as_deref());
+        self.record(&decision, request_id);
+        decision.into()
+    }
+
+    /// Decides on a request and records the decision (logs and metrics).
+    pub async fn authorize(&self, request: Request<'_>, now: i64) -> Decision {
+        let decision = self.decide(request, now).await;
+        self.record(&decision, request.request_id);
+        decision
+    }
+
+    async fn decide(&self, request: Request<'_>, now: i64) -> Decision {
+        let tenant = match request.tenant_id.map(TenantId::parse) {
+            None => return Decision::denied(None, false, Denial::MissingTenantId),
+            Some(Err(e)) => return Decision::denied(None, false, e.into()),
+            Some(Ok(t)) => t,
+        };
+        let fresh = match signature_headers(request.headers)
+            .and_then(|h| signature::check_headers(h, now, self.replay_window))
+        {
+            Ok(fresh) => fresh,
+            Err(e) => return Decision::denied(Some(tenant), false, e.into()),
+        };
+        let record = match self.tenants.get(&tenant).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Decision::denied(Some(tenant), false, Denial::UnknownTenant),
+            Err(e) => return Decision::denied(Some(tenant), false, e.into()),
+        };
+        let checks = match record.status {
+            TenantStatus::Suspended => Err(Denial::Suspended),
+            TenantStatus::Active => fresh
+                .verify(&tenant, &record.signing_keys)
+                .map_err(Denial::from)
+                .and_then(|()| {
+                    self.limiter
+                        .check(&tenant, record.rate_limit)
+                        .map_err(Denial::from)
+                }),
+        };
+        Decision {
+            tenant_id: Some(tenant),
+            tenant_exists: true,
+            verdict: checks.map(|()| record.routing),
+        }
+    }
+
+    /// The one place a decision becomes a log line and a metric.
+    fn record(&self, decision: &Decision, request_id: Option<&str>) {
+        let tenant = decision.tenant_id.as_ref().map(TenantId::as_str);
+        let (outcome, reason) = match &decision.verdict {
+            Ok(routing) => {
+                tracing::debug!(tenant_id = tenant, request_id, %routing, "allowed");
+                ("allow", "ok")
+            }
+            Err(denial) => {
+                let reason = denial.code();
+                match denial {
+                    Denial::Store(_) => tracing::error!(
+                        tenant_id = tenant, request_id, reason, error = %denial, "denied"
+                    ),
+                    _ => tracing::info!(
+                        tenant_id = tenant, request_id, reason, detail = %denial, "denied"
+                    ),
+                }
+                ("deny", reason)
+            }
+        };
+        let known = tenant.filter(|_| decision.tenant_exists);
+        let mut dims = vec![("Decision", outcome), ("Reason", reason)];
+        let mut sets: Vec<&[&str]> = vec![&["Decision"], &["Decision", "Reason"]];
+        if let Some(t) = known {
+            dims.push(("TenantId", t));
+            sets.push(&["TenantId", "Decision"]);
+        }
+        self.metrics.count("Authorizations", &dims, &sets);
+    }
+}
+
+impl Decision {
+    fn denied(tenant_id: Option<TenantId>, tenant_exists: bool, denial: Denial) -> Self {
+        Self {
+            tenant_id,
+            tenant_exists,
+            verdict: Err(denial),
+        }
+    }
+}
+
+impl From<Decision> for Response {
+    fn from(d: Decision) -> Self {
+        match (d.verdict, d.tenant_id) {
+            (Ok(routing), Some(tenant_id)) => Response {
+                is_authorized: true,
+                context: Some(AllowContext { tenant_id, routing }),
+            },
+            _ => Response {
+                is_authorized: false,
+                context: None,
+            },
+        }
+    }
+}
+
+fn signature_headers(headers: &HeaderMap) -> Result<RequestHeaders<'_>, VerifyError> {
+    let get = |name: &'static str, malformed: VerifyError| {
+        headers
+            .get(name)
+            .ok_or(VerifyError::MissingHeader(name))?
+            .to_str()
+            .map_err(|_| malformed)
+    };
+    Ok(RequestHeaders {
+        timestamp: get(signature::TIMESTAMP_HEADER, VerifyError::MalformedTimestamp)?,
+        content_digest: get(signature::CONTENT_DIGEST_HEADER, VerifyError::MalformedDigest)?,
+        signature: get(signature::SIGNATURE_HEADER, VerifyError::MalformedSignature)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn config_defaults_match_the_contract() {
+        let empty = HashMap::new();
+        let c = Config::from_env(&Env::from_map(&empty)).expect("defaults");
+        assert_eq!(c.tenant_secret_prefix, "form-bridge/tenants/");
+        assert_eq!(c.secret_cache_ttl, Duration::from_secs(300));
+        assert_eq!(c.replay_window, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn config_errors_name_the_variable() {
+        for (var, value) in [
+            ("SECRET_CACHE_TTL_SECONDS", "-1"),
+            ("SECRET_CACHE_TTL_SECONDS", "100000"),
+            ("REPLAY_WINDOW_SECONDS", "0"),
+            ("REPLAY_WINDOW_SECONDS", "5m"),
+            ("TENANT_SECRET_PREFIX", "has space/"),
+        ] {
+            let map = HashMap::from([(var.to_string(), value.to_string())]);
+            let err = Config::from_env(&Env::from_map(&map)).expect_err("invalid");
+            assert_eq!(err.variable, var, "{err}");
+        }
+    }
+
+    #[test]
+    fn responses_serialise_exactly_as_the_contract_says() {
+        let allow = Response {
+            is_authorized: true,
+            context: Some(AllowContext {
+                tenant_id: TenantId::parse("acme").expect("valid"),
+                routing: Routing::Dedicated,
+            }),
+        };
+        assert_eq!(
+            serde_json::to_string(&allow).expect("json"),
+            r#"{"isAuthorized":true,"context":{"tenant_id":"acme","routing":"dedicated"}}"#
+        );
+        let deny = Response {
+            is_authorized: false,
+            context: None,
+        };
+        assert_eq!(serde_json::to_string(&deny).expect("json"), r#"{"isAuthorized":false}"#);
+    }
+}

@@ -87,6 +87,14 @@ impl fmt::Debug for SigningKey {
     }
 }
 
+/// The current Unix time in seconds, the `now` every check here takes.
+pub fn unix_now() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
+}
+
 /// The `Content-Digest` header value for a body: `sha-256=:<base64>:`.
 pub fn content_digest(body: &[u8]) -> String {
     format!(

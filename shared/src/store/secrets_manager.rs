@@ -28,6 +28,11 @@ impl SecretsManagerStore {
         }
     }
 
+    /// A store with a client built from `sdk` (see [`crate::aws::sdk_config`]).
+    pub fn from_sdk_config(sdk: &aws_config::SdkConfig, prefix: impl Into<String>) -> Self {
+        Self::new(Client::new(sdk), prefix)
+    }
+
     /// The secret name for a tenant.
     pub fn secret_name(&self, tenant: &TenantId) -> String {
         format!("{}{}", self.prefix, tenant)

@@ -1,0 +1,100 @@
+//! The `bootstrap` binary under a Lambda Runtime API stand-in, configured
+//! only through environment variables, against moto.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use testkit::{Answer, FakeRuntimeApi, MotoServer};
+
+use super::*;
+
+fn bootstrap(runtime: &FakeRuntimeApi, moto: &MotoServer, extra: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authorizer"));
+    cmd.env_clear()
+        .envs(runtime.lambda_env())
+        .envs(moto.aws_env())
+        .envs(extra.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+#[tokio::test]
+async fn the_bootstrap_serves_invocations_and_never_returns_an_error() {
+    let moto = MotoServer::start();
+    let client = aws_sdk_secretsmanager::Client::new(
+        &shared::aws::configure(moto.loader()).load().await,
+    );
+    client
+        .create_secret()
+        .name("custom/acme")
+        .secret_string(
+            json!({"tenant_id": "acme", "status": "active", "signing_secrets": [ACME_SECRET]})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let now = shared::signature::unix_now();
+    let events = [
+        signed_event("acme", ACME_SECRET, b"{\"a\":1}", now).to_string(),
+        signed_event("acme", ACME_SECRET, b"{\"a\":1}", now - 3_600).to_string(),
+        "{}".to_string(),
+        "[1,2,3]".to_string(),
+        "\"hello\"".to_string(),
+    ];
+    let runtime = FakeRuntimeApi::start(events);
+    let mut child = bootstrap(&runtime, &moto, &[("TENANT_SECRET_PREFIX", "custom/")])
+        .spawn()
+        .unwrap();
+    let answers = runtime.wait_for_answers(5, Duration::from_secs(30));
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+
+    let parsed: Vec<Value> = answers
+        .iter()
+        .map(|a| match a {
+            Answer::Response(body) => serde_json::from_str(body).unwrap(),
+            Answer::Error(body) => panic!("runtime error reported: {body}"),
+        })
+        .collect();
+    assert_eq!(
+        parsed,
+        vec![
+            json!({"isAuthorized": true, "context": {"tenant_id": "acme", "routing": "shared"}}),
+            json!({"isAuthorized": false}),
+            json!({"isAuthorized": false}),
+            json!({"isAuthorized": false}),
+            json!({"isAuthorized": false}),
+        ],
+        "stdout:\n{stdout}"
+    );
+    // Logs and EMF metrics are JSON lines; no secret appears.
+    assert!(stdout.contains(r#""reason":"stale_timestamp""#), "{stdout}");
+    assert!(stdout.contains(r#""CloudWatchMetrics""#), "{stdout}");
+    assert!(!stdout.contains(ACME_SECRET));
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(serde_json::from_str::<Value>(line).is_ok(), "not JSON: {line}");
+    }
+}
+
+#[test]
+fn invalid_configuration_fails_start_up_naming_the_variable() {
+    let moto_env_only = FakeRuntimeApi::start([]);
+    let output = Command::new(env!("CARGO_BIN_EXE_authorizer"))
+        .env_clear()
+        .envs(moto_env_only.lambda_env())
+        .env("AWS_REGION", "us-east-1")
+        .env("REPLAY_WINDOW_SECONDS", "five minutes")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("REPLAY_WINDOW_SECONDS"), "{stderr}");
+    assert!(moto_env_only.first_poll().is_none(), "must not serve with bad config");
+}

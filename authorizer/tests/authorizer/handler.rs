@@ -1,0 +1,193 @@
+//! The handler on real event JSON, tenants from a tenants file.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use authorizer::{Authorizer, Config, Response};
+use serde_json::{Value, json};
+use shared::store::MemoryTenantStore;
+use shared::telemetry::{CapturedMetrics, Metrics};
+
+use super::*;
+
+fn config() -> Config {
+    Config::from_env(&shared::config::Env::new(|_| None)).unwrap()
+}
+
+fn authorizer() -> (Authorizer<MemoryTenantStore>, CapturedMetrics) {
+    let store = MemoryTenantStore::from_json(&data("tenants.json")).unwrap();
+    let (metrics, captured) = Metrics::in_memory("authorizer");
+    (Authorizer::new(store, &config(), metrics), captured)
+}
+
+fn to_json(r: &Response) -> Value {
+    serde_json::to_value(r).unwrap()
+}
+
+fn last_metric(m: &CapturedMetrics) -> Value {
+    m.lines().pop().expect("a metric line per decision")
+}
+
+#[tokio::test]
+async fn allows_the_signed_fixture_with_the_tenants_context() {
+    let (a, metrics) = authorizer();
+    let response = a.handle(&raw(&fixture()), NOW).await;
+    assert_eq!(
+        to_json(&response),
+        json!({"isAuthorized": true, "context": {"tenant_id": "acme", "routing": "shared"}})
+    );
+    let m = last_metric(&metrics);
+    assert_eq!((m["Decision"].as_str(), m["TenantId"].as_str()), (Some("allow"), Some("acme")));
+}
+
+#[tokio::test]
+async fn every_failure_is_a_plain_deny_with_its_reason() {
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let header = |name: &'static str, value: Value| -> Mutation {
+        Box::new(move |e: &mut Value| e["headers"][name] = value.clone())
+    };
+    let remove = |name: &'static str| -> Mutation {
+        Box::new(move |e: &mut Value| {
+            e["headers"].as_object_mut().unwrap().remove(name);
+        })
+    };
+    let cases: Vec<(&str, Mutation, i64)> = vec![
+        ("invalid_tenant_id", Box::new(|e| e["pathParameters"]["tenant_id"] = "ACME".into()), NOW),
+        ("invalid_tenant_id", Box::new(|e| e["pathParameters"] = json!({})), NOW),
+        ("invalid_tenant_id", Box::new(|e| e["pathParameters"] = Value::Null), NOW),
+        ("missing_header", remove("x-formbridge-timestamp"), NOW),
+        ("missing_header", remove("content-digest"), NOW),
+        ("missing_header", remove("x-formbridge-signature"), NOW),
+        ("malformed_timestamp", header("x-formbridge-timestamp", "soon".into()), NOW),
+        ("malformed_digest", header("content-digest", "".into()), NOW),
+        ("malformed_signature", header("x-formbridge-signature", "sha256=abc".into()), NOW),
+        ("stale_timestamp", Box::new(|_| {}), NOW + 301),
+        ("future_timestamp", Box::new(|_| {}), NOW - 301),
+        ("bad_signature", header("x-formbridge-signature", format!("v1={}", "0".repeat(64)).into()), NOW),
+        ("bad_signature", header("x-formbridge-timestamp", (NOW + 1).to_string().into()), NOW),
+        ("unknown_tenant", Box::new(|e| *e = signed_event("initech", ACME_SECRET, b"{}", NOW)), NOW),
+        ("tenant_suspended", Box::new(|e| *e = signed_event("globex", GLOBEX_SECRET, b"{}", NOW)), NOW),
+        // acme's valid signature replayed against another tenant's path.
+        ("bad_signature", Box::new(|e| e["pathParameters"]["tenant_id"] = "umbrella".into()), NOW),
+    ];
+    let (a, metrics) = authorizer();
+    for (want, mutate, now) in cases {
+        let mut event = fixture();
+        mutate(&mut event);
+        let response = a.handle(&raw(&event), now).await;
+        assert_eq!(to_json(&response), json!({"isAuthorized": false}), "{want}");
+        assert_eq!(last_metric(&metrics)["Reason"], want);
+    }
+}
+
+#[tokio::test]
+async fn random_tenant_ids_never_become_metric_dimensions() {
+    let (a, metrics) = authorizer();
+    a.handle(&raw(&signed_event("nobody-here", ACME_SECRET, b"{}", NOW)), NOW).await;
+    let m = last_metric(&metrics);
+    assert!(m.get("TenantId").is_none(), "{m}");
+}
+
+#[tokio::test]
+async fn never_fails_on_events_that_are_not_authorizer_requests() {
+    let (a, metrics) = authorizer();
+    let mut wrong_types = fixture();
+    wrong_types["headers"] = json!({"x-formbridge-timestamp": 5});
+    let mut rest_v1 = fixture();
+    rest_v1["type"] = "TOKEN".into();
+    rest_v1.as_object_mut().unwrap().remove("requestContext");
+    let events = [
+        json!(null),
+        json!(1),
+        json!("x"),
+        json!([]),
+        json!({}),
+        json!({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]}),
+        json!({"headers": 5, "requestContext": "x"}),
+        wrong_types,
+        rest_v1,
+    ];
+    for event in events {
+        let response = a.handle(&raw(&event), NOW).await;
+        assert!(!response.is_authorized, "{event}");
+        assert_eq!(last_metric(&metrics)["Reason"], "malformed_event", "{event}");
+    }
+}
+
+#[tokio::test]
+async fn both_secrets_work_during_rotation() {
+    let store = MemoryTenantStore::from_json(&data("tenants.json")).unwrap();
+    let new_secret = "fb_test_rotated_in_1111111111111111111";
+    let record = shared::TenantRecord::from_value(json!({
+        "tenant_id": "acme", "status": "active",
+        "signing_secrets": [new_secret, ACME_SECRET]
+    }))
+    .unwrap();
+    store.upsert(record);
+    let (metrics, _) = Metrics::in_memory("authorizer");
+    let a = Authorizer::new(store, &config(), metrics);
+    for secret in [new_secret, ACME_SECRET] {
+        let r = a.handle(&raw(&signed_event("acme", secret, b"{}", NOW)), NOW).await;
+        assert!(r.is_authorized);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limits_per_tenant_and_recovers() {
+    // acme: 5 requests/s, burst 3 (tests/data/tenants.json).
+    let (a, metrics) = authorizer();
+    let event = raw(&fixture());
+    let mut allowed = 0;
+    for _ in 0..10 {
+        allowed += usize::from(a.handle(&event, NOW).await.is_authorized);
+    }
+    assert_eq!(allowed, 3);
+    assert_eq!(last_metric(&metrics)["Reason"], "rate_limited");
+    tokio::time::advance(Duration::from_millis(200)).await;
+    assert!(a.handle(&event, NOW).await.is_authorized);
+}
+
+/// A log writer that keeps everything written, to search for leaks.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_carry_reasons_but_never_secrets_or_signatures() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (a, _) = authorizer();
+    let good = fixture();
+    let signature = good["headers"]["x-formbridge-signature"].as_str().unwrap().to_string();
+    a.handle(&raw(&good), NOW).await;
+    let mut forged = fixture();
+    forged["headers"]["x-formbridge-signature"] = format!("v1={}", "ab".repeat(32)).into();
+    a.handle(&raw(&forged), NOW).await;
+    let mut broken = fixture();
+    broken["headers"] = json!({"x-formbridge-signature": ["v1=deadbeef"]});
+    a.handle(&raw(&broken), NOW).await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains(r#""reason":"bad_signature""#), "{text}");
+    assert!(text.contains(r#""tenant_id":"acme""#), "{text}");
+    for needle in [ACME_SECRET, &signature[3..], &"ab".repeat(32), "deadbeef"] {
+        assert!(!text.contains(needle), "log leaks {needle}: {text}");
+    }
+}

@@ -1,0 +1,52 @@
+//! Authorizer integration tests: one binary, three groups.
+//!
+//! - `handler`: the handler on real event JSON, tenants from a tenants file.
+//! - `secrets_manager`: the handler on tenants in a moto server, through the
+//!   real AWS SDK, including the server going away.
+//! - `bootstrap`: the release `bootstrap` binary under a Lambda Runtime API
+//!   stand-in, configured only by environment variables.
+
+#![allow(clippy::unwrap_used)]
+
+mod bootstrap;
+mod handler;
+mod secrets_manager;
+
+use std::path::Path;
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// The published test vector's timestamp (the fixture is signed at it).
+pub const NOW: i64 = 1_767_225_600;
+/// acme's signing secret in `tests/data/tenants.json`.
+pub const ACME_SECRET: &str = "fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c";
+/// globex's signing secret in `tests/data/tenants.json`.
+pub const GLOBEX_SECRET: &str = "fb_test_globex_secret_0000000000000000";
+
+pub fn data(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The fixture event, as JSON.
+pub fn fixture() -> Value {
+    serde_json::from_str(&data("authorizer-request.json")).unwrap()
+}
+
+/// The fixture re-signed for `tenant` with `secret` at `now` over `body`.
+pub fn signed_event(tenant: &str, secret: &str, body: &[u8], now: i64) -> Value {
+    let mut event = fixture();
+    let tenant_id = shared::TenantId::parse(tenant).unwrap();
+    let h = shared::signature::sign_request(&shared::Secret::new(secret), &tenant_id, body, now);
+    event["pathParameters"]["tenant_id"] = tenant.into();
+    let headers = &mut event["headers"];
+    headers["x-formbridge-timestamp"] = h.timestamp.into();
+    headers["content-digest"] = h.content_digest.into();
+    headers["x-formbridge-signature"] = h.signature.into();
+    event
+}
+
+pub fn raw(v: &Value) -> Box<RawValue> {
+    RawValue::from_string(v.to_string()).unwrap()
+}

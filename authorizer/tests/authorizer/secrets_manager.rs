@@ -1,0 +1,63 @@
+//! The handler on tenants kept in a moto server, through the real AWS SDK.
+
+use authorizer::{Authorizer, Config};
+use aws_sdk_secretsmanager::Client;
+use serde_json::json;
+use shared::store::SecretsManagerStore;
+use shared::telemetry::{CapturedMetrics, Metrics};
+use testkit::MotoServer;
+
+use super::*;
+
+const PREFIX: &str = "form-bridge/tenants/";
+
+async fn client(moto: &MotoServer) -> Client {
+    Client::new(&shared::aws::configure(moto.loader()).load().await)
+}
+
+async fn put(client: &Client, tenant: &str, record: &str) {
+    client
+        .create_secret()
+        .name(format!("{PREFIX}{tenant}"))
+        .secret_string(record)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn authorizer(client: Client) -> (Authorizer<SecretsManagerStore>, CapturedMetrics) {
+    let config = Config::from_env(&shared::config::Env::new(|_| None)).unwrap();
+    let (metrics, captured) = Metrics::in_memory("authorizer");
+    let store = SecretsManagerStore::new(client, config.tenant_secret_prefix.clone());
+    (Authorizer::new(store, &config, metrics), captured)
+}
+
+fn acme_record() -> String {
+    json!({"tenant_id": "acme", "status": "active", "signing_secrets": [ACME_SECRET]}).to_string()
+}
+
+#[tokio::test]
+async fn decides_on_records_in_secrets_manager_and_survives_an_outage() {
+    let mut moto = MotoServer::start();
+    let client = client(&moto).await;
+    put(&client, "acme", &acme_record()).await;
+    put(&client, "broken", r#"{"tenant_id": "broken", "status": "active"}"#).await;
+    let (a, metrics) = authorizer(client).await;
+    let reason = |m: &CapturedMetrics| m.lines().pop().unwrap()["Reason"].clone();
+
+    assert!(a.handle(&raw(&fixture()), NOW).await.is_authorized);
+    let unknown = signed_event("initech", ACME_SECRET, b"{}", NOW);
+    assert!(!a.handle(&raw(&unknown), NOW).await.is_authorized);
+    assert_eq!(reason(&metrics), "unknown_tenant");
+    let broken = signed_event("broken", ACME_SECRET, b"{}", NOW);
+    assert!(!a.handle(&raw(&broken), NOW).await.is_authorized);
+    assert_eq!(reason(&metrics), "malformed_record");
+
+    // Secrets Manager goes away mid-run: the cached tenant keeps working,
+    // a tenant never seen is denied (not allowed, not a crash).
+    moto.stop();
+    assert!(a.handle(&raw(&fixture()), NOW).await.is_authorized);
+    let new = signed_event("umbrella", ACME_SECRET, b"{}", NOW);
+    assert!(!a.handle(&raw(&new), NOW).await.is_authorized);
+    assert_eq!(reason(&metrics), "store_unavailable");
+}
