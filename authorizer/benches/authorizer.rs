@@ -1,1 +1,63 @@
-fn main(){}
+//! The warm authorizer, end to end in-process: event JSON bytes in (parsed
+//! as the runtime does), decision, log filter, EMF metric line, response
+//! JSON bytes out. The tenant record is cached, as on every warm request
+//! after the first.
+
+#![allow(clippy::unwrap_used)]
+
+use std::hint::black_box;
+
+use authorizer::{Authorizer, Config};
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::value::RawValue;
+use shared::store::MemoryTenantStore;
+use shared::telemetry::Metrics;
+
+const NOW: i64 = 1_767_225_600;
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    // acme as in tests/data/tenants.json, with a limit high enough that the
+    // limiter is consulted on every request but never denies.
+    let store = MemoryTenantStore::from_json(
+        r#"[{"tenant_id":"acme","status":"active","routing":"shared",
+             "signing_secrets":["fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c"],
+             "rate_limit":{"requests_per_second":1000000,"burst":1000000}}]"#,
+    )
+    .unwrap();
+    let config = Config::from_env(&shared::config::Env::new(|_| None)).unwrap();
+    let authorizer = Authorizer::new(
+        store,
+        &config,
+        Metrics::to_writer("authorizer", std::io::sink()),
+    );
+    let event = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/authorizer-request.json"
+    ))
+    .unwrap();
+    let mut forged: serde_json::Value = serde_json::from_slice(&event).unwrap();
+    forged["headers"]["x-formbridge-signature"] = format!("v1={}", "0".repeat(64)).into();
+    let forged = serde_json::to_vec(&forged).unwrap();
+
+    let invoke = |bytes: &[u8]| {
+        let payload: Box<RawValue> = serde_json::from_slice(bytes).unwrap();
+        let response = rt.block_on(authorizer.handle(&payload, NOW));
+        serde_json::to_vec(&response).unwrap()
+    };
+    assert!(invoke(&event).starts_with(br#"{"isAuthorized":true"#));
+    assert!(invoke(&forged).starts_with(br#"{"isAuthorized":false"#));
+
+    let mut g = c.benchmark_group("authorizer_handler");
+    g.bench_function("warm/allow", |b| b.iter(|| invoke(black_box(&event))));
+    g.bench_function("warm/deny_bad_signature", |b| {
+        b.iter(|| invoke(black_box(&forged)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

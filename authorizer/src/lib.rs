@@ -318,7 +318,10 @@ fn signature_headers(headers: &HeaderMap) -> Result<RequestHeaders<'_>, VerifyEr
     };
     Ok(RequestHeaders {
         timestamp: get(signature::TIMESTAMP_HEADER, VerifyError::MalformedTimestamp)?,
-        content_digest: get(signature::CONTENT_DIGEST_HEADER, VerifyError::MalformedDigest)?,
+        content_digest: get(
+            signature::CONTENT_DIGEST_HEADER,
+            VerifyError::MalformedDigest,
+        )?,
         signature: get(signature::SIGNATURE_HEADER, VerifyError::MalformedSignature)?,
     })
 }
@@ -370,6 +373,9 @@ mod tests {
             is_authorized: false,
             context: None,
         };
-        assert_eq!(serde_json::to_string(&deny).expect("json"), r#"{"isAuthorized":false}"#);
+        assert_eq!(
+            serde_json::to_string(&deny).expect("json"),
+            r#"{"isAuthorized":false}"#
+        );
     }
 }

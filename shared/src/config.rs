@@ -29,9 +29,12 @@ impl ConfigError {
     }
 }
 
+/// A variable lookup: the value of a name, if set.
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
 /// Reads configuration variables through a lookup function.
 pub struct Env<'a> {
-    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    lookup: Lookup<'a>,
 }
 
 impl<'a> Env<'a> {
@@ -77,9 +80,10 @@ impl<'a> Env<'a> {
         let Some(raw) = self.get(name) else {
             return Ok(default);
         };
-        let n: u64 = raw.trim().parse().map_err(|_| {
-            ConfigError::new(name, format!("{raw:?} is not a whole number"))
-        })?;
+        let n: u64 = raw
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::new(name, format!("{raw:?} is not a whole number")))?;
         if !range.contains(&n) {
             return Err(ConfigError::new(
                 name,
@@ -117,7 +121,10 @@ impl<'a> Env<'a> {
         match raw.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok(true),
             "false" | "0" | "no" => Ok(false),
-            _ => Err(ConfigError::new(name, format!("{raw:?} is not true or false"))),
+            _ => Err(ConfigError::new(
+                name,
+                format!("{raw:?} is not true or false"),
+            )),
         }
     }
 
@@ -174,14 +181,35 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable_and_the_problem() {
-        let map = env(&[("N", "ten"), ("R", "99999"), ("F", "maybe"), ("P", "bad prefix!")]);
+        let map = env(&[
+            ("N", "ten"),
+            ("R", "99999"),
+            ("F", "maybe"),
+            ("P", "bad prefix!"),
+        ]);
         let e = Env::from_map(&map);
         let cases = [
-            (e.number("N", 1, 0..=10).expect_err("nan"), "N", "not a whole number"),
-            (e.number("R", 1, 0..=10).expect_err("range"), "R", "outside 0..=10"),
-            (e.flag("F", true).expect_err("flag"), "F", "not true or false"),
+            (
+                e.number("N", 1, 0..=10).expect_err("nan"),
+                "N",
+                "not a whole number",
+            ),
+            (
+                e.number("R", 1, 0..=10).expect_err("range"),
+                "R",
+                "outside 0..=10",
+            ),
+            (
+                e.flag("F", true).expect_err("flag"),
+                "F",
+                "not true or false",
+            ),
             (e.secret_prefix("P", "").expect_err("prefix"), "P", "A-Z"),
-            (e.required("MISSING").expect_err("required"), "MISSING", "required"),
+            (
+                e.required("MISSING").expect_err("required"),
+                "MISSING",
+                "required",
+            ),
         ];
         for (err, var, why) in cases {
             assert_eq!(err.variable, var);

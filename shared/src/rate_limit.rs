@@ -77,13 +77,14 @@ impl TenantRateLimiter {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(tenant)
+            && l.limit == limit
         {
-            if l.limit == limit {
-                return Arc::clone(l);
-            }
+            return Arc::clone(l);
         }
         let mut map = self.limiters.write().unwrap_or_else(|e| e.into_inner());
-        let entry = map.entry(tenant.clone()).or_insert_with(|| new_limiter(limit));
+        let entry = map
+            .entry(tenant.clone())
+            .or_insert_with(|| new_limiter(limit));
         if entry.limit != limit {
             *entry = new_limiter(limit);
         }

@@ -49,7 +49,11 @@ fn log_level(env: &Env<'_>) -> Result<LevelFilter, ConfigError> {
             "error" | "fatal" => Ok(LevelFilter::ERROR),
             "off" => Ok(LevelFilter::OFF),
             _ => Err(ConfigError::new(
-                if var == "LOG_LEVEL" { "LOG_LEVEL" } else { "AWS_LAMBDA_LOG_LEVEL" },
+                if var == "LOG_LEVEL" {
+                    "LOG_LEVEL"
+                } else {
+                    "AWS_LAMBDA_LOG_LEVEL"
+                },
                 format!("{raw:?} is not one of trace, debug, info, warn, error, off"),
             )),
         };
@@ -62,6 +66,7 @@ fn log_level(env: &Env<'_>) -> Result<LevelFilter, ConfigError> {
 enum Sink {
     Stdout,
     Memory(Arc<Mutex<Vec<String>>>),
+    Writer(Arc<Mutex<dyn std::io::Write + Send>>),
 }
 
 /// Writes EMF metric lines for one function.
@@ -100,6 +105,14 @@ impl Metrics {
         }
     }
 
+    /// Metrics written to any writer (a file, or `io::sink()` to discard).
+    pub fn to_writer(function: &'static str, writer: impl std::io::Write + Send + 'static) -> Self {
+        Self {
+            function,
+            sink: Sink::Writer(Arc::new(Mutex::new(writer))),
+        }
+    }
+
     /// Metrics kept in memory (tests, and the local gateway's summary).
     pub fn in_memory(function: &'static str) -> (Self, CapturedMetrics) {
         let captured = CapturedMetrics::default();
@@ -121,6 +134,12 @@ impl Metrics {
                 let _ = std::io::stdout().lock().write_all(line.as_bytes());
             }
             Sink::Memory(lines) => lines.lock().unwrap_or_else(|e| e.into_inner()).push(line),
+            Sink::Writer(w) => {
+                let _ = w
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .write_all(line.as_bytes());
+            }
         }
     }
 
@@ -134,7 +153,11 @@ impl Metrics {
             r#"{{"_aws":{{"Timestamp":{ms},"CloudWatchMetrics":[{{"Namespace":"{METRICS_NAMESPACE}","Dimensions":["#
         );
         for (i, set) in sets.iter().enumerate() {
-            s.push_str(if i == 0 { "[\"Function\"" } else { ",[\"Function\"" });
+            s.push_str(if i == 0 {
+                "[\"Function\""
+            } else {
+                ",[\"Function\""
+            });
             for name in *set {
                 s.push(',');
                 push_json_str(&mut s, name);
@@ -176,8 +199,16 @@ mod tests {
         let (m, captured) = Metrics::in_memory("authorizer");
         m.count(
             "Authorizations",
-            &[("Decision", "deny"), ("Reason", "bad\"sig"), ("TenantId", "acme")],
-            &[&["Decision"], &["Decision", "Reason"], &["TenantId", "Decision"]],
+            &[
+                ("Decision", "deny"),
+                ("Reason", "bad\"sig"),
+                ("TenantId", "acme"),
+            ],
+            &[
+                &["Decision"],
+                &["Decision", "Reason"],
+                &["TenantId", "Decision"],
+            ],
         );
         let lines = captured.lines();
         assert_eq!(lines.len(), 1);
@@ -185,7 +216,10 @@ mod tests {
         let cw = &l["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(cw["Namespace"], "FormBridge");
         assert_eq!(cw["Metrics"][0]["Name"], "Authorizations");
-        assert_eq!(cw["Dimensions"][1], serde_json::json!(["Function", "Decision", "Reason"]));
+        assert_eq!(
+            cw["Dimensions"][1],
+            serde_json::json!(["Function", "Decision", "Reason"])
+        );
         assert!(l["_aws"]["Timestamp"].as_u64().expect("ms") > 1_600_000_000_000);
         assert_eq!(l["Function"], "authorizer");
         assert_eq!(l["Reason"], "bad\"sig");
@@ -207,6 +241,9 @@ mod tests {
         let m: HashMap<String, String> = [("LOG_LEVEL".to_string(), "loud".to_string())].into();
         let err = log_level(&Env::from_map(&m)).expect_err("invalid");
         assert_eq!(err.variable, "LOG_LEVEL");
-        assert_eq!(log_level(&Env::from_map(&HashMap::new())), Ok(LevelFilter::INFO));
+        assert_eq!(
+            log_level(&Env::from_map(&HashMap::new())),
+            Ok(LevelFilter::INFO)
+        );
     }
 }

@@ -22,6 +22,10 @@ use crate::tenant_id::TenantId;
 pub const MIN_SIGNING_SECRET_CHARS: usize = 32;
 /// Most signing secrets one tenant may have active at once (rotation needs 2).
 pub const MAX_SIGNING_SECRETS: usize = 5;
+/// Highest accepted `rate_limit.requests_per_second` and `burst`: far above
+/// any API Gateway account limit, and low enough that the limiter's
+/// nanosecond arithmetic stays exact.
+pub const MAX_RATE_LIMIT: u32 = 1_000_000;
 /// Longest accepted destination timeout.
 pub const MAX_DESTINATION_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -212,10 +216,7 @@ impl TenantRecord {
         }
         let raw = RawRecord::deserialize(value).map_err(|e| RecordError::new(e.to_string()))?;
         let signing_keys = parse_signing_secrets(&raw.signing_secrets)?;
-        let rate_limit = raw.rate_limit.map(|r| RateLimit {
-            requests_per_second: r.requests_per_second,
-            burst: r.burst.unwrap_or(r.requests_per_second),
-        });
+        let rate_limit = raw.rate_limit.map(parse_rate_limit).transpose()?;
         let destination = raw.destination.map(parse_destination).transpose()?;
         Ok(Self {
             tenant_id: raw.tenant_id,
@@ -228,11 +229,28 @@ impl TenantRecord {
     }
 }
 
+fn parse_rate_limit(raw: RawRateLimit) -> Result<RateLimit, RecordError> {
+    let limit = RateLimit {
+        requests_per_second: raw.requests_per_second,
+        burst: raw.burst.unwrap_or(raw.requests_per_second),
+    };
+    if limit.requests_per_second.get() > MAX_RATE_LIMIT || limit.burst.get() > MAX_RATE_LIMIT {
+        return Err(RecordError::new(format!(
+            "`rate_limit` values must be at most {MAX_RATE_LIMIT}"
+        )));
+    }
+    Ok(limit)
+}
+
 fn parse_signing_secrets(value: &Value) -> Result<Vec<SigningKey>, RecordError> {
     let list = match value {
         Value::Null => return Err(RecordError::new("missing field `signing_secrets`")),
         Value::Array(list) => list,
-        _ => return Err(RecordError::new("`signing_secrets` must be an array of strings")),
+        _ => {
+            return Err(RecordError::new(
+                "`signing_secrets` must be an array of strings",
+            ));
+        }
     };
     if list.is_empty() {
         return Err(RecordError::new("`signing_secrets` must not be empty"));
@@ -319,9 +337,9 @@ fn parse_headers(value: &Value) -> Result<BTreeMap<String, Secret>, RecordError>
     let mut headers = BTreeMap::new();
     for (name, value) in map {
         let is_token = !name.is_empty()
-            && name.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-            });
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !is_token {
             return Err(RecordError::new(
                 "`destination.headers` has a name that is not a valid HTTP header name",
@@ -335,7 +353,10 @@ fn parse_headers(value: &Value) -> Result<BTreeMap<String, Secret>, RecordError>
         let value = value.as_str().ok_or_else(|| {
             RecordError::new(format!("`destination.headers.{name}` must be a string"))
         })?;
-        if !value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        if !value
+            .bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+        {
             return Err(RecordError::new(format!(
                 "`destination.headers.{name}` must be printable ASCII"
             )));
@@ -371,7 +392,9 @@ mod tests {
     }
 
     fn error_of(v: Value) -> String {
-        TenantRecord::from_value(v).expect_err("must be rejected").to_string()
+        TenantRecord::from_value(v)
+            .expect_err("must be rejected")
+            .to_string()
     }
 
     #[test]
@@ -404,7 +427,10 @@ mod tests {
     fn burst_defaults_to_the_rate() {
         let mut v = full();
         v["rate_limit"] = json!({"requests_per_second": 7});
-        let rl = TenantRecord::from_value(v).expect("valid").rate_limit.expect("rl");
+        let rl = TenantRecord::from_value(v)
+            .expect("valid")
+            .rate_limit
+            .expect("rl");
         assert_eq!(rl.burst.get(), 7);
     }
 
@@ -428,21 +454,63 @@ mod tests {
         push(&["tenant_id"], json!("Not Valid"), "tenant ID");
         push(&["status"], json!("deleted"), "unknown variant");
         push(&["status"], Value::Null, "missing field `status`");
-        push(&["signing_secrets"], Value::Null, "missing field `signing_secrets`");
+        push(
+            &["signing_secrets"],
+            Value::Null,
+            "missing field `signing_secrets`",
+        );
         push(&["signing_secrets"], json!([]), "must not be empty");
         push(&["signing_secrets"], json!(SECRET_A), "must be an array");
-        push(&["signing_secrets"], json!([SECRET_A, 5]), "`signing_secrets[1]` must be a string");
+        push(
+            &["signing_secrets"],
+            json!([SECRET_A, 5]),
+            "`signing_secrets[1]` must be a string",
+        );
         push(&["signing_secrets"], json!(["short"]), "shorter than 32");
-        push(&["signing_secrets"], json!(vec![SECRET_A; 6]), "more than 5");
+        push(
+            &["signing_secrets"],
+            json!(vec![SECRET_A; 6]),
+            "more than 5",
+        );
         push(&["routing"], json!("vip"), "unknown variant");
         push(&["rate_limit", "requests_per_second"], json!(0), "nonzero");
-        push(&["destination", "url"], json!("ftp://x"), "absolute http(s) URL");
+        push(
+            &["rate_limit", "requests_per_second"],
+            json!(4_000_000_000u32),
+            "at most 1000000",
+        );
+        push(
+            &["rate_limit", "burst"],
+            json!(1_000_001),
+            "at most 1000000",
+        );
+        push(
+            &["destination", "url"],
+            json!("ftp://x"),
+            "absolute http(s) URL",
+        );
         push(&["destination", "secret"], json!("nope"), "whsec_");
         push(&["destination", "secret"], json!("whsec_!!!"), "base64");
-        push(&["destination", "secret"], json!("whsec_AAAA"), "24 to 64 bytes");
-        push(&["destination", "headers"], json!({"bad name": "x"}), "valid HTTP header name");
-        push(&["destination", "headers"], json!({"Webhook-Signature": "x"}), "may not set");
-        push(&["destination", "headers"], json!({"X-A": "a\nb"}), "printable ASCII");
+        push(
+            &["destination", "secret"],
+            json!("whsec_AAAA"),
+            "24 to 64 bytes",
+        );
+        push(
+            &["destination", "headers"],
+            json!({"bad name": "x"}),
+            "valid HTTP header name",
+        );
+        push(
+            &["destination", "headers"],
+            json!({"Webhook-Signature": "x"}),
+            "may not set",
+        );
+        push(
+            &["destination", "headers"],
+            json!({"X-A": "a\nb"}),
+            "printable ASCII",
+        );
         push(&["destination", "timeout_ms"], json!(0), "timeout_ms");
         push(&["destination", "timeout_ms"], json!(600_000), "timeout_ms");
         for (v, want) in cases {
@@ -474,11 +542,18 @@ mod tests {
         let mut v = full();
         v["destination"]["headers"] = json!({"Authorization": 42});
         assert!(!error_of(v).contains("42"));
-        let text = TenantRecord::from_json("\"sekrit-value\"").expect_err("string").to_string();
+        let text = TenantRecord::from_json("\"sekrit-value\"")
+            .expect_err("string")
+            .to_string();
         assert!(!text.contains("sekrit"), "{text}");
 
         let debug = format!("{:?}", TenantRecord::from_value(full()).expect("valid"));
-        for secret in [SECRET_A, SECRET_B, "topsecret", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] {
+        for secret in [
+            SECRET_A,
+            SECRET_B,
+            "topsecret",
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ] {
             assert!(!debug.contains(secret), "Debug leaks {secret}: {debug}");
         }
     }

@@ -104,7 +104,10 @@ mod tests {
     #[test]
     fn accepts_contract_examples() {
         for ok in ["acme", "a", "0", "acme-corp", "a1-b2-c3", &"a".repeat(63)] {
-            assert_eq!(TenantId::parse(ok).map(|t| t.to_string()), Ok(ok.to_string()));
+            assert_eq!(
+                TenantId::parse(ok).map(|t| t.to_string()),
+                Ok(ok.to_string())
+            );
         }
     }
 

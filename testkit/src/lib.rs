@@ -92,7 +92,11 @@ impl MotoServer {
                     return;
                 }
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!(
                     "moto_server exited ({status}) before it was ready:\n{}",
                     std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -296,12 +300,7 @@ fn serve_connection(stream: TcpStream, state: &(Mutex<RuntimeState>, Condvar)) {
                 event.len()
             )
         } else if method == "POST" && path.contains("/runtime/invocation/") {
-            let id = path
-                .split('/')
-                .rev()
-                .nth(1)
-                .unwrap_or_default()
-                .to_string();
+            let id = path.split('/').rev().nth(1).unwrap_or_default().to_string();
             let answer = if path.ends_with("/response") {
                 Answer::Response(body)
             } else {

@@ -24,9 +24,8 @@ fn bootstrap(runtime: &FakeRuntimeApi, moto: &MotoServer, extra: &[(&str, &str)]
 #[tokio::test]
 async fn the_bootstrap_serves_invocations_and_never_returns_an_error() {
     let moto = MotoServer::start();
-    let client = aws_sdk_secretsmanager::Client::new(
-        &shared::aws::configure(moto.loader()).load().await,
-    );
+    let client =
+        aws_sdk_secretsmanager::Client::new(&shared::aws::configure(moto.loader()).load().await);
     client
         .create_secret()
         .name("custom/acme")
@@ -78,7 +77,10 @@ async fn the_bootstrap_serves_invocations_and_never_returns_an_error() {
     assert!(stdout.contains(r#""CloudWatchMetrics""#), "{stdout}");
     assert!(!stdout.contains(ACME_SECRET));
     for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
-        assert!(serde_json::from_str::<Value>(line).is_ok(), "not JSON: {line}");
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
     }
 }
 
@@ -96,5 +98,8 @@ fn invalid_configuration_fails_start_up_naming_the_variable() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("REPLAY_WINDOW_SECONDS"), "{stderr}");
-    assert!(moto_env_only.first_poll().is_none(), "must not serve with bad config");
+    assert!(
+        moto_env_only.first_poll().is_none(),
+        "must not serve with bad config"
+    );
 }

@@ -37,7 +37,10 @@ async fn allows_the_signed_fixture_with_the_tenants_context() {
         json!({"isAuthorized": true, "context": {"tenant_id": "acme", "routing": "shared"}})
     );
     let m = last_metric(&metrics);
-    assert_eq!((m["Decision"].as_str(), m["TenantId"].as_str()), (Some("allow"), Some("acme")));
+    assert_eq!(
+        (m["Decision"].as_str(), m["TenantId"].as_str()),
+        (Some("allow"), Some("acme"))
+    );
 }
 
 #[tokio::test]
@@ -52,23 +55,66 @@ async fn every_failure_is_a_plain_deny_with_its_reason() {
         })
     };
     let cases: Vec<(&str, Mutation, i64)> = vec![
-        ("invalid_tenant_id", Box::new(|e| e["pathParameters"]["tenant_id"] = "ACME".into()), NOW),
-        ("invalid_tenant_id", Box::new(|e| e["pathParameters"] = json!({})), NOW),
-        ("invalid_tenant_id", Box::new(|e| e["pathParameters"] = Value::Null), NOW),
+        (
+            "invalid_tenant_id",
+            Box::new(|e| e["pathParameters"]["tenant_id"] = "ACME".into()),
+            NOW,
+        ),
+        (
+            "invalid_tenant_id",
+            Box::new(|e| e["pathParameters"] = json!({})),
+            NOW,
+        ),
+        (
+            "invalid_tenant_id",
+            Box::new(|e| e["pathParameters"] = Value::Null),
+            NOW,
+        ),
         ("missing_header", remove("x-formbridge-timestamp"), NOW),
         ("missing_header", remove("content-digest"), NOW),
         ("missing_header", remove("x-formbridge-signature"), NOW),
-        ("malformed_timestamp", header("x-formbridge-timestamp", "soon".into()), NOW),
+        (
+            "malformed_timestamp",
+            header("x-formbridge-timestamp", "soon".into()),
+            NOW,
+        ),
         ("malformed_digest", header("content-digest", "".into()), NOW),
-        ("malformed_signature", header("x-formbridge-signature", "sha256=abc".into()), NOW),
+        (
+            "malformed_signature",
+            header("x-formbridge-signature", "sha256=abc".into()),
+            NOW,
+        ),
         ("stale_timestamp", Box::new(|_| {}), NOW + 301),
         ("future_timestamp", Box::new(|_| {}), NOW - 301),
-        ("bad_signature", header("x-formbridge-signature", format!("v1={}", "0".repeat(64)).into()), NOW),
-        ("bad_signature", header("x-formbridge-timestamp", (NOW + 1).to_string().into()), NOW),
-        ("unknown_tenant", Box::new(|e| *e = signed_event("initech", ACME_SECRET, b"{}", NOW)), NOW),
-        ("tenant_suspended", Box::new(|e| *e = signed_event("globex", GLOBEX_SECRET, b"{}", NOW)), NOW),
+        (
+            "bad_signature",
+            header(
+                "x-formbridge-signature",
+                format!("v1={}", "0".repeat(64)).into(),
+            ),
+            NOW,
+        ),
+        (
+            "bad_signature",
+            header("x-formbridge-timestamp", (NOW + 1).to_string().into()),
+            NOW,
+        ),
+        (
+            "unknown_tenant",
+            Box::new(|e| *e = signed_event("initech", ACME_SECRET, b"{}", NOW)),
+            NOW,
+        ),
+        (
+            "tenant_suspended",
+            Box::new(|e| *e = signed_event("globex", GLOBEX_SECRET, b"{}", NOW)),
+            NOW,
+        ),
         // acme's valid signature replayed against another tenant's path.
-        ("bad_signature", Box::new(|e| e["pathParameters"]["tenant_id"] = "umbrella".into()), NOW),
+        (
+            "bad_signature",
+            Box::new(|e| e["pathParameters"]["tenant_id"] = "umbrella".into()),
+            NOW,
+        ),
     ];
     let (a, metrics) = authorizer();
     for (want, mutate, now) in cases {
@@ -83,7 +129,11 @@ async fn every_failure_is_a_plain_deny_with_its_reason() {
 #[tokio::test]
 async fn random_tenant_ids_never_become_metric_dimensions() {
     let (a, metrics) = authorizer();
-    a.handle(&raw(&signed_event("nobody-here", ACME_SECRET, b"{}", NOW)), NOW).await;
+    a.handle(
+        &raw(&signed_event("nobody-here", ACME_SECRET, b"{}", NOW)),
+        NOW,
+    )
+    .await;
     let m = last_metric(&metrics);
     assert!(m.get("TenantId").is_none(), "{m}");
 }
@@ -110,7 +160,11 @@ async fn never_fails_on_events_that_are_not_authorizer_requests() {
     for event in events {
         let response = a.handle(&raw(&event), NOW).await;
         assert!(!response.is_authorized, "{event}");
-        assert_eq!(last_metric(&metrics)["Reason"], "malformed_event", "{event}");
+        assert_eq!(
+            last_metric(&metrics)["Reason"],
+            "malformed_event",
+            "{event}"
+        );
     }
 }
 
@@ -127,7 +181,9 @@ async fn both_secrets_work_during_rotation() {
     let (metrics, _) = Metrics::in_memory("authorizer");
     let a = Authorizer::new(store, &config(), metrics);
     for secret in [new_secret, ACME_SECRET] {
-        let r = a.handle(&raw(&signed_event("acme", secret, b"{}", NOW)), NOW).await;
+        let r = a
+            .handle(&raw(&signed_event("acme", secret, b"{}", NOW)), NOW)
+            .await;
         assert!(r.is_authorized);
     }
 }
@@ -175,7 +231,10 @@ async fn logs_carry_reasons_but_never_secrets_or_signatures() {
 
     let (a, _) = authorizer();
     let good = fixture();
-    let signature = good["headers"]["x-formbridge-signature"].as_str().unwrap().to_string();
+    let signature = good["headers"]["x-formbridge-signature"]
+        .as_str()
+        .unwrap()
+        .to_string();
     a.handle(&raw(&good), NOW).await;
     let mut forged = fixture();
     forged["headers"]["x-formbridge-signature"] = format!("v1={}", "ab".repeat(32)).into();

@@ -25,7 +25,9 @@ pub const ACME_SECRET: &str = "fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c";
 pub const GLOBEX_SECRET: &str = "fb_test_globex_secret_0000000000000000";
 
 pub fn data(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

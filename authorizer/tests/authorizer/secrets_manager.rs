@@ -41,7 +41,12 @@ async fn decides_on_records_in_secrets_manager_and_survives_an_outage() {
     let mut moto = MotoServer::start();
     let client = client(&moto).await;
     put(&client, "acme", &acme_record()).await;
-    put(&client, "broken", r#"{"tenant_id": "broken", "status": "active"}"#).await;
+    put(
+        &client,
+        "broken",
+        r#"{"tenant_id": "broken", "status": "active"}"#,
+    )
+    .await;
     let (a, metrics) = authorizer(client).await;
     let reason = |m: &CapturedMetrics| m.lines().pop().unwrap()["Reason"].clone();
 

@@ -103,10 +103,10 @@ impl<S: TenantStore> CachedTenantStore<S> {
 
     /// The tenant's record, from the cache when it is fresh.
     pub async fn get(&self, tenant: &TenantId) -> Result<Option<Arc<TenantRecord>>, StoreError> {
-        if let Some(entry) = self.entries.get(tenant).await {
-            if Instant::now() < entry.refresh_at {
-                return entry.result();
-            }
+        if let Some(entry) = self.entries.get(tenant).await
+            && Instant::now() < entry.refresh_at
+        {
+            return entry.result();
         }
         self.refresh(tenant).await
     }
@@ -135,11 +135,11 @@ impl<S: TenantStore> CachedTenantStore<S> {
         tenant: &TenantId,
         current: Option<Arc<Entry>>,
     ) -> Result<Op<Arc<Entry>>, StoreError> {
-        if let Some(cur) = &current {
-            if Instant::now() < cur.refresh_at {
-                // Another caller refreshed it while we waited for the lock.
-                return Ok(Op::Nop);
-            }
+        if let Some(cur) = &current
+            && Instant::now() < cur.refresh_at
+        {
+            // Another caller refreshed it while we waited for the lock.
+            return Ok(Op::Nop);
         }
         let fetched = self.inner.fetch(tenant).await;
         let now = Instant::now();
@@ -307,7 +307,10 @@ mod tests {
         assert_eq!(calls(&c), 3);
         // Past ttl + stale_if_error the failure surfaces.
         tokio::time::advance(Duration::from_secs(15 * 60)).await;
-        assert!(matches!(c.get(&acme).await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            c.get(&acme).await,
+            Err(StoreError::Unavailable(_))
+        ));
         // And recovery is immediate once the store answers again.
         c.inner().failing.store(false, Ordering::SeqCst);
         assert!(c.get(&acme).await.expect("ok").is_some());
@@ -318,7 +321,10 @@ mod tests {
         let c = cache();
         c.inner().failing.store(true, Ordering::SeqCst);
         let acme = id("acme");
-        assert!(matches!(c.get(&acme).await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            c.get(&acme).await,
+            Err(StoreError::Unavailable(_))
+        ));
         c.inner().failing.store(false, Ordering::SeqCst);
         assert!(c.get(&acme).await.expect("ok").is_some());
     }
@@ -334,7 +340,10 @@ mod tests {
         }
         let c = CachedTenantStore::new(Broken(AtomicUsize::new(0)), CachePolicy::with_ttl(TTL));
         for _ in 0..3 {
-            assert!(matches!(c.get(&id("acme")).await, Err(StoreError::Malformed(_))));
+            assert!(matches!(
+                c.get(&id("acme")).await,
+                Err(StoreError::Malformed(_))
+            ));
         }
         assert_eq!(c.inner().0.load(Ordering::SeqCst), 1);
     }

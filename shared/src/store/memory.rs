@@ -66,7 +66,9 @@ impl MemoryTenantStore {
             TenantsFileError::NotAnArray(format!("line {}, column {}", e.line(), e.column()))
         })?;
         let Value::Array(items) = value else {
-            return Err(TenantsFileError::NotAnArray("top level is not an array".into()));
+            return Err(TenantsFileError::NotAnArray(
+                "top level is not an array".into(),
+            ));
         };
         let mut records = HashMap::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
@@ -143,7 +145,11 @@ mod tests {
         );
         let store = MemoryTenantStore::from_json(&text).expect("valid file");
         assert_eq!(store.tenant_ids(), vec![id("acme"), id("globex")]);
-        let acme = store.fetch(&id("acme")).await.expect("ok").expect("present");
+        let acme = store
+            .fetch(&id("acme"))
+            .await
+            .expect("ok")
+            .expect("present");
         assert_eq!(acme.tenant_id, id("acme"));
         assert!(store.fetch(&id("nobody")).await.expect("ok").is_none());
         store.remove(&id("acme"));
@@ -168,7 +174,9 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            let err = MemoryTenantStore::from_json(&text).expect_err("invalid").to_string();
+            let err = MemoryTenantStore::from_json(&text)
+                .expect_err("invalid")
+                .to_string();
             assert!(err.contains(want), "{err:?} should mention {want:?}");
         }
         let err = MemoryTenantStore::from_file(Path::new("/nonexistent/tenants.json"))

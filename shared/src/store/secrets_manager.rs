@@ -62,7 +62,7 @@ impl TenantStore for SecretsManagerStore {
         };
         let text = output
             .secret_string()
-            .ok_or_else(|| RecordError::not_a_string_secret())?;
+            .ok_or_else(RecordError::not_a_string_secret)?;
         let record = TenantRecord::from_json(text)?;
         check_owner(tenant, record).map(Some)
     }
