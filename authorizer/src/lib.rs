@@ -141,8 +141,9 @@ pub struct Decision {
     pub verdict: Result<Routing, Denial>,
 }
 
-/// The parts of a request the authorizer looks at.
-#[derive(Debug, Clone, Copy)]
+/// The parts of a request the authorizer looks at. `Debug` leaves out the
+/// headers, which hold the signature.
+#[derive(Clone, Copy)]
 pub struct Request<'a> {
     /// The `tenant_id` path parameter.
     pub tenant_id: Option<&'a str>,
@@ -150,6 +151,15 @@ pub struct Request<'a> {
     pub headers: &'a HeaderMap,
     /// API Gateway's request ID, for log correlation.
     pub request_id: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("tenant_id", &self.tenant_id)
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The authorizer, built once per execution environment.

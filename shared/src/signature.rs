@@ -103,8 +103,9 @@ pub fn content_digest(body: &[u8]) -> String {
     )
 }
 
-/// The three headers a sender attaches to a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The three headers a sender attaches to a request. `Debug` hides the
+/// signature.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SignedHeaders {
     /// `X-FormBridge-Timestamp`.
     pub timestamp: String,
@@ -112,6 +113,16 @@ pub struct SignedHeaders {
     pub content_digest: String,
     /// `X-FormBridge-Signature`.
     pub signature: String,
+}
+
+impl fmt::Debug for SignedHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedHeaders")
+            .field("timestamp", &self.timestamp)
+            .field("content_digest", &self.content_digest)
+            .field("signature", &"[redacted]")
+            .finish()
+    }
 }
 
 /// Signs a request the way a sender must: digest the body, then sign the
@@ -127,8 +138,9 @@ pub fn sign_request(secret: &Secret, tenant: &TenantId, body: &[u8], now: i64) -
     }
 }
 
-/// The signature headers of an incoming request, exactly as sent.
-#[derive(Debug, Clone, Copy)]
+/// The signature headers of an incoming request, exactly as sent. `Debug`
+/// hides the signature.
+#[derive(Clone, Copy)]
 pub struct RequestHeaders<'a> {
     /// `X-FormBridge-Timestamp`.
     pub timestamp: &'a str,
@@ -136,6 +148,16 @@ pub struct RequestHeaders<'a> {
     pub content_digest: &'a str,
     /// `X-FormBridge-Signature`.
     pub signature: &'a str,
+}
+
+impl fmt::Debug for RequestHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestHeaders")
+            .field("timestamp", &self.timestamp)
+            .field("content_digest", &self.content_digest)
+            .field("signature", &"[redacted]")
+            .finish()
+    }
 }
 
 /// Why a request's signature was not accepted. Never contains a secret or a
@@ -189,12 +211,20 @@ impl VerifyError {
 /// A request whose headers are well-formed and fresh, ready to be checked
 /// against the tenant's secrets. Produced by [`check_headers`], so the
 /// cheap checks run before the tenant record is looked up.
-#[derive(Debug)]
 pub struct FreshRequest<'a> {
     timestamp: &'a str,
     content_digest: &'a str,
     signatures: [[u8; 32]; MAX_SIGNATURES],
     count: usize,
+}
+
+impl fmt::Debug for FreshRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FreshRequest")
+            .field("timestamp", &self.timestamp)
+            .field("signatures", &self.count)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checks the headers' shape and the replay window; no secret is needed.
@@ -625,6 +655,14 @@ mod tests {
         let k = key(VECTOR_SECRET);
         assert_eq!(format!("{k:?}"), "[redacted]");
         let hex_sig = &h.signature[3..];
+        let fresh = check_headers(headers(&h), VECTOR_TIMESTAMP, WINDOW).expect("fresh");
+        for debug in [
+            format!("{h:?}"),
+            format!("{:?}", headers(&h)),
+            format!("{fresh:?}"),
+        ] {
+            assert!(!debug.contains(hex_sig), "{debug}");
+        }
         let err = verify(
             headers(&h),
             &tenant(),

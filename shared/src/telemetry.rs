@@ -12,27 +12,46 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::{ConfigError, Env};
 
 /// CloudWatch namespace for every Form-Bridge metric.
 pub const METRICS_NAMESPACE: &str = "FormBridge";
 
+/// Form-Bridge's own crates; only these log below `info`.
+const OWN_TARGETS: &[&str] = &["shared", "authorizer", "ingest", "connectors", "formbridge"];
+
 /// Installs the JSON log subscriber. The level comes from
 /// `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's logging controls) or `LOG_LEVEL`,
-/// default `info`. Calling it twice keeps the first subscriber.
+/// default `info`, and applies to Form-Bridge's own code. Dependencies are
+/// capped at `info`: at `trace`, `lambda_runtime` logs every raw event,
+/// signature headers included, and the AWS SDK logs responses, which for
+/// Secrets Manager hold the secrets. Calling it twice keeps the first
+/// subscriber.
 pub fn init_logging(env: &Env<'_>) -> Result<(), ConfigError> {
-    let level = log_level(env)?;
-    let _already_set = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_target(false)
-        .with_max_level(level)
-        .with_writer(std::io::stdout)
+    let _already_set = tracing_subscriber::registry()
+        .with(log_filter(log_level(env)?))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_target(false)
+                .with_writer(std::io::stdout),
+        )
         .try_init();
     Ok(())
+}
+
+fn log_filter(level: LevelFilter) -> Targets {
+    OWN_TARGETS.iter().fold(
+        Targets::new().with_default(level.min(LevelFilter::INFO)),
+        |t, own| t.with_target(*own, level),
+    )
 }
 
 fn log_level(env: &Env<'_>) -> Result<LevelFilter, ConfigError> {
@@ -231,6 +250,22 @@ mod tests {
                 assert!(l.get(d.as_str().expect("name")).is_some(), "{d}");
             }
         }
+    }
+
+    #[test]
+    fn dependencies_never_log_below_info() {
+        let f = log_filter(LevelFilter::TRACE);
+        assert!(f.would_enable("authorizer", &tracing::Level::TRACE));
+        assert!(f.would_enable("shared::store::cache", &tracing::Level::DEBUG));
+        assert!(!f.would_enable(
+            "lambda_runtime::layers::api_response",
+            &tracing::Level::TRACE
+        ));
+        assert!(!f.would_enable("aws_smithy_runtime", &tracing::Level::DEBUG));
+        assert!(f.would_enable("aws_smithy_runtime", &tracing::Level::INFO));
+        let quiet = log_filter(LevelFilter::WARN);
+        assert!(!quiet.would_enable("lambda_runtime", &tracing::Level::INFO));
+        assert!(!quiet.would_enable("authorizer", &tracing::Level::INFO));
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The tenant record (contract section 4) and its validation.
 //!
-//! A record is parsed in two steps: serde reads the fields whose values are
-//! harmless to echo, and the fields that carry secrets (`signing_secrets`,
-//! `destination.secret`, `destination.headers`) are read as raw JSON and
-//! validated by hand, so that no error message can ever contain a secret.
+//! Every field is validated by hand from the parsed JSON, and every error
+//! message is built from field names and rules only. serde's own messages
+//! quote the offending value, and a secret pasted into the wrong field
+//! would then reach a log line; here it cannot.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -161,39 +161,6 @@ impl RecordError {
     }
 }
 
-/// The fields whose values are safe to appear in a serde error.
-#[derive(Deserialize)]
-struct RawRecord {
-    tenant_id: TenantId,
-    status: TenantStatus,
-    #[serde(default)]
-    signing_secrets: Value,
-    #[serde(default)]
-    routing: Routing,
-    #[serde(default)]
-    rate_limit: Option<RawRateLimit>,
-    #[serde(default)]
-    destination: Option<RawDestination>,
-}
-
-#[derive(Deserialize)]
-struct RawRateLimit {
-    requests_per_second: NonZeroU32,
-    #[serde(default)]
-    burst: Option<NonZeroU32>,
-}
-
-#[derive(Deserialize)]
-struct RawDestination {
-    url: String,
-    #[serde(default)]
-    secret: Value,
-    #[serde(default)]
-    headers: Value,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
 impl TenantRecord {
     /// Parses and validates a record from its JSON text (a Secrets Manager
     /// `SecretString`).
@@ -209,37 +176,98 @@ impl TenantRecord {
         Self::from_value(value)
     }
 
-    /// Validates a record already parsed as JSON.
+    /// Validates a record already parsed as JSON. Unknown fields are
+    /// ignored; a field set to `null` counts as absent.
     pub fn from_value(value: Value) -> Result<Self, RecordError> {
-        if !value.is_object() {
-            return Err(RecordError::new("must be a JSON object"));
-        }
-        let raw = RawRecord::deserialize(value).map_err(|e| RecordError::new(e.to_string()))?;
-        let signing_keys = parse_signing_secrets(&raw.signing_secrets)?;
-        let rate_limit = raw.rate_limit.map(parse_rate_limit).transpose()?;
-        let destination = raw.destination.map(parse_destination).transpose()?;
+        let record = value
+            .as_object()
+            .ok_or_else(|| RecordError::new("must be a JSON object"))?;
+        let tenant_id = required(record, "tenant_id")?
+            .as_str()
+            .ok_or_else(|| RecordError::new("`tenant_id` must be a string"))?;
+        let tenant_id = TenantId::parse(tenant_id)
+            .map_err(|e| RecordError::new(format!("`tenant_id`: {e}")))?;
+        let status = match required(record, "status")?.as_str() {
+            Some("active") => TenantStatus::Active,
+            Some("suspended") => TenantStatus::Suspended,
+            _ => {
+                return Err(RecordError::new(
+                    r#"`status` must be "active" or "suspended""#,
+                ));
+            }
+        };
+        let signing_keys = parse_signing_secrets(required(record, "signing_secrets")?)?;
+        let routing = match optional(record, "routing").map(Value::as_str) {
+            None => Routing::default(),
+            Some(Some("shared")) => Routing::Shared,
+            Some(Some("dedicated")) => Routing::Dedicated,
+            Some(_) => {
+                return Err(RecordError::new(
+                    r#"`routing` must be "shared" or "dedicated""#,
+                ));
+            }
+        };
+        let rate_limit = optional(record, "rate_limit")
+            .map(parse_rate_limit)
+            .transpose()?;
+        let destination = optional(record, "destination")
+            .map(parse_destination)
+            .transpose()?;
         Ok(Self {
-            tenant_id: raw.tenant_id,
-            status: raw.status,
+            tenant_id,
+            status,
             signing_keys,
-            routing: raw.routing,
+            routing,
             rate_limit,
             destination,
         })
     }
 }
 
-fn parse_rate_limit(raw: RawRateLimit) -> Result<RateLimit, RecordError> {
-    let limit = RateLimit {
-        requests_per_second: raw.requests_per_second,
-        burst: raw.burst.unwrap_or(raw.requests_per_second),
-    };
-    if limit.requests_per_second.get() > MAX_RATE_LIMIT || limit.burst.get() > MAX_RATE_LIMIT {
-        return Err(RecordError::new(format!(
-            "`rate_limit` values must be at most {MAX_RATE_LIMIT}"
-        )));
+type Object = serde_json::Map<String, Value>;
+
+fn optional<'a>(object: &'a Object, key: &str) -> Option<&'a Value> {
+    object.get(key).filter(|v| !v.is_null())
+}
+
+fn required<'a>(object: &'a Object, key: &str) -> Result<&'a Value, RecordError> {
+    optional(object, key).ok_or_else(|| RecordError::new(format!("missing field `{key}`")))
+}
+
+/// A whole number in `1..=max`, or an error naming `field` (never the value).
+fn bounded(value: &Value, field: &str, max: u64) -> Result<u64, RecordError> {
+    value
+        .as_u64()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            RecordError::new(format!("`{field}` must be a whole number from 1 to {max}"))
+        })
+}
+
+fn parse_rate_limit(value: &Value) -> Result<RateLimit, RecordError> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| RecordError::new("`rate_limit` must be an object"))?;
+    let max = u64::from(MAX_RATE_LIMIT);
+    let rps = bounded(
+        required(object, "requests_per_second")
+            .map_err(|_| RecordError::new("missing field `rate_limit.requests_per_second`"))?,
+        "rate_limit.requests_per_second",
+        max,
+    )?;
+    let burst = optional(object, "burst")
+        .map(|b| bounded(b, "rate_limit.burst", max))
+        .transpose()?
+        .unwrap_or(rps);
+    // Both are in 1..=MAX_RATE_LIMIT, so they fit and are non-zero.
+    let nonzero = |n: u64| u32::try_from(n).ok().and_then(NonZeroU32::new);
+    match (nonzero(rps), nonzero(burst)) {
+        (Some(requests_per_second), Some(burst)) => Ok(RateLimit {
+            requests_per_second,
+            burst,
+        }),
+        _ => Err(RecordError::new("`rate_limit` values are out of range")),
     }
-    Ok(limit)
 }
 
 fn parse_signing_secrets(value: &Value) -> Result<Vec<SigningKey>, RecordError> {
@@ -276,40 +304,35 @@ fn parse_signing_secrets(value: &Value) -> Result<Vec<SigningKey>, RecordError> 
         .collect()
 }
 
-fn parse_destination(raw: RawDestination) -> Result<Destination, RecordError> {
-    let rest = raw
-        .url
+fn parse_destination(value: &Value) -> Result<Destination, RecordError> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| RecordError::new("`destination` must be an object"))?;
+    let url = required(object, "url")
+        .map_err(|_| RecordError::new("missing field `destination.url`"))?
+        .as_str()
+        .unwrap_or_default();
+    let rest = url
         .strip_prefix("https://")
-        .or_else(|| raw.url.strip_prefix("http://"));
-    match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {}
-        _ => {
-            return Err(RecordError::new(
-                "`destination.url` must be an absolute http(s) URL",
-            ));
-        }
+        .or_else(|| url.strip_prefix("http://"));
+    if !matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/')) || url.len() > 2048 {
+        return Err(RecordError::new(
+            "`destination.url` must be an absolute http(s) URL of at most 2048 bytes",
+        ));
     }
-    let secret = match &raw.secret {
-        Value::String(s) => WebhookSecret::parse(s)
+    let secret = match optional(object, "secret") {
+        Some(Value::String(s)) => WebhookSecret::parse(s)
             .map_err(|why| RecordError::new(format!("`destination.secret` {why}")))?,
-        Value::Null => return Err(RecordError::new("missing field `destination.secret`")),
-        _ => return Err(RecordError::new("`destination.secret` must be a string")),
+        None => return Err(RecordError::new("missing field `destination.secret`")),
+        Some(_) => return Err(RecordError::new("`destination.secret` must be a string")),
     };
-    let headers = parse_headers(&raw.headers)?;
-    let timeout = match raw.timeout_ms {
-        None => None,
-        Some(ms) if ms >= 1 && Duration::from_millis(ms) <= MAX_DESTINATION_TIMEOUT => {
-            Some(Duration::from_millis(ms))
-        }
-        Some(_) => {
-            return Err(RecordError::new(format!(
-                "`destination.timeout_ms` must be 1 to {}",
-                MAX_DESTINATION_TIMEOUT.as_millis()
-            )));
-        }
-    };
+    let headers = parse_headers(optional(object, "headers"))?;
+    let max_ms = u64::try_from(MAX_DESTINATION_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+    let timeout = optional(object, "timeout_ms")
+        .map(|v| bounded(v, "destination.timeout_ms", max_ms).map(Duration::from_millis))
+        .transpose()?;
     Ok(Destination {
-        url: raw.url,
+        url: url.to_owned(),
         secret,
         headers,
         timeout,
@@ -328,11 +351,11 @@ const RESERVED_HEADERS: &[&str] = &[
     "webhook-signature",
 ];
 
-fn parse_headers(value: &Value) -> Result<BTreeMap<String, Secret>, RecordError> {
+fn parse_headers(value: Option<&Value>) -> Result<BTreeMap<String, Secret>, RecordError> {
     let map = match value {
-        Value::Null => return Ok(BTreeMap::new()),
-        Value::Object(map) => map,
-        _ => return Err(RecordError::new("`destination.headers` must be an object")),
+        None => return Ok(BTreeMap::new()),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(RecordError::new("`destination.headers` must be an object")),
     };
     let mut headers = BTreeMap::new();
     for (name, value) in map {
@@ -451,8 +474,9 @@ mod tests {
             }
             cases.push((v, want));
         };
-        push(&["tenant_id"], json!("Not Valid"), "tenant ID");
-        push(&["status"], json!("deleted"), "unknown variant");
+        push(&["tenant_id"], json!("Not Valid"), "`tenant_id`: tenant ID");
+        push(&["tenant_id"], json!(7), "`tenant_id` must be a string");
+        push(&["status"], json!("deleted"), "`status` must be");
         push(&["status"], Value::Null, "missing field `status`");
         push(
             &["signing_secrets"],
@@ -472,17 +496,32 @@ mod tests {
             json!(vec![SECRET_A; 6]),
             "more than 5",
         );
-        push(&["routing"], json!("vip"), "unknown variant");
-        push(&["rate_limit", "requests_per_second"], json!(0), "nonzero");
+        push(&["routing"], json!("vip"), "`routing` must be");
+        push(&["rate_limit"], json!(5), "`rate_limit` must be an object");
+        push(
+            &["destination"],
+            json!("whsec_x"),
+            "`destination` must be an object",
+        );
+        push(
+            &["rate_limit", "requests_per_second"],
+            json!(0),
+            "from 1 to 1000000",
+        );
+        push(
+            &["rate_limit", "requests_per_second"],
+            json!(1.5),
+            "whole number",
+        );
         push(
             &["rate_limit", "requests_per_second"],
             json!(4_000_000_000u32),
-            "at most 1000000",
+            "from 1 to 1000000",
         );
         push(
             &["rate_limit", "burst"],
             json!(1_000_001),
-            "at most 1000000",
+            "from 1 to 1000000",
         );
         push(
             &["destination", "url"],

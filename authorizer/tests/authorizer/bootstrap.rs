@@ -45,10 +45,11 @@ async fn the_bootstrap_serves_invocations_and_never_returns_an_error() {
         "[1,2,3]".to_string(),
         "\"hello\"".to_string(),
     ];
+    let signature = events_signature(&events[0]);
     let runtime = FakeRuntimeApi::start(events);
-    let mut child = bootstrap(&runtime, &moto, &[("TENANT_SECRET_PREFIX", "custom/")])
-        .spawn()
-        .unwrap();
+    // At the most verbose level nothing may print a signature or a secret.
+    let extra = [("TENANT_SECRET_PREFIX", "custom/"), ("LOG_LEVEL", "trace")];
+    let mut child = bootstrap(&runtime, &moto, &extra).spawn().unwrap();
     let answers = runtime.wait_for_answers(5, Duration::from_secs(30));
     let _ = child.kill();
     let output = child.wait_with_output().unwrap();
@@ -76,12 +77,24 @@ async fn the_bootstrap_serves_invocations_and_never_returns_an_error() {
     assert!(stdout.contains(r#""reason":"stale_timestamp""#), "{stdout}");
     assert!(stdout.contains(r#""CloudWatchMetrics""#), "{stdout}");
     assert!(!stdout.contains(ACME_SECRET));
+    assert!(
+        !stdout.contains(&signature[3..]),
+        "signature in logs:\n{stdout}"
+    );
     for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
         assert!(
             serde_json::from_str::<Value>(line).is_ok(),
             "not JSON: {line}"
         );
     }
+}
+
+fn events_signature(event: &str) -> String {
+    let v: Value = serde_json::from_str(event).unwrap();
+    v["headers"]["x-formbridge-signature"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]

@@ -146,10 +146,8 @@ impl<S: TenantStore> CachedTenantStore<S> {
         let (value, ttl) = match fetched {
             Ok(Some(record)) => (Cached::Found(Arc::new(record)), self.policy.ttl),
             Ok(None) => (Cached::Missing, self.policy.negative_ttl),
-            Err(StoreError::Malformed(err)) => {
-                tracing::error!(tenant_id = %tenant, error = %err, "tenant record is malformed");
-                (Cached::Malformed(err), self.policy.negative_ttl)
-            }
+            // Logged by the caller, which turns it into an outcome.
+            Err(StoreError::Malformed(err)) => (Cached::Malformed(err), self.policy.negative_ttl),
             Err(err @ StoreError::Unavailable(_)) => {
                 return self.serve_stale(tenant, current, now, err);
             }
