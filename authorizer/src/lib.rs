@@ -186,7 +186,7 @@ impl<S: TenantStore> Authorizer<S> {
     pub async fn handle(&self, event: &RawValue, now: i64) -> Response {
         let parsed = serde_json::from_str::<ApiGatewayV2CustomAuthorizerV2Request>(event.get());
         let decision = match &parsed {
-            Ok(event) => {
+            Ok(event) if is_v2_request(event) => {
                 let request = Request {
                     tenant_id: event
                         .path_parameters
@@ -197,6 +197,10 @@ impl<S: TenantStore> Authorizer<S> {
                 };
                 self.decide(request, now).await
             }
+            Ok(_) => {
+                tracing::info!("event is not a payload 2.0 REQUEST authorizer event");
+                Decision::denied(None, false, Denial::MalformedEvent)
+            }
             Err(err) => {
                 // Position only: serde's message could quote a header value.
                 tracing::info!(
@@ -204,11 +208,7 @@ impl<S: TenantStore> Authorizer<S> {
                     column = err.column(),
                     "event is not an HTTP API authorizer request"
                 );
-                Decision {
-                    tenant_id: None,
-                    tenant_exists: false,
-                    verdict: Err(Denial::MalformedEvent),
-                }
+                Decision::denied(None, false, Denial::MalformedEvent)
             }
         };
         let request_id = parsed
@@ -316,6 +316,13 @@ impl From<Decision> for Response {
             },
         }
     }
+}
+
+/// Payload 2.0 REQUEST events say so; an authorizer configured for payload
+/// 1.0 (which expects an IAM policy back) must fail closed, not half-work.
+fn is_v2_request(event: &ApiGatewayV2CustomAuthorizerV2Request) -> bool {
+    event.version.as_deref().is_none_or(|v| v == "2.0")
+        && event.type_.as_deref().is_none_or(|t| t == "REQUEST")
 }
 
 fn signature_headers(headers: &HeaderMap) -> Result<RequestHeaders<'_>, VerifyError> {

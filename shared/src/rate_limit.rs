@@ -32,7 +32,16 @@ impl Clock for TokioClock {
     }
 }
 
-type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
+/// One GCRA limiter on tokio's clock.
+pub(crate) type Limiter =
+    RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
+
+/// A limiter allowing `limit.burst` at once, refilled at
+/// `limit.requests_per_second`.
+pub(crate) fn limiter(limit: RateLimit) -> Limiter {
+    let quota = Quota::per_second(limit.requests_per_second).allow_burst(limit.burst);
+    RateLimiter::direct_with_clock(quota, TokioClock)
+}
 
 struct TenantLimiter {
     limit: RateLimit,
@@ -93,10 +102,9 @@ impl TenantRateLimiter {
 }
 
 fn new_limiter(limit: RateLimit) -> Arc<TenantLimiter> {
-    let quota = Quota::per_second(limit.requests_per_second).allow_burst(limit.burst);
     Arc::new(TenantLimiter {
         limit,
-        limiter: RateLimiter::direct_with_clock(quota, TokioClock),
+        limiter: limiter(limit),
     })
 }
 
@@ -135,8 +143,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn tenants_are_limited_independently() {
         let l = TenantRateLimiter::new();
-        assert_eq!(allowed(&l, &id("a"), limit(1, 1), 5), 1);
+        assert_eq!(allowed(&l, &id("a"), limit(1, 3), 5), 3);
         assert_eq!(allowed(&l, &id("b"), limit(1, 3), 5), 3);
+        assert_eq!(allowed(&l, &id("a"), limit(1, 3), 5), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -104,7 +104,24 @@ async fn honours_the_secret_name_prefix() {
 }
 
 #[tokio::test]
-async fn an_outage_is_unavailable_quickly_and_the_cache_rides_it_out() {
+async fn a_tenant_whose_secret_is_deleted_is_unknown() {
+    let moto = MotoServer::start();
+    let (client, store) = setup(&moto, "form-bridge/tenants/").await;
+    let record = json!({"tenant_id": "acme", "status": "active", "signing_secrets": [SECRET]});
+    put(&client, "form-bridge/tenants/acme", &record.to_string()).await;
+    // Scheduled for deletion (the default 30-day recovery window): Secrets
+    // Manager answers InvalidRequestException, which is "no such tenant".
+    client
+        .delete_secret()
+        .secret_id("form-bridge/tenants/acme")
+        .send()
+        .await
+        .unwrap();
+    assert!(store.fetch(&id("acme")).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_outage_is_unavailable_and_the_cache_rides_it_out() {
     let mut moto = MotoServer::start();
     let (client, store) = setup(&moto, "form-bridge/tenants/").await;
     let record = json!({"tenant_id": "acme", "status": "active", "signing_secrets": [SECRET]});

@@ -143,9 +143,10 @@ async fn never_fails_on_events_that_are_not_authorizer_requests() {
     let (a, metrics) = authorizer();
     let mut wrong_types = fixture();
     wrong_types["headers"] = json!({"x-formbridge-timestamp": 5});
-    let mut rest_v1 = fixture();
-    rest_v1["type"] = "TOKEN".into();
-    rest_v1.as_object_mut().unwrap().remove("requestContext");
+    let mut token = fixture();
+    token["type"] = "TOKEN".into();
+    let mut payload_v1 = fixture();
+    payload_v1["version"] = "1.0".into();
     let events = [
         json!(null),
         json!(1),
@@ -155,7 +156,8 @@ async fn never_fails_on_events_that_are_not_authorizer_requests() {
         json!({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]}),
         json!({"headers": 5, "requestContext": "x"}),
         wrong_types,
-        rest_v1,
+        token,
+        payload_v1,
     ];
     for event in events {
         let response = a.handle(&raw(&event), NOW).await;
@@ -190,17 +192,23 @@ async fn both_secrets_work_during_rotation() {
 
 #[tokio::test(start_paused = true)]
 async fn rate_limits_per_tenant_and_recovers() {
-    // acme: 5 requests/s, burst 3 (tests/data/tenants.json).
+    // acme and umbrella: 5 requests/s, burst 3 each (tests/data/tenants.json).
     let (a, metrics) = authorizer();
-    let event = raw(&fixture());
+    let acme = raw(&fixture());
+    let umbrella = raw(&signed_event("umbrella", UMBRELLA_SECRET, b"{}", NOW));
     let mut allowed = 0;
     for _ in 0..10 {
-        allowed += usize::from(a.handle(&event, NOW).await.is_authorized);
+        allowed += usize::from(a.handle(&acme, NOW).await.is_authorized);
     }
     assert_eq!(allowed, 3);
     assert_eq!(last_metric(&metrics)["Reason"], "rate_limited");
+    // acme's exhaustion does not touch umbrella.
+    for _ in 0..3 {
+        assert!(a.handle(&umbrella, NOW).await.is_authorized);
+    }
+    assert!(!a.handle(&umbrella, NOW).await.is_authorized);
     tokio::time::advance(Duration::from_millis(200)).await;
-    assert!(a.handle(&event, NOW).await.is_authorized);
+    assert!(a.handle(&acme, NOW).await.is_authorized);
 }
 
 /// A log writer that keeps everything written, to search for leaks.

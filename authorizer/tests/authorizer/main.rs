@@ -21,6 +21,8 @@ use serde_json::value::RawValue;
 pub const NOW: i64 = 1_767_225_600;
 /// acme's signing secret in `tests/data/tenants.json`.
 pub const ACME_SECRET: &str = "fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c";
+/// umbrella's signing secret in `tests/data/tenants.json`.
+pub const UMBRELLA_SECRET: &str = "fb_test_umbrella_secret_000000000000000";
 /// globex's signing secret in `tests/data/tenants.json`.
 pub const GLOBEX_SECRET: &str = "fb_test_globex_secret_0000000000000000";
 

@@ -26,7 +26,12 @@ async fn put(client: &Client, tenant: &str, record: &str) {
 }
 
 async fn authorizer(client: Client) -> (Authorizer<SecretsManagerStore>, CapturedMetrics) {
-    let config = Config::from_env(&shared::config::Env::new(|_| None)).unwrap();
+    // TTL 0: every request asks Secrets Manager, so the outage below is met
+    // by a real failed lookup, not by a cache hit.
+    let config = Config::from_env(&shared::config::Env::new(|name| {
+        (name == "SECRET_CACHE_TTL_SECONDS").then(|| "0".to_string())
+    }))
+    .unwrap();
     let (metrics, captured) = Metrics::in_memory("authorizer");
     let store = SecretsManagerStore::new(client, config.tenant_secret_prefix.clone());
     (Authorizer::new(store, &config, metrics), captured)
@@ -58,8 +63,9 @@ async fn decides_on_records_in_secrets_manager_and_survives_an_outage() {
     assert!(!a.handle(&raw(&broken), NOW).await.is_authorized);
     assert_eq!(reason(&metrics), "malformed_record");
 
-    // Secrets Manager goes away mid-run: the cached tenant keeps working,
-    // a tenant never seen is denied (not allowed, not a crash).
+    // Secrets Manager goes away mid-run: acme's lookup fails and its last
+    // good record serves; a tenant never seen is denied (not allowed, not a
+    // crash).
     moto.stop();
     assert!(a.handle(&raw(&fixture()), NOW).await.is_authorized);
     let new = signed_event("umbrella", ACME_SECRET, b"{}", NOW);

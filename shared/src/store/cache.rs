@@ -6,12 +6,18 @@
 //!   entry the first one stored).
 //! - Unknown tenants and malformed records are remembered for
 //!   `negative_ttl`, so random tenant IDs cannot hammer the store.
-//! - When a refresh fails, a record that was valid within
-//!   `ttl + stale_if_error` keeps serving, and the store is retried at most
-//!   every `error_backoff` instead of on every request.
+//! - When a lookup fails, a record that was valid within
+//!   `ttl + stale_if_error` keeps serving; with none, the failure itself is
+//!   remembered. Either way the store is asked again at most every
+//!   `error_backoff` per tenant, not on every request.
+//! - Lookups of tenants the cache holds nothing for pass a per-process rate
+//!   limit (`new_tenant_lookups`), so a flood of random tenant IDs cannot
+//!   turn into a flood of store calls; refreshes of cached tenants are never
+//!   limited.
 //!
 //! Time is `tokio::time::Instant`, so all of it is testable with paused time.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +26,8 @@ use moka::ops::compute::{CompResult, Op};
 use tokio::time::Instant;
 
 use super::{StoreError, TenantStore};
-use crate::tenant::{RecordError, TenantRecord};
+use crate::rate_limit::{Limiter, limiter};
+use crate::tenant::{RateLimit, RecordError, TenantRecord};
 use crate::tenant_id::TenantId;
 
 /// How long the cache trusts what it holds.
@@ -34,23 +41,30 @@ pub struct CachePolicy {
     /// How long past `ttl` a record may still be served while the store
     /// is failing.
     pub stale_if_error: Duration,
-    /// After a failed refresh, how long before the store is tried again.
+    /// After a failed lookup, how long before the store is tried again.
     pub error_backoff: Duration,
     /// Most tenants held at once; least useful entries are evicted first.
     pub max_entries: u64,
+    /// Limit on lookups of tenants the cache holds nothing for.
+    pub new_tenant_lookups: RateLimit,
 }
 
 impl CachePolicy {
     /// The defaults around a given TTL: negative entries for 30 s (at most
     /// `ttl`), stale records for 15 minutes past `ttl` during an outage,
-    /// retries of a failing store every 5 s, and up to 10 000 tenants.
+    /// retries of a failing store every 2 s, up to 10 000 tenants, and new
+    /// tenants looked up at 50 per second with bursts of 100.
     pub fn with_ttl(ttl: Duration) -> Self {
         Self {
             ttl,
             negative_ttl: ttl.min(Duration::from_secs(30)),
             stale_if_error: Duration::from_secs(15 * 60),
-            error_backoff: Duration::from_secs(5),
+            error_backoff: Duration::from_secs(2),
             max_entries: 10_000,
+            new_tenant_lookups: RateLimit {
+                requests_per_second: NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN),
+                burst: NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN),
+            },
         }
     }
 }
@@ -60,6 +74,8 @@ enum Cached {
     Found(Arc<TenantRecord>),
     Missing,
     Malformed(RecordError),
+    /// The store failed and no recent record could stand in.
+    Unavailable(String),
 }
 
 #[derive(Clone)]
@@ -75,6 +91,7 @@ impl Entry {
             Cached::Found(record) => Ok(Some(Arc::clone(record))),
             Cached::Missing => Ok(None),
             Cached::Malformed(err) => Err(StoreError::Malformed(err.clone())),
+            Cached::Unavailable(why) => Err(StoreError::Unavailable(why.clone())),
         }
     }
 }
@@ -84,6 +101,7 @@ pub struct CachedTenantStore<S> {
     inner: S,
     entries: Cache<TenantId, Arc<Entry>>,
     policy: CachePolicy,
+    new_lookups: Limiter,
 }
 
 impl<S: TenantStore> CachedTenantStore<S> {
@@ -92,6 +110,7 @@ impl<S: TenantStore> CachedTenantStore<S> {
         Self {
             inner,
             entries: Cache::builder().max_capacity(policy.max_entries).build(),
+            new_lookups: limiter(policy.new_tenant_lookups),
             policy,
         }
     }
@@ -141,6 +160,9 @@ impl<S: TenantStore> CachedTenantStore<S> {
             // Another caller refreshed it while we waited for the lock.
             return Ok(Op::Nop);
         }
+        if current.is_none() && self.new_lookups.check().is_err() {
+            return Err(StoreError::Throttled);
+        }
         let fetched = self.inner.fetch(tenant).await;
         let now = Instant::now();
         let (value, ttl) = match fetched {
@@ -148,43 +170,60 @@ impl<S: TenantStore> CachedTenantStore<S> {
             Ok(None) => (Cached::Missing, self.policy.negative_ttl),
             // Logged by the caller, which turns it into an outcome.
             Err(StoreError::Malformed(err)) => (Cached::Malformed(err), self.policy.negative_ttl),
-            Err(err @ StoreError::Unavailable(_)) => {
-                return self.serve_stale(tenant, current, now, err);
+            Err(StoreError::Unavailable(why)) => {
+                return Ok(self.on_failure(tenant, current, now, why));
             }
+            Err(StoreError::Throttled) => return Err(StoreError::Throttled),
         };
         Ok(Op::Put(Arc::new(Entry {
             value,
             fetched_at: now,
-            refresh_at: now + ttl,
+            refresh_at: later(now, ttl),
         })))
     }
 
-    fn serve_stale(
+    /// The store failed: keep serving the last good record while it is
+    /// recent enough, else remember the failure; retry after the backoff.
+    fn on_failure(
         &self,
         tenant: &TenantId,
         current: Option<Arc<Entry>>,
         now: Instant,
-        err: StoreError,
-    ) -> Result<Op<Arc<Entry>>, StoreError> {
-        let Some(cur) = current.filter(|c| matches!(c.value, Cached::Found(_))) else {
-            return Err(err);
-        };
-        let serve_until = cur.fetched_at + self.policy.ttl + self.policy.stale_if_error;
-        if now >= serve_until {
-            return Err(err);
+        why: String,
+    ) -> Op<Arc<Entry>> {
+        let retry_at = later(now, self.policy.error_backoff);
+        if let Some(cur) = current.filter(|c| matches!(c.value, Cached::Found(_))) {
+            let serve_until = later(
+                cur.fetched_at,
+                self.policy.ttl.saturating_add(self.policy.stale_if_error),
+            );
+            if now < serve_until {
+                tracing::warn!(
+                    tenant_id = %tenant,
+                    error = %why,
+                    age_s = now.duration_since(cur.fetched_at).as_secs(),
+                    "tenant store failed; serving the last good record"
+                );
+                return Op::Put(Arc::new(Entry {
+                    value: cur.value.clone(),
+                    fetched_at: cur.fetched_at,
+                    refresh_at: retry_at.min(serve_until),
+                }));
+            }
         }
-        tracing::warn!(
-            tenant_id = %tenant,
-            error = %err,
-            age_s = now.duration_since(cur.fetched_at).as_secs(),
-            "tenant store failed; serving the last good record"
-        );
-        Ok(Op::Put(Arc::new(Entry {
-            value: cur.value.clone(),
-            fetched_at: cur.fetched_at,
-            refresh_at: (now + self.policy.error_backoff).min(serve_until),
-        })))
+        Op::Put(Arc::new(Entry {
+            value: Cached::Unavailable(why),
+            fetched_at: now,
+            refresh_at: retry_at,
+        }))
     }
+}
+
+/// `at + d`, saturating far in the future instead of overflowing.
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(at)
 }
 
 impl<S: TenantStore> TenantStore for CachedTenantStore<S> {
@@ -300,22 +339,28 @@ mod tests {
         assert!(c.get(&acme).await.expect("stale ok").is_some());
         assert!(c.get(&acme).await.expect("stale ok").is_some());
         assert_eq!(calls(&c), 2);
-        tokio::time::advance(Duration::from_secs(5)).await;
+        tokio::time::advance(Duration::from_secs(2)).await;
         assert!(c.get(&acme).await.expect("stale ok").is_some());
         assert_eq!(calls(&c), 3);
-        // Past ttl + stale_if_error the failure surfaces.
+        // Past ttl + stale_if_error the failure surfaces, still backed off.
         tokio::time::advance(Duration::from_secs(15 * 60)).await;
         assert!(matches!(
             c.get(&acme).await,
             Err(StoreError::Unavailable(_))
         ));
-        // And recovery is immediate once the store answers again.
+        assert!(matches!(
+            c.get(&acme).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert_eq!(calls(&c), 4);
+        // The store answers again: the next retry after the backoff succeeds.
         c.inner().failing.store(false, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(2)).await;
         assert!(c.get(&acme).await.expect("ok").is_some());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_failure_with_nothing_cached_is_an_error_and_not_remembered() {
+    async fn a_failure_with_nothing_cached_is_remembered_for_the_backoff() {
         let c = cache();
         c.inner().failing.store(true, Ordering::SeqCst);
         let acme = id("acme");
@@ -324,7 +369,64 @@ mod tests {
             Err(StoreError::Unavailable(_))
         ));
         c.inner().failing.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            c.get(&acme).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert_eq!(calls(&c), 1);
+        tokio::time::advance(Duration::from_secs(2)).await;
         assert!(c.get(&acme).await.expect("ok").is_some());
+        assert_eq!(calls(&c), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_lookups_during_an_outage_make_one_call() {
+        let c = Arc::new(cache());
+        c.inner().failing.store(true, Ordering::SeqCst);
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let c = Arc::clone(&c);
+            set.spawn(async move { c.get(&id("acme")).await.is_err() });
+        }
+        assert!(set.join_all().await.into_iter().all(|failed| failed));
+        assert_eq!(calls(&c), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lookups_of_new_tenants_are_rate_limited_but_refreshes_are_not() {
+        let flaky = Flaky::default();
+        flaky.store.upsert(record("acme", "active"));
+        let mut policy = CachePolicy::with_ttl(TTL);
+        policy.new_tenant_lookups = RateLimit {
+            requests_per_second: NonZeroU32::new(1).expect("1"),
+            burst: NonZeroU32::new(3).expect("3"),
+        };
+        let c = CachedTenantStore::new(flaky, policy);
+        assert!(c.get(&id("acme")).await.expect("ok").is_some());
+        let mut throttled = 0;
+        for i in 0..10 {
+            let random = id(&format!("random-{i}"));
+            throttled += usize::from(matches!(c.get(&random).await, Err(StoreError::Throttled)));
+        }
+        assert_eq!(throttled, 8, "the burst of 3 was acme plus two random IDs");
+        assert_eq!(calls(&c), 3);
+        // A cached tenant's refresh is never refused.
+        tokio::time::advance(TTL).await;
+        assert!(c.get(&id("acme")).await.expect("ok").is_some());
+        assert_eq!(calls(&c), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn extreme_policy_durations_do_not_overflow() {
+        let flaky = Flaky::default();
+        flaky.store.upsert(record("acme", "active"));
+        let mut policy = CachePolicy::with_ttl(Duration::MAX);
+        policy.stale_if_error = Duration::MAX;
+        policy.error_backoff = Duration::MAX;
+        let c = CachedTenantStore::new(flaky, policy);
+        assert!(c.get(&id("acme")).await.expect("ok").is_some());
+        assert!(c.get(&id("acme")).await.expect("ok").is_some());
+        assert_eq!(calls(&c), 1);
     }
 
     #[tokio::test(start_paused = true)]

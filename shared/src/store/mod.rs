@@ -29,6 +29,10 @@ pub enum StoreError {
     /// operator fixes it.
     #[error(transparent)]
     Malformed(#[from] RecordError),
+    /// Too many lookups of tenants this process has not seen recently: the
+    /// cache refuses to pass more to the store (see [`CachePolicy`]).
+    #[error("too many lookups of new tenant IDs; try again shortly")]
+    Throttled,
 }
 
 impl StoreError {
@@ -37,6 +41,7 @@ impl StoreError {
         match self {
             Self::Unavailable(_) => "store_unavailable",
             Self::Malformed(_) => "malformed_record",
+            Self::Throttled => "lookup_throttled",
         }
     }
 }

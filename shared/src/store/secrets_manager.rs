@@ -51,7 +51,14 @@ impl TenantStore for SecretsManagerStore {
             Ok(output) => output,
             Err(err) => {
                 return match err.as_service_error() {
-                    Some(GetSecretValueError::ResourceNotFoundException(_)) => Ok(None),
+                    // Deleted (or scheduled for deletion, which Secrets
+                    // Manager reports as an invalid request): the tenant is
+                    // gone, which is a deny, not an outage to ride out with
+                    // a stale record.
+                    Some(
+                        GetSecretValueError::ResourceNotFoundException(_)
+                        | GetSecretValueError::InvalidRequestException(_),
+                    ) => Ok(None),
                     // The SDK's messages describe the request and the service
                     // answer; they never contain the secret value.
                     _ => Err(StoreError::Unavailable(
