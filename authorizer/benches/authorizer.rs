@@ -1,15 +1,14 @@
-//! The warm authorizer, end to end in-process: event JSON bytes in (parsed
-//! as the runtime does), decision, log filter, EMF metric line, response
-//! JSON bytes out. The tenant record is cached, as on every warm request
+//! The warm authorizer, end to end in-process: event JSON bytes in
+//! (deserialised as the runtime does), decision, log filter, EMF metric
+//! line, response JSON bytes out. The tenant record is cached, as on every warm request
 //! after the first.
 
 #![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;
 
-use authorizer::{Authorizer, Config};
+use authorizer::{Authorizer, AuthorizerEvent, Config};
 use criterion::{Criterion, criterion_group, criterion_main};
-use serde_json::value::RawValue;
 use shared::store::MemoryTenantStore;
 use shared::telemetry::Metrics;
 
@@ -44,7 +43,7 @@ fn bench(c: &mut Criterion) {
     let forged = serde_json::to_vec(&forged).unwrap();
 
     let invoke = |bytes: &[u8]| {
-        let payload: Box<RawValue> = serde_json::from_slice(bytes).unwrap();
+        let payload: AuthorizerEvent = serde_json::from_slice(bytes).unwrap();
         let response = rt.block_on(authorizer.handle(&payload, NOW));
         serde_json::to_vec(&response).unwrap()
     };

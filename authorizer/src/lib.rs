@@ -15,16 +15,17 @@
 //! Allowed requests carry `{"tenant_id", "routing"}` to ingest in the
 //! authorizer context. Everything else is a deny with a logged reason code
 //! and an EMF metric; the handler never fails and never panics on input.
-//! [`Authorizer::handle`] is what the Lambda runs; [`Authorizer::authorize`]
-//! is the same decision for callers that already hold the parts (the local
-//! gateway).
+//! [`Authorizer::handle`] is what the Lambda runs on an [`AuthorizerEvent`];
+//! [`Authorizer::authorize`] is the same decision for callers that already
+//! hold the parts (the local gateway).
+
+mod event;
 
 use std::time::Duration;
 
-use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+pub use event::AuthorizerEvent;
 use http::HeaderMap;
 use serde::Serialize;
-use serde_json::value::RawValue;
 use shared::config::{ConfigError, Env};
 use shared::rate_limit::{RateLimited, TenantRateLimiter};
 use shared::signature::{self, RequestHeaders, VerifyError};
@@ -142,21 +143,66 @@ pub struct Decision {
 }
 
 /// The parts of a request the authorizer looks at. `Debug` leaves out the
-/// headers, which hold the signature.
-#[derive(Clone, Copy)]
+/// signature.
+#[derive(Clone, Copy, Default)]
 pub struct Request<'a> {
     /// The `tenant_id` path parameter.
     pub tenant_id: Option<&'a str>,
-    /// Request headers (names are case-insensitive).
-    pub headers: &'a HeaderMap,
+    /// `X-FormBridge-Timestamp`.
+    pub timestamp: Option<&'a str>,
+    /// `Content-Digest`.
+    pub content_digest: Option<&'a str>,
+    /// `X-FormBridge-Signature`.
+    pub signature: Option<&'a str>,
     /// API Gateway's request ID, for log correlation.
     pub request_id: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// The parts of an HTTP request: the path's tenant ID and its headers
+    /// (a header that is not visible ASCII counts as malformed).
+    pub fn from_http(tenant_id: Option<&'a str>, headers: &'a HeaderMap) -> Self {
+        let get = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
+        Self {
+            tenant_id,
+            timestamp: get(signature::TIMESTAMP_HEADER),
+            content_digest: get(signature::CONTENT_DIGEST_HEADER),
+            signature: get(signature::SIGNATURE_HEADER),
+            request_id: None,
+        }
+    }
+
+    fn from_event(event: &'a AuthorizerEvent) -> Self {
+        Self {
+            tenant_id: event.tenant_id.as_deref(),
+            timestamp: event.timestamp.as_deref(),
+            content_digest: event.content_digest.as_deref(),
+            signature: event.signature.as_deref(),
+            request_id: event.request_id.as_deref(),
+        }
+    }
+
+    fn signature_headers(&self) -> Result<RequestHeaders<'a>, VerifyError> {
+        use signature::{CONTENT_DIGEST_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+        Ok(RequestHeaders {
+            timestamp: self
+                .timestamp
+                .ok_or(VerifyError::MissingHeader(TIMESTAMP_HEADER))?,
+            content_digest: self
+                .content_digest
+                .ok_or(VerifyError::MissingHeader(CONTENT_DIGEST_HEADER))?,
+            signature: self
+                .signature
+                .ok_or(VerifyError::MissingHeader(SIGNATURE_HEADER))?,
+        })
+    }
 }
 
 impl std::fmt::Debug for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
             .field("tenant_id", &self.tenant_id)
+            .field("timestamp", &self.timestamp)
             .field("request_id", &self.request_id)
             .finish_non_exhaustive()
     }
@@ -181,41 +227,16 @@ impl<S: TenantStore> Authorizer<S> {
         }
     }
 
-    /// The Lambda handler: any JSON event in, a simple response out. Logs
-    /// the decision and writes its metric. `now` is Unix seconds.
-    pub async fn handle(&self, event: &RawValue, now: i64) -> Response {
-        let parsed = serde_json::from_str::<ApiGatewayV2CustomAuthorizerV2Request>(event.get());
-        let decision = match &parsed {
-            Ok(event) if is_v2_request(event) => {
-                let request = Request {
-                    tenant_id: event
-                        .path_parameters
-                        .get(TENANT_PATH_PARAMETER)
-                        .map(String::as_str),
-                    headers: &event.headers,
-                    request_id: event.request_context.request_id.as_deref(),
-                };
-                self.decide(request, now).await
-            }
-            Ok(_) => {
-                tracing::info!("event is not a payload 2.0 REQUEST authorizer event");
-                Decision::denied(None, false, Denial::MalformedEvent)
-            }
-            Err(err) => {
-                // Position only: serde's message could quote a header value.
-                tracing::info!(
-                    line = err.line(),
-                    column = err.column(),
-                    "event is not an HTTP API authorizer request"
-                );
-                Decision::denied(None, false, Denial::MalformedEvent)
-            }
+    /// The Lambda handler: an event (from any JSON) in, a simple response
+    /// out. Logs the decision and writes its metric. `now` is Unix seconds.
+    pub async fn handle(&self, event: &AuthorizerEvent, now: i64) -> Response {
+        let request = Request::from_event(event);
+        let decision = if event.is_v2_request() {
+            self.decide(request, now).await
+        } else {
+            Decision::denied(None, false, Denial::MalformedEvent)
         };
-        let request_id = parsed
-            .as_ref()
-            .ok()
-            .and_then(|e| e.request_context.request_id.as_deref());
-        self.record(&decision, request_id);
+        self.record(&decision, request.request_id);
         decision.into()
     }
 
@@ -232,7 +253,8 @@ impl<S: TenantStore> Authorizer<S> {
             Some(Err(e)) => return Decision::denied(None, false, e.into()),
             Some(Ok(t)) => t,
         };
-        let fresh = match signature_headers(request.headers)
+        let fresh = match request
+            .signature_headers()
             .and_then(|h| signature::check_headers(h, now, self.replay_window))
         {
             Ok(fresh) => fresh,
@@ -316,31 +338,6 @@ impl From<Decision> for Response {
             },
         }
     }
-}
-
-/// Payload 2.0 REQUEST events say so; an authorizer configured for payload
-/// 1.0 (which expects an IAM policy back) must fail closed, not half-work.
-fn is_v2_request(event: &ApiGatewayV2CustomAuthorizerV2Request) -> bool {
-    event.version.as_deref().is_none_or(|v| v == "2.0")
-        && event.type_.as_deref().is_none_or(|t| t == "REQUEST")
-}
-
-fn signature_headers(headers: &HeaderMap) -> Result<RequestHeaders<'_>, VerifyError> {
-    let get = |name: &'static str, malformed: VerifyError| {
-        headers
-            .get(name)
-            .ok_or(VerifyError::MissingHeader(name))?
-            .to_str()
-            .map_err(|_| malformed)
-    };
-    Ok(RequestHeaders {
-        timestamp: get(signature::TIMESTAMP_HEADER, VerifyError::MalformedTimestamp)?,
-        content_digest: get(
-            signature::CONTENT_DIGEST_HEADER,
-            VerifyError::MalformedDigest,
-        )?,
-        signature: get(signature::SIGNATURE_HEADER, VerifyError::MalformedSignature)?,
-    })
 }
 
 #[cfg(test)]

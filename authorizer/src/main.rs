@@ -7,9 +7,8 @@
 use std::convert::Infallible;
 
 use anyhow::Context as _;
-use authorizer::{Authorizer, Config};
+use authorizer::{Authorizer, AuthorizerEvent, Config};
 use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::value::RawValue;
 use shared::config::Env;
 use shared::signature::unix_now;
 use shared::store::SecretsManagerStore;
@@ -24,11 +23,11 @@ async fn main() -> anyhow::Result<()> {
     let store = SecretsManagerStore::from_sdk_config(&sdk, config.tenant_secret_prefix.clone());
     let authorizer = Authorizer::new(store, &config, Metrics::stdout("authorizer"));
     let authorizer = &authorizer;
-    // The payload is taken as raw JSON so that any event, even one that is
-    // not an authorizer request, reaches the handler and is denied there
-    // instead of failing in the runtime.
+    // AuthorizerEvent deserialises from any JSON, so every event, even one
+    // that is not an authorizer request, reaches the handler and is denied
+    // there instead of failing in the runtime.
     lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<Box<RawValue>>| async move {
+        move |event: LambdaEvent<AuthorizerEvent>| async move {
             Ok::<_, Infallible>(authorizer.handle(&event.payload, unix_now()).await)
         },
     ))

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use authorizer::{Authorizer, Config, Response};
+use authorizer::{Authorizer, AuthorizerEvent, Config, Response};
 use serde_json::{Value, json};
 use shared::store::MemoryTenantStore;
 use shared::telemetry::{CapturedMetrics, Metrics};
@@ -123,6 +123,59 @@ async fn every_failure_is_a_plain_deny_with_its_reason() {
         let response = a.handle(&raw(&event), now).await;
         assert_eq!(to_json(&response), json!({"isAuthorized": false}), "{want}");
         assert_eq!(last_metric(&metrics)["Reason"], want);
+    }
+}
+
+/// The lean event view reads what `aws_lambda_events`' full type reads, on
+/// our fixture and the upstream fixtures it is modelled on.
+#[test]
+fn event_view_agrees_with_aws_lambda_events() {
+    use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request as Upstream;
+    for name in [
+        "authorizer-request.json",
+        "upstream-apigw-v2-custom-authorizer-v2-request.json",
+        "upstream-apigw-v2-custom-authorizer-v2-request-null-maps.json",
+    ] {
+        let text = data(name);
+        let full: Upstream = serde_json::from_str(&text).unwrap();
+        let lean: AuthorizerEvent = serde_json::from_str(&text).unwrap();
+        assert!(lean.is_v2_request(), "{name}");
+        assert_eq!(
+            lean.tenant_id.as_ref(),
+            full.path_parameters.get("tenant_id"),
+            "{name}"
+        );
+        assert_eq!(lean.request_id, full.request_context.request_id, "{name}");
+        assert_eq!(lean.version, full.version, "{name}");
+        assert_eq!(lean.kind, full.type_, "{name}");
+        for (got, header) in [
+            (&lean.timestamp, "x-formbridge-timestamp"),
+            (&lean.content_digest, "content-digest"),
+            (&lean.signature, "x-formbridge-signature"),
+        ] {
+            let want = full
+                .headers
+                .get(header)
+                .map(|v| v.to_str().unwrap().to_string());
+            assert_eq!(got, &want, "{name} {header}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn upstream_fixtures_are_denied_for_want_of_a_tenant() {
+    let (a, metrics) = authorizer();
+    for name in [
+        "upstream-apigw-v2-custom-authorizer-v2-request.json",
+        "upstream-apigw-v2-custom-authorizer-v2-request-null-maps.json",
+    ] {
+        let event: Value = serde_json::from_str(&data(name)).unwrap();
+        assert!(!a.handle(&raw(&event), NOW).await.is_authorized);
+        assert_eq!(
+            last_metric(&metrics)["Reason"],
+            "invalid_tenant_id",
+            "{name}"
+        );
     }
 }
 

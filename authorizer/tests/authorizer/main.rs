@@ -14,8 +14,8 @@ mod secrets_manager;
 
 use std::path::Path;
 
+use authorizer::AuthorizerEvent;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 /// The published test vector's timestamp (the fixture is signed at it).
 pub const NOW: i64 = 1_767_225_600;
@@ -51,6 +51,7 @@ pub fn signed_event(tenant: &str, secret: &str, body: &[u8], now: i64) -> Value 
     event
 }
 
-pub fn raw(v: &Value) -> Box<RawValue> {
-    RawValue::from_string(v.to_string()).unwrap()
+/// The event as the runtime hands it over: deserialised from the JSON text.
+pub fn raw(v: &Value) -> AuthorizerEvent {
+    serde_json::from_str(&v.to_string()).unwrap()
 }
