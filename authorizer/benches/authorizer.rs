@@ -42,18 +42,53 @@ fn bench(c: &mut Criterion) {
     forged["headers"]["x-formbridge-signature"] = format!("v1={}", "0".repeat(64)).into();
     let forged = serde_json::to_vec(&forged).unwrap();
 
-    let invoke = |bytes: &[u8]| {
+    // As the runtime does it: bytes deserialised, handler awaited inside the
+    // running runtime, response serialised.
+    let invoke = async |bytes: &[u8]| {
         let payload: AuthorizerEvent = serde_json::from_slice(bytes).unwrap();
-        let response = rt.block_on(authorizer.handle(&payload, NOW));
+        let response = authorizer.handle(&payload, NOW).await;
         serde_json::to_vec(&response).unwrap()
     };
-    assert!(invoke(&event).starts_with(br#"{"isAuthorized":true"#));
-    assert!(invoke(&forged).starts_with(br#"{"isAuthorized":false"#));
+    assert!(
+        rt.block_on(invoke(&event))
+            .starts_with(br#"{"isAuthorized":true"#)
+    );
+    assert!(
+        rt.block_on(invoke(&forged))
+            .starts_with(br#"{"isAuthorized":false"#)
+    );
 
     let mut g = c.benchmark_group("authorizer_handler");
-    g.bench_function("warm/allow", |b| b.iter(|| invoke(black_box(&event))));
+    g.bench_function("warm/allow", |b| {
+        b.to_async(&rt).iter(|| invoke(black_box(&event)))
+    });
     g.bench_function("warm/deny_bad_signature", |b| {
-        b.iter(|| invoke(black_box(&forged)))
+        b.to_async(&rt).iter(|| invoke(black_box(&forged)))
+    });
+    g.finish();
+
+    // Where the time goes.
+    let mut g = c.benchmark_group("authorizer_parts");
+    g.bench_function("parse_event", |b| {
+        b.iter(|| serde_json::from_slice::<AuthorizerEvent>(black_box(&event)).unwrap())
+    });
+    let metrics = Metrics::to_writer("authorizer", std::io::sink());
+    g.bench_function("emf_line", |b| {
+        b.iter(|| {
+            metrics.count(
+                "Authorizations",
+                black_box(&[
+                    ("Decision", "allow"),
+                    ("Reason", "ok"),
+                    ("TenantId", "acme"),
+                ]),
+                &[
+                    &["Decision"],
+                    &["Decision", "Reason"],
+                    &["TenantId", "Decision"],
+                ],
+            )
+        })
     });
     g.finish();
 }

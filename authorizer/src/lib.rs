@@ -304,14 +304,23 @@ impl<S: TenantStore> Authorizer<S> {
                 ("deny", reason)
             }
         };
-        let known = tenant.filter(|_| decision.tenant_exists);
-        let mut dims = vec![("Decision", outcome), ("Reason", reason)];
-        let mut sets: Vec<&[&str]> = vec![&["Decision"], &["Decision", "Reason"]];
-        if let Some(t) = known {
-            dims.push(("TenantId", t));
-            sets.push(&["TenantId", "Decision"]);
+        const SETS: [&[&str]; 3] = [
+            &["Decision"],
+            &["Decision", "Reason"],
+            &["TenantId", "Decision"],
+        ];
+        match tenant.filter(|_| decision.tenant_exists) {
+            Some(t) => self.metrics.count(
+                "Authorizations",
+                &[("Decision", outcome), ("Reason", reason), ("TenantId", t)],
+                &SETS,
+            ),
+            None => self.metrics.count(
+                "Authorizations",
+                &[("Decision", outcome), ("Reason", reason)],
+                &SETS[..2],
+            ),
         }
-        self.metrics.count("Authorizations", &dims, &sets);
     }
 }
 

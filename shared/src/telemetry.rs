@@ -166,7 +166,7 @@ impl Metrics {
         let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        let mut s = String::with_capacity(320);
+        let mut s = String::with_capacity(512);
         let _ = write!(
             s,
             r#"{{"_aws":{{"Timestamp":{ms},"CloudWatchMetrics":[{{"Namespace":"{METRICS_NAMESPACE}","Dimensions":["#
@@ -200,9 +200,17 @@ impl Metrics {
     }
 }
 
+/// Appends `s` as a JSON string. Names, codes and tenant IDs need no
+/// escaping, so they are copied as they are; anything else goes through
+/// serde_json.
 fn push_json_str(out: &mut String, s: &str) {
-    // Serialising a &str into a String cannot fail.
-    if let Ok(quoted) = serde_json::to_string(s) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else if let Ok(quoted) = serde_json::to_string(s) {
         out.push_str(&quoted);
     }
 }
