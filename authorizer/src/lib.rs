@@ -158,11 +158,20 @@ pub struct Request<'a> {
     pub request_id: Option<&'a str>,
 }
 
+/// Stands in for a header value that is not visible ASCII: it fails every
+/// signature header's shape check, so such a header is malformed, not
+/// missing.
+const NOT_VISIBLE_ASCII: &str = "\u{0}";
+
 impl<'a> Request<'a> {
     /// The parts of an HTTP request: the path's tenant ID and its headers
     /// (a header that is not visible ASCII counts as malformed).
     pub fn from_http(tenant_id: Option<&'a str>, headers: &'a HeaderMap) -> Self {
-        let get = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .map(|v| v.to_str().unwrap_or(NOT_VISIBLE_ASCII))
+        };
         Self {
             tenant_id,
             timestamp: get(signature::TIMESTAMP_HEADER),

@@ -311,3 +311,52 @@ async fn logs_carry_reasons_but_never_secrets_or_signatures() {
         assert!(!text.contains(needle), "log leaks {needle}: {text}");
     }
 }
+
+/// The entry point for callers holding an HTTP request (the local gateway):
+/// same decisions, headers looked up case-insensitively, and a header that
+/// is not visible ASCII is malformed rather than missing.
+#[tokio::test]
+async fn authorize_takes_http_parts_directly() {
+    use authorizer::Request;
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    let (a, metrics) = authorizer();
+    let event = fixture();
+    let mut headers = HeaderMap::new();
+    for (name, value) in event["headers"].as_object().unwrap() {
+        headers.insert(
+            HeaderName::from_bytes(name.to_ascii_uppercase().as_bytes()).unwrap(),
+            HeaderValue::from_str(value.as_str().unwrap()).unwrap(),
+        );
+    }
+    let decision = a
+        .authorize(Request::from_http(Some("acme"), &headers), NOW)
+        .await;
+    assert_eq!(decision.verdict.map(|r| r.as_str()).ok(), Some("shared"));
+
+    for (name, reason) in [
+        ("x-formbridge-timestamp", "malformed_timestamp"),
+        ("content-digest", "malformed_digest"),
+        ("x-formbridge-signature", "malformed_signature"),
+    ] {
+        let mut bad = headers.clone();
+        bad.insert(
+            name,
+            HeaderValue::from_bytes("caf\u{e9}".as_bytes()).unwrap(),
+        );
+        let decision = a
+            .authorize(Request::from_http(Some("acme"), &bad), NOW)
+            .await;
+        assert_eq!(
+            decision.verdict.err().map(|d| d.code()),
+            Some(reason),
+            "{name}"
+        );
+        assert_eq!(last_metric(&metrics)["Reason"], reason);
+    }
+    let decision = a.authorize(Request::from_http(None, &headers), NOW).await;
+    assert_eq!(
+        decision.verdict.err().map(|d| d.code()),
+        Some("invalid_tenant_id")
+    );
+}
