@@ -10,10 +10,11 @@
 //!   `ttl + stale_if_error` keeps serving; with none, the failure itself is
 //!   remembered. Either way the store is asked again at most every
 //!   `error_backoff` per tenant, not on every request.
-//! - Lookups of tenants the cache holds nothing for pass a per-process rate
-//!   limit (`new_tenant_lookups`), so a flood of random tenant IDs cannot
-//!   turn into a flood of store calls; refreshes of cached tenants are never
-//!   limited.
+//! - Lookups of tenants the cache holds no record for (never seen, unknown,
+//!   malformed or failed) pass a per-process rate limit
+//!   (`new_tenant_lookups`), so a flood of random tenant IDs cannot turn
+//!   into a flood of store calls; refreshes of tenants with a record are
+//!   never limited.
 //!
 //! Time is `tokio::time::Instant`, so all of it is testable with paused time.
 
@@ -45,7 +46,7 @@ pub struct CachePolicy {
     pub error_backoff: Duration,
     /// Most tenants held at once; least useful entries are evicted first.
     pub max_entries: u64,
-    /// Limit on lookups of tenants the cache holds nothing for.
+    /// Limit on lookups of tenants the cache holds no record for.
     pub new_tenant_lookups: RateLimit,
 }
 
@@ -160,7 +161,13 @@ impl<S: TenantStore> CachedTenantStore<S> {
             // Another caller refreshed it while we waited for the lock.
             return Ok(Op::Nop);
         }
-        if current.is_none() && self.new_lookups.check().is_err() {
+        // Only refreshes of tenants with a good record skip the limit;
+        // otherwise expired negative entries for random IDs would let a
+        // flood through after all.
+        let has_record = current
+            .as_ref()
+            .is_some_and(|c| matches!(c.value, Cached::Found(_)));
+        if !has_record && self.new_lookups.check().is_err() {
             return Err(StoreError::Throttled);
         }
         let fetched = self.inner.fetch(tenant).await;
@@ -410,10 +417,29 @@ mod tests {
         }
         assert_eq!(throttled, 8, "the burst of 3 was acme plus two random IDs");
         assert_eq!(calls(&c), 3);
-        // A cached tenant's refresh is never refused.
+        // Their negative entries expire: refreshing them is limited too.
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let again = (0..2)
+            .map(|i| id(&format!("random-{i}")))
+            .collect::<Vec<_>>();
+        let mut refused = 0;
+        for t in &again {
+            refused += usize::from(matches!(c.get(t).await, Err(StoreError::Throttled)));
+        }
+        assert_eq!(refused, 0, "31 s refilled the bucket with 3 tokens (burst)");
+        for i in 0..10 {
+            let t = id(&format!("random-{i}"));
+            let _ = c.get(&t).await;
+        }
+        assert_eq!(calls(&c), 3 + 2 + 1, "one more token, then refused");
+        // A tenant with a record is refreshed even with the bucket empty.
         tokio::time::advance(TTL).await;
+        for i in 0..10 {
+            let _ = c.get(&id(&format!("other-{i}"))).await;
+        }
+        let before = calls(&c);
         assert!(c.get(&id("acme")).await.expect("ok").is_some());
-        assert_eq!(calls(&c), 4);
+        assert_eq!(calls(&c), before + 1);
     }
 
     #[tokio::test(start_paused = true)]
