@@ -115,13 +115,20 @@ pub struct SignedHeaders {
     pub signature: String,
 }
 
+impl SignedHeaders {
+    /// The headers as a verifier receives them.
+    pub fn as_request(&self) -> RequestHeaders<'_> {
+        RequestHeaders {
+            timestamp: &self.timestamp,
+            content_digest: &self.content_digest,
+            signature: &self.signature,
+        }
+    }
+}
+
 impl fmt::Debug for SignedHeaders {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SignedHeaders")
-            .field("timestamp", &self.timestamp)
-            .field("content_digest", &self.content_digest)
-            .field("signature", &"[redacted]")
-            .finish()
+        self.as_request().fmt(f)
     }
 }
 
@@ -412,11 +419,7 @@ mod tests {
     }
 
     fn headers(h: &SignedHeaders) -> RequestHeaders<'_> {
-        RequestHeaders {
-            timestamp: &h.timestamp,
-            content_digest: &h.content_digest,
-            signature: &h.signature,
-        }
+        h.as_request()
     }
 
     #[test]
