@@ -262,11 +262,6 @@ impl FakeRuntimeApi {
         }
         s.first_poll
     }
-
-    /// The init error the function reported, if any.
-    pub fn init_error(&self) -> Option<String> {
-        self.state.0.lock().unwrap().init_error.clone()
-    }
 }
 
 fn serve_connection(stream: TcpStream, state: &(Mutex<RuntimeState>, Condvar)) {

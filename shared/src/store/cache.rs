@@ -233,12 +233,6 @@ fn later(at: Instant, d: Duration) -> Instant {
         .unwrap_or(at)
 }
 
-impl<S: TenantStore> TenantStore for CachedTenantStore<S> {
-    async fn fetch(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
-        Ok(self.get(tenant).await?.map(|r| (*r).clone()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -51,15 +51,6 @@ impl MemoryTenantStore {
         Self::default()
     }
 
-    /// A store holding `records`.
-    pub fn from_records(records: impl IntoIterator<Item = TenantRecord>) -> Self {
-        let store = Self::new();
-        for r in records {
-            store.upsert(r);
-        }
-        store
-    }
-
     /// Parses a JSON array of tenant records (the tenants file format).
     pub fn from_json(text: &str) -> Result<Self, TenantsFileError> {
         let value: Value = serde_json::from_str(text).map_err(|e| {
