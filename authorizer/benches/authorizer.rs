@@ -7,40 +7,22 @@
 
 use std::hint::black_box;
 
-use authorizer::{Authorizer, AuthorizerEvent, Config};
+mod support;
+
+use authorizer::AuthorizerEvent;
 use criterion::{Criterion, criterion_group, criterion_main};
-use shared::store::MemoryTenantStore;
 use shared::telemetry::Metrics;
 
-const NOW: i64 = 1_767_225_600;
+use support::NOW;
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
-    // acme as in tests/data/tenants.json, with a limit high enough that the
-    // limiter is consulted on every request but never denies.
-    let store = MemoryTenantStore::from_json(
-        r#"[{"tenant_id":"acme","status":"active","routing":"shared",
-             "signing_secrets":["fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c"],
-             "rate_limit":{"requests_per_second":1000000,"burst":1000000}}]"#,
-    )
-    .unwrap();
-    let config = Config::from_env(&shared::config::Env::new(|_| None)).unwrap();
-    let authorizer = Authorizer::new(
-        store,
-        &config,
-        Metrics::to_writer("authorizer", std::io::sink()),
-    );
-    let event = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/authorizer-request.json"
-    ))
-    .unwrap();
-    let mut forged: serde_json::Value = serde_json::from_slice(&event).unwrap();
-    forged["headers"]["x-formbridge-signature"] = format!("v1={}", "0".repeat(64)).into();
-    let forged = serde_json::to_vec(&forged).unwrap();
+    let authorizer = support::warm_authorizer();
+    let event = support::signed_event();
+    let forged = support::forged_event();
 
     // As the runtime does it: bytes deserialised, handler awaited inside the
     // running runtime, response serialised.

@@ -13,11 +13,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use authorizer::{Authorizer, AuthorizerEvent, Config};
-use shared::store::MemoryTenantStore;
-use shared::telemetry::Metrics;
+#[path = "../benches/support/mod.rs"]
+mod support;
 
-const NOW: i64 = 1_767_225_600;
+use authorizer::AuthorizerEvent;
+use support::NOW;
 
 fn main() {
     let n: usize = std::env::args()
@@ -27,29 +27,13 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let store = MemoryTenantStore::from_json(
-        r#"[{"tenant_id":"acme","status":"active",
-             "signing_secrets":["fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c"],
-             "rate_limit":{"requests_per_second":1000000,"burst":1000000}}]"#,
-    )
-    .unwrap();
-    let config = Config::from_env(&shared::config::Env::new(|_| None)).unwrap();
-    let authorizer = Authorizer::new(
-        store,
-        &config,
-        Metrics::to_writer("authorizer", std::io::sink()),
-    );
-    let mut event = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/authorizer-request.json"
-    ))
-    .unwrap();
+    let authorizer = support::warm_authorizer();
     let deny = std::env::args().nth(2).as_deref() == Some("deny");
-    if deny {
-        let mut forged: serde_json::Value = serde_json::from_slice(&event).unwrap();
-        forged["headers"]["x-formbridge-signature"] = format!("v1={}", "0".repeat(64)).into();
-        event = serde_json::to_vec(&forged).unwrap();
-    }
+    let event = if deny {
+        support::forged_event()
+    } else {
+        support::signed_event()
+    };
     let mut allowed = 0usize;
     rt.block_on(async {
         for _ in 0..n {

@@ -1,0 +1,45 @@
+//! The warm authorizer that both the criterion benchmark
+//! (`benches/authorizer.rs`) and the instruction-count example
+//! (`examples/handler_loop.rs`) measure, so their numbers describe the same
+//! thing: acme from `tests/data/tenants.json`, with a rate limit high enough
+//! that the limiter is consulted on every request but never denies.
+
+use authorizer::{Authorizer, Config};
+use shared::store::MemoryTenantStore;
+use shared::telemetry::Metrics;
+
+/// The fixture's signing time.
+pub(crate) const NOW: i64 = 1_767_225_600;
+
+/// An authorizer with acme's record cached after the first request, and
+/// metrics written (then discarded) as in production.
+pub(crate) fn warm_authorizer() -> Authorizer<MemoryTenantStore> {
+    let store = MemoryTenantStore::from_json(
+        r#"[{"tenant_id":"acme","status":"active","routing":"shared",
+             "signing_secrets":["fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c"],
+             "rate_limit":{"requests_per_second":1000000,"burst":1000000}}]"#,
+    )
+    .unwrap();
+    let config = Config::from_env(&shared::config::Env::new(|_| None)).unwrap();
+    Authorizer::new(
+        store,
+        &config,
+        Metrics::to_writer("authorizer", std::io::sink()),
+    )
+}
+
+/// The signed fixture event, as the runtime receives it.
+pub(crate) fn signed_event() -> Vec<u8> {
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/authorizer-request.json"
+    ))
+    .unwrap()
+}
+
+/// The fixture with a well-formed signature that matches no secret.
+pub(crate) fn forged_event() -> Vec<u8> {
+    let mut forged: serde_json::Value = serde_json::from_slice(&signed_event()).unwrap();
+    forged["headers"]["x-formbridge-signature"] = format!("v1={}", "0".repeat(64)).into();
+    serde_json::to_vec(&forged).unwrap()
+}
