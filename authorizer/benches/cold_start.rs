@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -43,11 +43,9 @@ struct Sample {
 fn one_cold_start(moto: &MotoServer) -> Sample {
     let runtime = FakeRuntimeApi::start([signed_event()]);
     let spawned = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_authorizer"))
-        .env_clear()
-        .envs(runtime.lambda_env())
+    let mut child = runtime
+        .command(env!("CARGO_BIN_EXE_authorizer"))
         .envs(moto.aws_env())
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -77,19 +75,8 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let sdk = shared::aws::configure(moto.loader()).load().await;
-        aws_sdk_secretsmanager::Client::new(&sdk)
-            .create_secret()
-            .name("form-bridge/tenants/acme")
-            .secret_string(
-                json!({"tenant_id": "acme", "status": "active", "signing_secrets": [SECRET]})
-                    .to_string(),
-            )
-            .send()
-            .await
-            .unwrap();
-    });
+    let record = json!({"tenant_id": "acme", "status": "active", "signing_secrets": [SECRET]});
+    rt.block_on(moto.put_secret("form-bridge/tenants/acme", &record.to_string()));
 
     let mut samples = Vec::new();
     let mut g = c.benchmark_group("authorizer_cold_start");

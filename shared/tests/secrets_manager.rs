@@ -20,16 +20,6 @@ async fn setup(moto: &MotoServer, prefix: &str) -> (Client, SecretsManagerStore)
     (client, store)
 }
 
-async fn put(client: &Client, name: &str, text: &str) {
-    client
-        .create_secret()
-        .name(name)
-        .secret_string(text)
-        .send()
-        .await
-        .unwrap();
-}
-
 fn id(s: &str) -> TenantId {
     TenantId::parse(s).unwrap()
 }
@@ -42,21 +32,16 @@ async fn reads_records_and_reports_every_kind_of_bad_secret() {
         "tenant_id": "acme", "status": "suspended", "signing_secrets": [SECRET],
         "routing": "dedicated", "unknown": [1, 2, 3]
     });
-    put(&client, "form-bridge/tenants/acme", &good.to_string()).await;
-    put(
-        &client,
+    moto.put_secret("form-bridge/tenants/acme", &good.to_string())
+        .await;
+    moto.put_secret(
         "form-bridge/tenants/notjson",
         &format!("{{\"signing_secrets\": [\"{SECRET}\""),
     )
     .await;
-    put(
-        &client,
-        "form-bridge/tenants/wrongtype",
-        &json!(SECRET).to_string(),
-    )
-    .await;
-    put(
-        &client,
+    moto.put_secret("form-bridge/tenants/wrongtype", &json!(SECRET).to_string())
+        .await;
+    moto.put_secret(
         "form-bridge/tenants/misfiled",
         &json!({"tenant_id": "acme", "status": "active", "signing_secrets": [SECRET]}).to_string(),
     )
@@ -94,10 +79,11 @@ async fn reads_records_and_reports_every_kind_of_bad_secret() {
 #[tokio::test]
 async fn honours_the_secret_name_prefix() {
     let moto = MotoServer::start();
-    let (client, store) = setup(&moto, "prod/fb/").await;
+    let (_, store) = setup(&moto, "prod/fb/").await;
     let record = json!({"tenant_id": "acme", "status": "active", "signing_secrets": [SECRET]});
-    put(&client, "prod/fb/acme", &record.to_string()).await;
-    put(&client, "form-bridge/tenants/other", &record.to_string()).await;
+    moto.put_secret("prod/fb/acme", &record.to_string()).await;
+    moto.put_secret("form-bridge/tenants/other", &record.to_string())
+        .await;
     assert!(store.fetch(&id("acme")).await.unwrap().is_some());
     assert!(store.fetch(&id("other")).await.unwrap().is_none());
     assert_eq!(store.secret_name(&id("acme")), "prod/fb/acme");
@@ -108,7 +94,8 @@ async fn a_tenant_whose_secret_is_deleted_is_unknown() {
     let moto = MotoServer::start();
     let (client, store) = setup(&moto, "form-bridge/tenants/").await;
     let record = json!({"tenant_id": "acme", "status": "active", "signing_secrets": [SECRET]});
-    put(&client, "form-bridge/tenants/acme", &record.to_string()).await;
+    moto.put_secret("form-bridge/tenants/acme", &record.to_string())
+        .await;
     // Scheduled for deletion (the default 30-day recovery window): Secrets
     // Manager answers InvalidRequestException, which is "no such tenant".
     client
@@ -123,9 +110,10 @@ async fn a_tenant_whose_secret_is_deleted_is_unknown() {
 #[tokio::test]
 async fn an_outage_is_unavailable_and_the_cache_rides_it_out() {
     let mut moto = MotoServer::start();
-    let (client, store) = setup(&moto, "form-bridge/tenants/").await;
+    let (_, store) = setup(&moto, "form-bridge/tenants/").await;
     let record = json!({"tenant_id": "acme", "status": "active", "signing_secrets": [SECRET]});
-    put(&client, "form-bridge/tenants/acme", &record.to_string()).await;
+    moto.put_secret("form-bridge/tenants/acme", &record.to_string())
+        .await;
     // TTL zero: every lookup goes to the store, so the stale path is used.
     let cached = CachedTenantStore::new(store.clone(), CachePolicy::with_ttl(Duration::ZERO));
     assert!(cached.get(&id("acme")).await.unwrap().is_some());

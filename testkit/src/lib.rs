@@ -141,6 +141,18 @@ impl MotoServer {
             ))
     }
 
+    /// Stores a secret (a tenant record's JSON, say) in the emulator.
+    pub async fn put_secret(&self, name: &str, secret_string: &str) {
+        let config = self.loader().load().await;
+        aws_sdk_secretsmanager::Client::new(&config)
+            .create_secret()
+            .name(name)
+            .secret_string(secret_string)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create secret {name} in moto: {e:?}"));
+    }
+
     /// Stops the server now, as an outage would.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -223,6 +235,15 @@ impl FakeRuntimeApi {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+    }
+
+    /// A command that starts the `bootstrap` at `exe` as Lambda does: with
+    /// nothing but the Lambda environment pointing at this API (add the
+    /// function's own variables), and no standard input.
+    pub fn command(&self, exe: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(exe);
+        cmd.env_clear().envs(self.lambda_env()).stdin(Stdio::null());
+        cmd
     }
 
     /// Waits until `n` answers have been posted, or `limit` passes; returns

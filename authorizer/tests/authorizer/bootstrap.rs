@@ -10,12 +10,9 @@ use testkit::{Answer, FakeRuntimeApi, MotoServer};
 use super::*;
 
 fn bootstrap(runtime: &FakeRuntimeApi, moto: &MotoServer, extra: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authorizer"));
-    cmd.env_clear()
-        .envs(runtime.lambda_env())
-        .envs(moto.aws_env())
+    let mut cmd = runtime.command(env!("CARGO_BIN_EXE_authorizer"));
+    cmd.envs(moto.aws_env())
         .envs(extra.iter().copied())
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
@@ -24,18 +21,8 @@ fn bootstrap(runtime: &FakeRuntimeApi, moto: &MotoServer, extra: &[(&str, &str)]
 #[tokio::test]
 async fn the_bootstrap_serves_invocations_and_never_returns_an_error() {
     let moto = MotoServer::start();
-    let client =
-        aws_sdk_secretsmanager::Client::new(&shared::aws::configure(moto.loader()).load().await);
-    client
-        .create_secret()
-        .name("custom/acme")
-        .secret_string(
-            json!({"tenant_id": "acme", "status": "active", "signing_secrets": [ACME_SECRET]})
-                .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let record = json!({"tenant_id": "acme", "status": "active", "signing_secrets": [ACME_SECRET]});
+    moto.put_secret("custom/acme", &record.to_string()).await;
 
     let now = shared::signature::unix_now();
     let events = [
@@ -100,12 +87,10 @@ fn events_signature(event: &str) -> String {
 #[test]
 fn invalid_configuration_fails_start_up_naming_the_variable() {
     let moto_env_only = FakeRuntimeApi::start([]);
-    let output = Command::new(env!("CARGO_BIN_EXE_authorizer"))
-        .env_clear()
-        .envs(moto_env_only.lambda_env())
+    let output = moto_env_only
+        .command(env!("CARGO_BIN_EXE_authorizer"))
         .env("AWS_REGION", "us-east-1")
         .env("REPLAY_WINDOW_SECONDS", "five minutes")
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(!output.status.success());

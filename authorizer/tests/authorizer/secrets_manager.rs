@@ -15,14 +15,8 @@ async fn client(moto: &MotoServer) -> Client {
     Client::new(&shared::aws::configure(moto.loader()).load().await)
 }
 
-async fn put(client: &Client, tenant: &str, record: &str) {
-    client
-        .create_secret()
-        .name(format!("{PREFIX}{tenant}"))
-        .secret_string(record)
-        .send()
-        .await
-        .unwrap();
+async fn put(moto: &MotoServer, tenant: &str, record: &str) {
+    moto.put_secret(&format!("{PREFIX}{tenant}"), record).await;
 }
 
 async fn authorizer(client: Client) -> (Authorizer<SecretsManagerStore>, CapturedMetrics) {
@@ -45,9 +39,9 @@ fn acme_record() -> String {
 async fn decides_on_records_in_secrets_manager_and_survives_an_outage() {
     let mut moto = MotoServer::start();
     let client = client(&moto).await;
-    put(&client, "acme", &acme_record()).await;
+    put(&moto, "acme", &acme_record()).await;
     put(
-        &client,
+        &moto,
         "broken",
         r#"{"tenant_id": "broken", "status": "active"}"#,
     )
