@@ -68,10 +68,20 @@ impl<'de> Deserialize<'de> for AuthorizerEvent {
     }
 }
 
-/// Implements `visit_*` for every non-map JSON type as "not what we want":
-/// the value is consumed and `$default` returned, never an error.
+/// Implements `expecting` and `visit_*` for every JSON type but maps (and,
+/// with `strings`, but strings too) as "not what we want": the value is
+/// consumed and `$default` returned, never an error.
 macro_rules! accept_anything_else {
+    ($default:expr, strings) => {
+        accept_anything_else!($default);
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($default)
+        }
+    };
     ($default:expr) => {
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
             Ok($default)
         }
@@ -102,15 +112,7 @@ struct EventVisitor;
 impl<'de> Visitor<'de> for EventVisitor {
     type Value = AuthorizerEvent;
 
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    accept_anything_else!(AuthorizerEvent::default());
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(AuthorizerEvent::default())
-    }
+    accept_anything_else!(AuthorizerEvent::default(), strings);
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut event = AuthorizerEvent {
@@ -194,9 +196,6 @@ impl<'de> Deserialize<'de> for Lenient {
         struct LenientVisitor;
         impl<'de> Visitor<'de> for LenientVisitor {
             type Value = Lenient;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
             accept_anything_else!(Lenient(None));
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 Ok(Lenient(Some(v.to_owned())))
@@ -224,13 +223,7 @@ impl<'de> Deserialize<'de> for Headers {
         struct HeadersVisitor;
         impl<'de> Visitor<'de> for HeadersVisitor {
             type Value = Headers;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            accept_anything_else!(Headers::default());
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Headers::default())
-            }
+            accept_anything_else!(Headers::default(), strings);
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut h = Headers {
                     well_formed: true,
@@ -299,13 +292,7 @@ impl<'de, N: FieldName> Deserialize<'de> for Field<N> {
         struct FieldVisitor<N>(std::marker::PhantomData<N>);
         impl<'de, N: FieldName> Visitor<'de> for FieldVisitor<N> {
             type Value = Field<N>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            accept_anything_else!(Field::default());
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Field::default())
-            }
+            accept_anything_else!(Field::default(), strings);
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut field = Field {
                     is_object: true,
