@@ -11,6 +11,10 @@
 //! - [`store`]: the [`TenantStore`](store::TenantStore) trait, its Secrets
 //!   Manager and in-memory adapters, and the TTL cache in front of them.
 //! - [`rate_limit`]: per-tenant request limits.
+//! - [`event`]: what a submission becomes on the bus, and its ID.
+//! - [`publish`]: the [`EventPublisher`](publish::EventPublisher) trait,
+//!   its EventBridge and in-memory adapters, and batched publishing with
+//!   retries of only what failed.
 //! - [`config`], [`telemetry`], [`aws`]: environment parsing, JSON logs and
 //!   EMF metrics, and the SDK settings every function shares.
 
@@ -18,6 +22,8 @@
 
 pub mod aws;
 pub mod config;
+pub mod event;
+pub mod publish;
 pub mod rate_limit;
 pub mod secret;
 pub mod signature;
