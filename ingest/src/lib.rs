@@ -1,1 +1,450 @@
-//! placeholder
+//! Form-Bridge ingest: the HTTP API's Lambda behind the authorizer.
+//!
+//! For each request it, in order:
+//!
+//! 1. takes the tenant and routing from the authorizer's context, and only
+//!    from there (a missing context is a 500, never a default);
+//! 2. bounds the body (`MAX_BODY_BYTES`), decoding base64 first;
+//! 3. checks the raw bytes against the signed `Content-Digest` in constant
+//!    time, before anything is parsed;
+//! 4. reads the submissions ([`body`]): a JSON object, a batch of up to 100,
+//!    or a URL-encoded form;
+//! 5. gives each a time-sortable submission ID and publishes the events
+//!    ([`shared::publish`]): at most 10 entries and 1 MiB per PutEvents
+//!    call, only failed entries retried;
+//! 6. answers 202 with the IDs in request order, or the contract's status
+//!    and `{"error": {"code", "message"}}`.
+//!
+//! [`Ingest::handle`] is what the Lambda runs on an [`IngestEvent`];
+//! [`Ingest::ingest`] is the same for callers holding the request's parts
+//! (the local gateway). Errors become responses in [`Rejection`] only.
+
+pub mod body;
+pub mod event;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+pub use body::{BodyError, ContentType, MAX_BATCH};
+pub use event::{IngestEvent, Response};
+use serde_json::json;
+use shared::config::{ConfigError, Env};
+use shared::event::{
+    DEFAULT_EVENT_SOURCE, DETAIL_TYPE, DETAIL_VERSION, SubmissionDetail, SubmissionId,
+    SubmissionIds, received_at,
+};
+use shared::publish::{
+    self, BusEntry, EntryError, EntryTooLarge, EventPublisher, PublishReport, RetryPolicy,
+};
+use shared::signature::{DigestError, verify_content_digest};
+use shared::telemetry::{Measure, Metrics};
+use shared::{Routing, TenantId};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+/// The largest `MAX_BODY_BYTES`: Lambda's 6 MB synchronous payload limit.
+pub const MAX_BODY_BYTES_LIMIT: u64 = 6 * 1024 * 1024;
+/// `MAX_BODY_BYTES` when unset.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 262_144;
+
+/// Ingest's configuration (contract section 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `EVENT_BUS_NAME`: the bus's name or ARN. Required.
+    pub event_bus_name: String,
+    /// `EVENT_SOURCE`: the events' `Source`.
+    pub event_source: String,
+    /// `MAX_BODY_BYTES`: the largest body accepted, after base64 decoding.
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// Reads the configuration; errors name the variable.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let event_bus_name = env.required("EVENT_BUS_NAME")?;
+        if event_bus_name.len() > 1600 || event_bus_name.contains(char::is_whitespace) {
+            return Err(ConfigError::new(
+                "EVENT_BUS_NAME",
+                "must be a bus name or ARN without spaces",
+            ));
+        }
+        let event_source = env.string("EVENT_SOURCE", DEFAULT_EVENT_SOURCE);
+        let source_ok = event_source.len() <= 256
+            && !event_source.starts_with("aws.")
+            && event_source.bytes().all(|b| b.is_ascii_graphic());
+        if !source_ok {
+            return Err(ConfigError::new(
+                "EVENT_SOURCE",
+                "must be at most 256 visible ASCII characters and not start with \"aws.\"",
+            ));
+        }
+        let max_body_bytes = env.number(
+            "MAX_BODY_BYTES",
+            DEFAULT_MAX_BODY_BYTES,
+            1..=MAX_BODY_BYTES_LIMIT,
+        )?;
+        Ok(Self {
+            event_bus_name,
+            event_source,
+            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+        })
+    }
+}
+
+/// The tenant the authorizer let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// Its ID.
+    pub id: TenantId,
+    /// Its routing.
+    pub routing: Routing,
+}
+
+/// The parts of a request ingest uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// From the authorizer's context; `None` when there was none.
+    pub tenant: Option<&'a Tenant>,
+    /// `Content-Type`.
+    pub content_type: Option<&'a str>,
+    /// `Content-Digest`.
+    pub content_digest: Option<&'a str>,
+    /// The raw body bytes, already base64-decoded.
+    pub body: &'a [u8],
+    /// API Gateway's request ID, for logs.
+    pub request_id: Option<&'a str>,
+}
+
+/// Why a request was not accepted. Each maps to one status and code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// No usable authorizer context: the route is misconfigured.
+    #[error("the request carries no authorizer context; the API is misconfigured")]
+    MissingContext,
+    /// The body is over `MAX_BODY_BYTES`.
+    #[error("the body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// `isBase64Encoded` with a body that is not base64.
+    #[error("the body is marked base64 but is not valid base64")]
+    MalformedBase64,
+    /// No `Content-Digest` header.
+    #[error("the Content-Digest header is missing")]
+    MissingDigest,
+    /// A malformed digest or a body that does not match it.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    /// Not JSON or a URL-encoded form.
+    #[error("Content-Type must be application/json or application/x-www-form-urlencoded")]
+    UnsupportedContentType,
+    /// The body is not valid submissions.
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    /// One event would exceed what the bus takes in one entry.
+    #[error("submission {} makes a {}-byte event; the bus takes at most {} bytes", .0.index, .0.size, publish::MAX_CALL_BYTES)]
+    EventTooLarge(EntryTooLarge),
+    /// The bus did not take every event.
+    #[error("{message}")]
+    NotPublished {
+        /// What the client is told.
+        message: String,
+        /// IDs of submissions of this request that did reach the bus.
+        published: Vec<SubmissionId>,
+    },
+}
+
+impl Rejection {
+    /// The HTTP status (contract section 2).
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MissingContext => 500,
+            Self::BodyTooLarge(_) | Self::EventTooLarge(_) => 413,
+            Self::MalformedBase64 | Self::Body(_) => 400,
+            Self::MissingDigest | Self::Digest(_) => 401,
+            Self::UnsupportedContentType => 415,
+            Self::NotPublished { .. } => 503,
+        }
+    }
+
+    /// A stable snake_case code for the error body, logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingContext => "missing_authorizer_context",
+            Self::BodyTooLarge(_) => "body_too_large",
+            Self::MalformedBase64 => "malformed_body",
+            Self::MissingDigest => "missing_digest",
+            Self::Digest(DigestError::Malformed) => "malformed_digest",
+            Self::Digest(DigestError::Mismatch) => "digest_mismatch",
+            Self::UnsupportedContentType => "unsupported_content_type",
+            Self::Body(e) => e.code(),
+            Self::EventTooLarge(_) => "event_too_large",
+            Self::NotPublished { .. } => "bus_unavailable",
+        }
+    }
+
+    /// The `{"error": {"code", "message"}}` body. A partly published batch
+    /// also lists what did reach the bus, so the client is told.
+    pub fn body(&self) -> String {
+        let mut error = json!({"code": self.code(), "message": self.to_string()});
+        if let Self::NotPublished { published, .. } = self
+            && !published.is_empty()
+        {
+            error["published_submission_ids"] = json!(published);
+        }
+        json!({ "error": error }).to_string()
+    }
+}
+
+/// Submissions on the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Their IDs, in request order.
+    pub submission_ids: Vec<SubmissionId>,
+}
+
+impl Accepted {
+    /// The 202 body: `{"submission_ids": [...]}`.
+    pub fn body(&self) -> String {
+        json!({ "submission_ids": self.submission_ids }).to_string()
+    }
+}
+
+/// The ingest handler: publisher, configuration, ID generator and metrics,
+/// built once per process.
+pub struct Ingest<P> {
+    publisher: P,
+    source: Arc<str>,
+    max_body_bytes: usize,
+    retry: RetryPolicy,
+    ids: SubmissionIds,
+    metrics: Metrics,
+}
+
+impl<P: EventPublisher> Ingest<P> {
+    /// A handler publishing through `publisher`.
+    pub fn new(publisher: P, config: &Config, metrics: Metrics) -> Self {
+        Self {
+            publisher,
+            source: Arc::from(config.event_source.as_str()),
+            max_body_bytes: config.max_body_bytes,
+            retry: RetryPolicy::default(),
+            ids: SubmissionIds::new(),
+            metrics,
+        }
+    }
+
+    /// Replaces the publish retry policy (the local gateway and tests).
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The publisher.
+    pub fn publisher(&self) -> &P {
+        &self.publisher
+    }
+
+    /// Handles one API Gateway event received at `now`. Never fails: every
+    /// outcome is a response.
+    pub async fn handle(&self, event: &IngestEvent, now: SystemTime) -> Response {
+        let tenant = tenant_from_context(event);
+        let request_id = event.request_context.request_id.as_deref();
+        let decoded = match self.decode_body(event) {
+            Ok(body) => body,
+            Err(rejection) => {
+                self.rejected(tenant.as_ref(), request_id, &rejection);
+                return Response::json(rejection.status(), rejection.body());
+            }
+        };
+        let request = Request {
+            tenant: tenant.as_ref(),
+            content_type: event.headers.content_type.as_deref(),
+            content_digest: event.headers.content_digest.as_deref(),
+            body: &decoded,
+            request_id,
+        };
+        match self.ingest(request, now).await {
+            Ok(accepted) => Response::json(202, accepted.body()),
+            Err(rejection) => Response::json(rejection.status(), rejection.body()),
+        }
+    }
+
+    /// Accepts or rejects one request received at `now`, and logs and
+    /// counts the outcome.
+    pub async fn ingest(
+        &self,
+        request: Request<'_>,
+        now: SystemTime,
+    ) -> Result<Accepted, Rejection> {
+        let result = self.accept(&request, now).await;
+        if let Err(rejection) = &result {
+            self.rejected(request.tenant, request.request_id, rejection);
+        }
+        result
+    }
+
+    async fn accept(&self, request: &Request<'_>, now: SystemTime) -> Result<Accepted, Rejection> {
+        let tenant = request.tenant.ok_or(Rejection::MissingContext)?;
+        if request.body.len() > self.max_body_bytes {
+            return Err(Rejection::BodyTooLarge(self.max_body_bytes));
+        }
+        let digest = request.content_digest.ok_or(Rejection::MissingDigest)?;
+        verify_content_digest(digest, request.body)?;
+        let content_type = request
+            .content_type
+            .and_then(ContentType::parse)
+            .ok_or(Rejection::UnsupportedContentType)?;
+        let payloads = body::submissions(content_type, request.body)?;
+
+        let received_at = received_at(now);
+        let mut ids = Vec::with_capacity(payloads.len());
+        let entries: Vec<BusEntry> = payloads
+            .iter()
+            .map(|payload| {
+                let id = self.ids.next(now);
+                ids.push(id);
+                let detail = SubmissionDetail {
+                    version: Cow::Borrowed(DETAIL_VERSION),
+                    submission_id: Cow::Owned(id.to_string()),
+                    tenant_id: tenant.id.clone(),
+                    routing: tenant.routing,
+                    received_at: Cow::Borrowed(&received_at),
+                    content_type: Cow::Borrowed(content_type.as_str()),
+                    payload,
+                };
+                BusEntry {
+                    source: Arc::clone(&self.source),
+                    detail_type: DETAIL_TYPE,
+                    time: now,
+                    detail: detail.to_json(),
+                }
+            })
+            .collect();
+
+        let started = Instant::now();
+        let report = publish::publish(&self.publisher, &entries, &self.retry)
+            .await
+            .map_err(Rejection::EventTooLarge)?;
+        let latency = started.elapsed();
+        let published = ids.len() - report.failed.len();
+        self.metrics.emit(
+            &[
+                Measure::count("Submissions", u32::try_from(published).unwrap_or(u32::MAX)),
+                Measure::count("PublishCalls", report.calls),
+                Measure::count("PublishRetries", report.retried_entries),
+                Measure::millis("PublishLatency", latency),
+            ],
+            &[("TenantId", tenant.id.as_str())],
+            &[&[], &["TenantId"]],
+        );
+        if report.failed.is_empty() {
+            info!(
+                tenant_id = %tenant.id,
+                request_id = request.request_id,
+                submissions = ids.len(),
+                calls = report.calls,
+                retried = report.retried_entries,
+                publish_ms = latency.as_secs_f64() * 1000.0,
+                "accepted"
+            );
+            return Ok(Accepted {
+                submission_ids: ids,
+            });
+        }
+        Err(not_published(tenant, request.request_id, &ids, &report))
+    }
+
+    /// The raw body: base64-decoded when API Gateway encoded it, refused
+    /// before decoding when it cannot fit.
+    fn decode_body<'e>(&self, event: &'e IngestEvent) -> Result<Cow<'e, [u8]>, Rejection> {
+        let body = event.body.as_deref().unwrap_or_default();
+        if !event.is_base64_encoded {
+            return Ok(Cow::Borrowed(body.as_bytes()));
+        }
+        if body.len() / 4 * 3 > self.max_body_bytes + 3 {
+            return Err(Rejection::BodyTooLarge(self.max_body_bytes));
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map(Cow::Owned)
+            .map_err(|_| Rejection::MalformedBase64)
+    }
+
+    fn rejected(&self, tenant: Option<&Tenant>, request_id: Option<&str>, rejection: &Rejection) {
+        let reason = rejection.code();
+        let tenant_id = tenant.map(|t| t.id.as_str());
+        match rejection {
+            Rejection::MissingContext => error!(request_id, reason, "rejected: {rejection}"),
+            Rejection::NotPublished { .. } => {} // logged with detail where it happens
+            _ => warn!(tenant_id, request_id, reason, "rejected: {rejection}"),
+        }
+        match tenant_id {
+            Some(t) => self.metrics.count(
+                "Rejections",
+                &[("Reason", reason), ("TenantId", t)],
+                &[&["Reason"], &["TenantId", "Reason"]],
+            ),
+            None => self
+                .metrics
+                .count("Rejections", &[("Reason", reason)], &[&["Reason"]]),
+        }
+    }
+}
+
+/// The 503 for a request whose events did not all reach the bus.
+fn not_published(
+    tenant: &Tenant,
+    request_id: Option<&str>,
+    ids: &[SubmissionId],
+    report: &PublishReport,
+) -> Rejection {
+    let failed: Vec<usize> = report.failed.iter().map(|(i, _)| *i).collect();
+    let unknown = report.failed.iter().any(|(_, e)| e.outcome_unknown());
+    let published: Vec<SubmissionId> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| failed.binary_search(i).is_err())
+        .map(|(_, id)| *id)
+        .collect();
+    let first: &EntryError = &report.failed[0].1;
+    error!(
+        tenant_id = %tenant.id,
+        request_id,
+        submissions = ids.len(),
+        failed = failed.len(),
+        calls = report.calls,
+        retried = report.retried_entries,
+        reason = first.code(),
+        error = ?first,
+        "not published"
+    );
+    let mut message = format!(
+        "the event bus did not take {} of {} submissions; the request was not accepted",
+        failed.len(),
+        ids.len()
+    );
+    if unknown {
+        message.push_str("; the bus's answer was lost, so some may have been published after all");
+    }
+    if !published.is_empty() {
+        message.push_str(
+            "; the submissions in published_submission_ids were published and a retry sends them again",
+        );
+    } else {
+        message.push_str("; retrying the request is safe");
+    }
+    Rejection::NotPublished { message, published }
+}
+
+/// The tenant from the authorizer's context, when it is complete and valid.
+fn tenant_from_context(event: &IngestEvent) -> Option<Tenant> {
+    let context = event.request_context.authorizer.as_ref()?.lambda.as_ref()?;
+    let id = TenantId::parse(context.tenant_id.as_deref()?).ok()?;
+    let routing = match context.routing.as_deref()? {
+        "shared" => Routing::Shared,
+        "dedicated" => Routing::Dedicated,
+        _ => return None,
+    };
+    Some(Tenant { id, routing })
+}

@@ -146,7 +146,12 @@ impl Metrics {
     /// `sets` lists which combinations of them CloudWatch aggregates by
     /// (`Function` is added to every set).
     pub fn count(&self, metric: &str, dimensions: &[Dimension<'_>], sets: &[&[&str]]) {
-        let line = self.emf_line(metric, dimensions, sets);
+        self.emit(&[Measure::count(metric, 1)], dimensions, sets);
+    }
+
+    /// Writes several measures with the same dimensions as one EMF line.
+    pub fn emit(&self, measures: &[Measure<'_>], dimensions: &[Dimension<'_>], sets: &[&[&str]]) {
+        let line = self.emf_line(measures, dimensions, sets);
         match &self.sink {
             Sink::Stdout => {
                 // A metric that cannot be written must not fail the request.
@@ -162,7 +167,12 @@ impl Metrics {
         }
     }
 
-    fn emf_line(&self, metric: &str, dimensions: &[Dimension<'_>], sets: &[&[&str]]) -> String {
+    fn emf_line(
+        &self,
+        measures: &[Measure<'_>],
+        dimensions: &[Dimension<'_>],
+        sets: &[&[&str]],
+    ) -> String {
         let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
@@ -183,9 +193,17 @@ impl Metrics {
             }
             s.push(']');
         }
-        s.push_str(r#"],"Metrics":[{"Name":"#);
-        push_json_str(&mut s, metric);
-        s.push_str(r#","Unit":"Count"}]}]},"Function":"#);
+        s.push_str(r#"],"Metrics":["#);
+        for (i, m) in measures.iter().enumerate() {
+            s.push_str(if i == 0 {
+                r#"{"Name":"#
+            } else {
+                r#",{"Name":"#
+            });
+            push_json_str(&mut s, m.name);
+            let _ = write!(s, r#","Unit":"{}"}}"#, m.unit.as_str());
+        }
+        s.push_str(r#"]}]},"Function":"#);
         push_json_str(&mut s, self.function);
         for (name, value) in dimensions {
             s.push(',');
@@ -193,10 +211,63 @@ impl Metrics {
             s.push(':');
             push_json_str(&mut s, value);
         }
-        s.push(',');
-        push_json_str(&mut s, metric);
-        s.push_str(":1}\n");
+        for m in measures {
+            s.push(',');
+            push_json_str(&mut s, m.name);
+            let value = if m.value.is_finite() { m.value } else { 0.0 };
+            let _ = write!(s, ":{value}");
+        }
+        s.push_str("}\n");
         s
+    }
+}
+
+/// A CloudWatch metric unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// A count.
+    Count,
+    /// A duration in milliseconds.
+    Milliseconds,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Count => "Count",
+            Self::Milliseconds => "Milliseconds",
+        }
+    }
+}
+
+/// One value of an EMF line: metric name, value and unit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measure<'a> {
+    /// The metric name.
+    pub name: &'a str,
+    /// The value.
+    pub value: f64,
+    /// Its unit.
+    pub unit: Unit,
+}
+
+impl<'a> Measure<'a> {
+    /// `n` of `name`.
+    pub fn count(name: &'a str, n: u32) -> Self {
+        Self {
+            name,
+            value: f64::from(n),
+            unit: Unit::Count,
+        }
+    }
+
+    /// A duration, in milliseconds with microsecond precision.
+    pub fn millis(name: &'a str, duration: std::time::Duration) -> Self {
+        Self {
+            name,
+            value: (duration.as_micros() as f64) / 1000.0,
+            unit: Unit::Milliseconds,
+        }
     }
 }
 
@@ -258,6 +329,24 @@ mod tests {
                 assert!(l.get(d.as_str().expect("name")).is_some(), "{d}");
             }
         }
+    }
+
+    #[test]
+    fn several_measures_share_one_line() {
+        let (m, captured) = Metrics::in_memory("ingest");
+        m.emit(
+            &[
+                Measure::count("Submissions", 3),
+                Measure::millis("PublishLatency", std::time::Duration::from_micros(12_345)),
+            ],
+            &[("TenantId", "acme")],
+            &[&["TenantId"]],
+        );
+        let l = &captured.lines()[0];
+        let cw = &l["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(cw["Metrics"][1]["Unit"], "Milliseconds");
+        assert_eq!(l["Submissions"], 3.0);
+        assert_eq!(l["PublishLatency"], 12.345);
     }
 
     #[test]

@@ -7,12 +7,20 @@
 //!   polls, serving given events and collecting the answers, so a test or a
 //!   benchmark runs the real binary exactly as Lambda would.
 //!
+//! - [`HttpServer`]: a scripted HTTP/1.1 server that records requests and
+//!   answers, stalls or hangs up as told: a misbehaving AWS endpoint or a
+//!   tenant's webhook receiver.
+//!
 //! Missing tools are a failure with a message, never a skip.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, unreachable_pub)]
 
+mod http;
+
+pub use http::{HttpServer, RecordedRequest, Reply};
+
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +33,16 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("testkit lives in the workspace")
         .to_path_buf()
+}
+
+/// An SDK config loader pointed at `endpoint` with dummy credentials.
+pub fn loader_for(endpoint: &str) -> aws_config::ConfigLoader {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "testing", "testing", None, None, "testkit",
+        ))
 }
 
 /// A port that was free a moment ago.
@@ -133,12 +151,97 @@ impl MotoServer {
 
     /// An SDK config loader pointed at this emulator with dummy credentials.
     pub fn loader(&self) -> aws_config::ConfigLoader {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(self.endpoint())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                "testing", "testing", None, None, "testkit",
-            ))
+        loader_for(&self.endpoint())
+    }
+
+    /// Creates an EventBridge bus (unless it exists) and a rule on it that
+    /// sends events matching `pattern` to a new SQS queue; returns the
+    /// queue's URL.
+    pub async fn route_to_queue(&self, bus: &str, rule: &str, pattern: &str) -> String {
+        let config = self.loader().load().await;
+        let events = aws_sdk_eventbridge::Client::new(&config);
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let exists = events.describe_event_bus().name(bus).send().await.is_ok();
+        if !exists {
+            events.create_event_bus().name(bus).send().await.unwrap();
+        }
+        let url = sqs
+            .create_queue()
+            .queue_name(format!("{rule}-queue"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        events
+            .put_rule()
+            .name(rule)
+            .event_bus_name(bus)
+            .event_pattern(pattern)
+            .send()
+            .await
+            .unwrap();
+        events
+            .put_targets()
+            .rule(rule)
+            .event_bus_name(bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(arn)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        url
+    }
+
+    /// Receives (and deletes) message bodies from a queue until `n` have
+    /// arrived or the queue stays empty for two seconds.
+    pub async fn drain_queue(&self, queue_url: &str, n: usize) -> Vec<String> {
+        let config = self.loader().load().await;
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let mut bodies = Vec::new();
+        let mut idle = 0;
+        while bodies.len() < n && idle < 20 {
+            let out = sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                idle += 1;
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            for m in messages {
+                bodies.push(m.body.unwrap_or_default());
+                if let Some(handle) = m.receipt_handle {
+                    sqs.delete_message()
+                        .queue_url(queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        bodies
     }
 
     /// Stores a secret (a tenant record's JSON, say) in the emulator.
@@ -289,7 +392,9 @@ fn serve_connection(stream: TcpStream, state: &(Mutex<RuntimeState>, Condvar)) {
     let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
     let mut writer = stream;
-    while let Some((method, path, body)) = read_request(&mut reader) {
+    while let Some(request) = http::read_request(&mut reader) {
+        let (method, path) = (request.method.as_str(), request.path.as_str());
+        let body = String::from_utf8_lossy(&request.body).into_owned();
         let (lock, cvar) = state;
         let reply = if method == "GET" && path.ends_with("/runtime/invocation/next") {
             let mut s = lock.lock().unwrap();
@@ -346,51 +451,6 @@ fn accepted() -> String {
         "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
-}
-
-/// Reads one HTTP/1.1 request (Content-Length or chunked body).
-fn read_request(r: &mut impl BufRead) -> Option<(String, String, String)> {
-    let mut line = String::new();
-    if r.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut length = 0usize;
-    let mut chunked = false;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (name, value) = h.split_once(':')?;
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-length" => length = value.trim().parse().ok()?,
-            "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
-            _ => {}
-        }
-    }
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size).ok()?;
-            let n = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk).ok()?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-    } else {
-        body.resize(length, 0);
-        r.read_exact(&mut body).ok()?;
-    }
-    Some((method, path, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// Peak resident memory of a running process, from `/proc/<pid>/status`.

@@ -1,0 +1,33 @@
+//! Lambda `bootstrap` for ingest: read config, build the publisher once,
+//! serve invocations.
+
+// The SDK and runtime futures nest deeper than the default layout limit.
+#![recursion_limit = "256"]
+
+use std::convert::Infallible;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use ingest::{Config, Ingest, IngestEvent};
+use lambda_runtime::{LambdaEvent, service_fn};
+use shared::config::Env;
+use shared::publish::EventBridgePublisher;
+use shared::telemetry::{self, Metrics};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let env = Env::process();
+    telemetry::init_logging(&env)?;
+    let config = Config::from_env(&env).context("ingest configuration")?;
+    let sdk = shared::aws::sdk_config().await;
+    let publisher = EventBridgePublisher::from_sdk_config(&sdk, config.event_bus_name.clone());
+    let ingest = Ingest::new(publisher, &config, Metrics::stdout("ingest"));
+    let ingest = &ingest;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<IngestEvent>| async move {
+            Ok::<_, Infallible>(ingest.handle(&event.payload, SystemTime::now()).await)
+        },
+    ))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+}
