@@ -14,6 +14,7 @@
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use shared::json_key::JsonKey;
 use shared::signature::{CONTENT_DIGEST_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// What the authorizer reads from an event. Deserialises from any JSON.
@@ -119,8 +120,8 @@ impl<'de> Visitor<'de> for EventVisitor {
             headers_well_formed: true,
             ..AuthorizerEvent::default()
         };
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            match &*key.0 {
+        while let Some(key) = map.next_key::<JsonKey<'de>>()? {
+            match key.as_bytes() {
                 b"version" => event.version = map.next_value::<Lenient>()?.0,
                 b"type" => event.kind = map.next_value::<Lenient>()?.0,
                 b"headers" => {
@@ -144,47 +145,6 @@ impl<'de> Visitor<'de> for EventVisitor {
             }
         }
         Ok(event)
-    }
-}
-
-/// A map key as bytes (escapes decoded), borrowed when the JSON has none.
-/// Keys are only compared with ASCII names, so they are read as bytes:
-/// serde_json then skips validating UTF-8 for every key of the event,
-/// which was a sixth of the handler's instructions.
-struct Key<'de>(std::borrow::Cow<'de, [u8]>);
-
-impl Key<'_> {
-    fn is(&self, name: &str) -> bool {
-        *self.0 == *name.as_bytes()
-    }
-
-    fn is_ignore_case(&self, name: &str) -> bool {
-        self.0.eq_ignore_ascii_case(name.as_bytes())
-    }
-}
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
-                Ok(Key(std::borrow::Cow::Borrowed(v)))
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
-                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(std::borrow::Cow::Borrowed(v.as_bytes())))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(std::borrow::Cow::Owned(v.as_bytes().to_owned())))
-            }
-        }
-        d.deserialize_bytes(KeyVisitor)
     }
 }
 
@@ -229,7 +189,7 @@ impl<'de> Deserialize<'de> for Headers {
                     well_formed: true,
                     ..Headers::default()
                 };
-                while let Some(key) = map.next_key::<Key<'de>>()? {
+                while let Some(key) = map.next_key::<JsonKey<'de>>()? {
                     let slot = if key.is_ignore_case(TIMESTAMP_HEADER) {
                         &mut h.timestamp
                     } else if key.is_ignore_case(CONTENT_DIGEST_HEADER) {
@@ -298,7 +258,7 @@ impl<'de, N: FieldName> Deserialize<'de> for Field<N> {
                     is_object: true,
                     ..Field::default()
                 };
-                while let Some(key) = map.next_key::<Key<'de>>()? {
+                while let Some(key) = map.next_key::<JsonKey<'de>>()? {
                     if key.is(N::NAME) {
                         field.value = map.next_value::<Lenient>()?.0;
                     } else {

@@ -11,6 +11,7 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use shared::json_key::JsonKey;
 use shared::signature::CONTENT_DIGEST_HEADER;
 
 /// `Content-Type`, lowercase.
@@ -84,10 +85,10 @@ impl<'de> Deserialize<'de> for Headers {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Headers, A::Error> {
                 let mut h = Headers::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if key.eq_ignore_ascii_case(CONTENT_TYPE_HEADER) {
+                while let Some(key) = map.next_key::<JsonKey<'de>>()? {
+                    if key.is_ignore_case(CONTENT_TYPE_HEADER) {
                         h.content_type = map.next_value()?;
-                    } else if key.eq_ignore_ascii_case(CONTENT_DIGEST_HEADER) {
+                    } else if key.is_ignore_case(CONTENT_DIGEST_HEADER) {
                         h.content_digest = map.next_value()?;
                     } else {
                         map.next_value::<IgnoredAny>()?;

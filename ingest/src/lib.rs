@@ -42,7 +42,7 @@ use shared::signature::{DigestError, verify_content_digest};
 use shared::telemetry::{Measure, Metrics};
 use shared::{Routing, TenantId};
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, warn};
 
 /// The largest `MAX_BODY_BYTES`: Lambda's 6 MB synchronous payload limit.
 pub const MAX_BODY_BYTES_LIMIT: u64 = 6 * 1024 * 1024;
@@ -339,7 +339,7 @@ impl<P: EventPublisher> Ingest<P> {
             &[&[], &["TenantId"]],
         );
         if report.failed.is_empty() {
-            info!(
+            debug!(
                 tenant_id = %tenant.id,
                 request_id = request.request_id,
                 submissions = ids.len(),
@@ -441,10 +441,6 @@ fn not_published(
 fn tenant_from_context(event: &IngestEvent) -> Option<Tenant> {
     let context = event.request_context.authorizer.as_ref()?.lambda.as_ref()?;
     let id = TenantId::parse(context.tenant_id.as_deref()?).ok()?;
-    let routing = match context.routing.as_deref()? {
-        "shared" => Routing::Shared,
-        "dedicated" => Routing::Dedicated,
-        _ => return None,
-    };
+    let routing = Routing::parse(context.routing.as_deref()?)?;
     Some(Tenant { id, routing })
 }

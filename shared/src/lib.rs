@@ -17,12 +17,15 @@
 //!   retries of only what failed.
 //! - [`config`], [`telemetry`], [`aws`]: environment parsing, JSON logs and
 //!   EMF metrics, and the SDK settings every function shares.
+//! - [`json_key`]: zero-copy object keys for the functions' lean event
+//!   readers.
 
 #![warn(missing_docs)]
 
 pub mod aws;
 pub mod config;
 pub mod event;
+pub mod json_key;
 pub mod publish;
 pub mod rate_limit;
 pub mod secret;

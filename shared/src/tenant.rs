@@ -51,6 +51,15 @@ pub enum Routing {
 }
 
 impl Routing {
+    /// Reads the wire name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "shared" => Some(Self::Shared),
+            "dedicated" => Some(Self::Dedicated),
+            _ => None,
+        }
+    }
+
     /// The wire name: `shared` or `dedicated`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -197,15 +206,12 @@ impl TenantRecord {
             }
         };
         let signing_keys = parse_signing_secrets(required(record, "signing_secrets")?)?;
-        let routing = match optional(record, "routing").map(Value::as_str) {
+        let routing = match optional(record, "routing") {
             None => Routing::default(),
-            Some(Some("shared")) => Routing::Shared,
-            Some(Some("dedicated")) => Routing::Dedicated,
-            Some(_) => {
-                return Err(RecordError::new(
-                    r#"`routing` must be "shared" or "dedicated""#,
-                ));
-            }
+            Some(value) => value
+                .as_str()
+                .and_then(Routing::parse)
+                .ok_or_else(|| RecordError::new(r#"`routing` must be "shared" or "dedicated""#))?,
         };
         let rate_limit = optional(record, "rate_limit")
             .map(parse_rate_limit)

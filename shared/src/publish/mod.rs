@@ -238,6 +238,15 @@ pub async fn publish<P: EventPublisher>(
 ) -> Result<PublishReport, EntryTooLarge> {
     let calls = plan_calls(entries)?;
     let deadline = Instant::now() + policy.budget;
+    if let [range] = calls.as_slice() {
+        // The common case, one call, without the concurrency machinery.
+        let group = publish_group(publisher, entries, range.clone(), policy, deadline).await;
+        return Ok(PublishReport {
+            calls: group.calls,
+            retried_entries: group.retried_entries,
+            failed: group.failed,
+        });
+    }
     let mut groups: Vec<GroupReport> = futures_util::stream::iter(
         calls
             .into_iter()

@@ -1,0 +1,164 @@
+//! The warm ingest handler end to end in-process: event JSON bytes in
+//! (deserialised as the runtime does), digest check, body parsing, IDs,
+//! event details, the in-memory bus (its queue drained as the local
+//! gateway's workers do), EMF line, response JSON bytes out.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::hint::black_box;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ingest::{Config, Ingest, IngestEvent};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use shared::publish::{self, BusEntry, MemoryPublisher, RetryPolicy};
+use shared::signature::{content_digest, verify_content_digest};
+use shared::telemetry::Metrics;
+
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+}
+
+/// The fixture carrying `body`, as the runtime receives it.
+fn event(body: &[u8]) -> Vec<u8> {
+    let mut event: Value =
+        serde_json::from_str(include_str!("../tests/data/ingest-request.json")).unwrap();
+    event["body"] = String::from_utf8(body.to_vec()).unwrap().into();
+    event["headers"]["content-digest"] = content_digest(body).into();
+    serde_json::to_vec(&event).unwrap()
+}
+
+/// A form-like JSON submission of exactly `bytes` bytes (at least ~110).
+fn submission(bytes: usize) -> Value {
+    let with = |message: String| {
+        json!({"name": "Ada Lovelace", "email": "ada@example.com",
+               "company": "Analytical Engines Ltd", "subscribe": true, "message": message})
+    };
+    let bare = with(String::new()).to_string().len();
+    with("x".repeat(bytes.saturating_sub(bare)))
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let config = Config {
+        event_bus_name: "bench".into(),
+        event_source: "form-bridge".into(),
+        max_body_bytes: 262_144,
+    };
+    let (publisher, mut rx) = MemoryPublisher::channel(1_024);
+    let ingest = Ingest::new(
+        publisher,
+        &config,
+        Metrics::to_writer("ingest", std::io::sink()),
+    );
+
+    let one = serde_json::to_vec(&submission(1024)).unwrap();
+    assert_eq!(one.len(), 1024);
+    let ten = serde_json::to_vec(&vec![submission(1024); 10]).unwrap();
+    let cases = [("1KiB", event(&one), 1), ("batch_10x1KiB", event(&ten), 10)];
+
+    let mut invoke = async |bytes: &[u8], expected: usize| {
+        let payload: IngestEvent = serde_json::from_slice(bytes).unwrap();
+        let response = ingest.handle(&payload, now()).await;
+        for _ in 0..expected {
+            black_box(rx.try_recv().unwrap());
+        }
+        serde_json::to_vec(&response).unwrap()
+    };
+    for (_, bytes, n) in &cases {
+        let out = rt.block_on(invoke(bytes, *n));
+        assert!(String::from_utf8_lossy(&out).contains(r#""statusCode":202"#));
+    }
+    let mut g = c.benchmark_group("ingest_handler");
+    for (name, bytes, n) in &cases {
+        g.bench_function(*name, |b| {
+            b.iter(|| rt.block_on(invoke(black_box(bytes), *n)))
+        });
+    }
+    g.finish();
+
+    // Where the handler's time goes.
+    let mut g = c.benchmark_group("ingest_parts");
+    let event_1k = &cases[0].1;
+    g.bench_function("parse_event", |b| {
+        b.iter(|| serde_json::from_slice::<IngestEvent>(black_box(event_1k)).unwrap())
+    });
+    g.bench_function("parse_body", |b| {
+        b.iter(|| ingest::body::submissions(ingest::ContentType::Json, black_box(&one)).unwrap())
+    });
+    let ids = shared::event::SubmissionIds::new();
+    g.bench_function("submission_id", |b| b.iter(|| ids.next(black_box(now()))));
+    let metrics = Metrics::to_writer("ingest", std::io::sink());
+    g.bench_function("emf_line", |b| {
+        b.iter(|| {
+            metrics.emit(
+                &[
+                    shared::telemetry::Measure::count("Submissions", 1),
+                    shared::telemetry::Measure::count("PublishCalls", 1),
+                    shared::telemetry::Measure::count("PublishRetries", 0),
+                    shared::telemetry::Measure::millis("PublishLatency", Duration::from_micros(3)),
+                ],
+                &[("TenantId", "acme")],
+                &[&[], &["TenantId"]],
+            )
+        })
+    });
+    g.finish();
+
+    // The digest check against one bare SHA-256 pass over the same bytes.
+    let mut g = c.benchmark_group("digest");
+    for size in [1024usize, 65_536, 262_144] {
+        let body = vec![b'a'; size];
+        let header = content_digest(&body);
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(
+            BenchmarkId::new("verify_content_digest", size),
+            &body,
+            |b, body| {
+                b.iter(|| verify_content_digest(black_box(&header), black_box(body)).unwrap())
+            },
+        );
+        g.bench_with_input(BenchmarkId::new("sha256_only", size), &body, |b, body| {
+            b.iter(|| Sha256::digest(black_box(body)))
+        });
+    }
+    g.finish();
+
+    // Publishing 1,000 submissions: how many PutEvents calls, how long.
+    let entries: Vec<BusEntry> = (0..1_000)
+        .map(|i| BusEntry {
+            source: "form-bridge".into(),
+            detail_type: "form.submission",
+            time: now(),
+            detail: json!({"n": i, "payload": submission(1024)}).to_string(),
+        })
+        .collect();
+    let (bus, mut queue) = MemoryPublisher::channel(1_000);
+    let policy = RetryPolicy::default();
+    let report = rt
+        .block_on(publish::publish(&bus, &entries, &policy))
+        .unwrap();
+    println!("publish 1000 submissions: {} PutEvents calls", report.calls);
+    assert_eq!(report.calls, 100);
+    let mut g = c.benchmark_group("publish");
+    g.bench_function("1000_submissions_in_memory", |b| {
+        b.iter(|| {
+            let report = rt
+                .block_on(publish::publish(&bus, &entries, &policy))
+                .unwrap();
+            while queue.try_recv().is_ok() {}
+            report
+        })
+    });
+    g.bench_function("plan_calls_1000", |b| {
+        b.iter(|| publish::plan_calls(black_box(&entries)).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
