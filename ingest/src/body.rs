@@ -14,11 +14,13 @@ use serde_json::value::RawValue;
 
 /// The most submissions one request may carry.
 pub const MAX_BATCH: usize = 100;
-/// The deepest JSON nesting accepted (serde_json's own parsing limit).
-/// serde_json does not apply its limit to values it only delimits, as it
-/// does for payloads, so ingest checks it: a tenant's receiver should never
-/// get a document a typical JSON parser refuses.
-pub const MAX_DEPTH: usize = 128;
+/// The deepest nesting of objects and arrays in one payload, itself
+/// included. serde_json, like many parsers, refuses documents nested 128
+/// levels deep, but does not apply that limit to values it only delimits, as
+/// ingest does with payloads. So ingest checks, leaving room for the
+/// envelopes a payload travels in (the event's `detail`, the delivery's
+/// `data`): a tenant's receiver never gets a document its parser refuses.
+pub const MAX_DEPTH: usize = 100;
 
 /// The body formats ingest accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +58,7 @@ impl ContentType {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
     /// Nothing to submit.
-    #[error("the body is empty")]
+    #[error("the body is empty (or a form without fields)")]
     Empty,
     /// Not valid JSON. The message has serde_json's position, never content.
     #[error("the body is not valid JSON: {0}")]
@@ -65,7 +67,7 @@ pub enum BodyError {
     #[error("the body must be a JSON object or an array of objects")]
     NotAnObject,
     /// Nested deeper than [`MAX_DEPTH`].
-    #[error("the body nests JSON deeper than {MAX_DEPTH} levels")]
+    #[error("a submission nests objects and arrays deeper than {MAX_DEPTH} levels")]
     TooDeep,
     /// An array element is not an object.
     #[error("batch item {0} is not a JSON object")]
@@ -113,11 +115,10 @@ pub fn submissions(
 fn json(body: &[u8]) -> Result<Vec<Cow<'_, RawValue>>, BodyError> {
     let malformed = |e: serde_json::Error| BodyError::MalformedJson(e.to_string());
     let value: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
-    if !depth_within(value.get().as_bytes(), MAX_DEPTH) {
-        return Err(BodyError::TooDeep);
-    }
+    let within_depth = |payload: &RawValue| depth_within(payload.get().as_bytes(), MAX_DEPTH);
     match value.get().as_bytes().first() {
-        Some(b'{') => Ok(vec![Cow::Borrowed(value)]),
+        Some(b'{') if within_depth(value) => Ok(vec![Cow::Borrowed(value)]),
+        Some(b'{') => Err(BodyError::TooDeep),
         Some(b'[') => {
             let items: Vec<&RawValue> = serde_json::from_str(value.get()).map_err(malformed)?;
             if items.is_empty() {
@@ -130,10 +131,12 @@ fn json(body: &[u8]) -> Result<Vec<Cow<'_, RawValue>>, BodyError> {
                 .into_iter()
                 .enumerate()
                 .map(|(i, item)| {
-                    if item.get().starts_with('{') {
-                        Ok(Cow::Borrowed(item))
-                    } else {
+                    if !item.get().starts_with('{') {
                         Err(BodyError::InvalidBatchItem(i))
+                    } else if !within_depth(item) {
+                        Err(BodyError::TooDeep)
+                    } else {
+                        Ok(Cow::Borrowed(item))
                     }
                 })
                 .collect()
@@ -193,6 +196,9 @@ fn form(body: &[u8]) -> Result<Box<RawValue>, BodyError> {
                 fields.push((key, vec![value]));
             }
         }
+    }
+    if fields.is_empty() {
+        return Err(BodyError::Empty);
     }
     let mut out = String::with_capacity(body.len() + 2 + 8 * fields.len());
     out.push('{');
@@ -334,26 +340,38 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
+        // `nested(n)` is an object holding n arrays: n + 1 levels.
         let nested = |n: usize| format!("{{\"a\":{}{}}}", "[".repeat(n), "]".repeat(n));
-        for n in [200, 100_000] {
+        for n in [MAX_DEPTH, 100_000] {
             let result = submissions(ContentType::Json, nested(n).as_bytes()).map(|v| v.len());
             assert_eq!(result, Err(BodyError::TooDeep), "{n}");
         }
-        let ok = nested(MAX_DEPTH - 1);
+        let deepest = nested(MAX_DEPTH - 1);
         assert_eq!(
-            submissions(ContentType::Json, ok.as_bytes()).map(|v| v.len()),
+            submissions(ContentType::Json, deepest.as_bytes()).map(|v| v.len()),
             Ok(1)
         );
+        // Each batch item gets the same depth as a single submission.
+        let batch = format!("[{deepest},{deepest}]");
+        assert_eq!(
+            submissions(ContentType::Json, batch.as_bytes()).map(|v| v.len()),
+            Ok(2)
+        );
+        let batch = format!("[{deepest},{}]", nested(MAX_DEPTH));
+        assert_eq!(
+            submissions(ContentType::Json, batch.as_bytes()).map(|v| v.len()),
+            Err(BodyError::TooDeep)
+        );
+        // Brackets inside strings do not count.
         let in_string = format!("{{\"a\":\"{}\\\"{}\"}}", "[".repeat(500), "{".repeat(500));
         assert_eq!(
             submissions(ContentType::Json, in_string.as_bytes()).map(|v| v.len()),
             Ok(1)
         );
-        let batch = format!("[{}]", nested(MAX_DEPTH));
-        assert_eq!(
-            submissions(ContentType::Json, batch.as_bytes()).map(|v| v.len()),
-            Err(BodyError::TooDeep)
-        );
+        // What is accepted still parses once wrapped as a delivery.
+        let items = submissions(ContentType::Json, deepest.as_bytes()).expect("accepted");
+        let delivery = format!("{{\"data\":{{\"payload\":{}}}}}", items[0].get());
+        assert!(serde_json::from_str::<serde_json::Value>(&delivery).is_ok());
     }
 
     #[test]

@@ -240,19 +240,16 @@ impl<P: EventPublisher> Ingest<P> {
         self
     }
 
-    /// The publisher.
-    pub fn publisher(&self) -> &P {
-        &self.publisher
-    }
-
     /// Handles one API Gateway event received at `now`. Never fails: every
     /// outcome is a response.
     pub async fn handle(&self, event: &IngestEvent, now: SystemTime) -> Response {
         let tenant = tenant_from_context(event);
         let request_id = event.request_context.request_id.as_deref();
-        let decoded = match self.decode_body(event) {
-            Ok(body) => body,
-            Err(rejection) => {
+        // Without a tenant the body is not even decoded: `ingest` refuses it.
+        let decoded = match tenant.as_ref().map(|_| self.decode_body(event)) {
+            None => Cow::Borrowed(&[][..]),
+            Some(Ok(body)) => body,
+            Some(Err(rejection)) => {
                 self.rejected(tenant.as_ref(), request_id, &rejection);
                 return Response::json(rejection.status(), rejection.body());
             }
@@ -362,7 +359,7 @@ impl<P: EventPublisher> Ingest<P> {
         if !event.is_base64_encoded {
             return Ok(Cow::Borrowed(body.as_bytes()));
         }
-        if body.len() / 4 * 3 > self.max_body_bytes + 3 {
+        if body.len() / 4 * 3 > self.max_body_bytes.saturating_add(3) {
             return Err(Rejection::BodyTooLarge(self.max_body_bytes));
         }
         base64::engine::general_purpose::STANDARD
@@ -399,20 +396,23 @@ fn not_published(
     ids: &[SubmissionId],
     report: &PublishReport,
 ) -> Rejection {
-    let failed: Vec<usize> = report.failed.iter().map(|(i, _)| *i).collect();
+    let mut failed = vec![false; ids.len()];
+    for (index, _) in &report.failed {
+        failed[*index] = true;
+    }
     let unknown = report.failed.iter().any(|(_, e)| e.outcome_unknown());
     let published: Vec<SubmissionId> = ids
         .iter()
-        .enumerate()
-        .filter(|(i, _)| failed.binary_search(i).is_err())
-        .map(|(_, id)| *id)
+        .zip(&failed)
+        .filter(|(_, failed)| !**failed)
+        .map(|(id, _)| *id)
         .collect();
     let first: &EntryError = &report.failed[0].1;
     error!(
         tenant_id = %tenant.id,
         request_id,
         submissions = ids.len(),
-        failed = failed.len(),
+        failed = report.failed.len(),
         calls = report.calls,
         retried = report.retried_entries,
         reason = first.code(),
@@ -421,17 +421,19 @@ fn not_published(
     );
     let mut message = format!(
         "the event bus did not take {} of {} submissions; the request was not accepted",
-        failed.len(),
+        report.failed.len(),
         ids.len()
     );
-    if unknown {
-        message.push_str("; the bus's answer was lost, so some may have been published after all");
-    }
     if !published.is_empty() {
         message.push_str(
             "; the submissions in published_submission_ids were published and a retry sends them again",
         );
-    } else {
+    }
+    if unknown {
+        message.push_str(
+            "; the bus's answer was lost, so some of the others may have been published too",
+        );
+    } else if published.is_empty() {
         message.push_str("; retrying the request is safe");
     }
     Rejection::NotPublished { message, published }

@@ -71,11 +71,11 @@ impl Serialize for SubmissionId {
 /// millisecond is followed by a counter that is reseeded at random each
 /// millisecond and incremented within it; the remaining bits are random.
 #[derive(Debug)]
-pub struct SubmissionIds(Mutex<ContextV7>);
+pub struct SubmissionIds(Mutex<(ContextV7, Duration)>);
 
 impl Default for SubmissionIds {
     fn default() -> Self {
-        Self(Mutex::new(ContextV7::new()))
+        Self(Mutex::new((ContextV7::new(), Duration::ZERO)))
     }
 }
 
@@ -87,8 +87,15 @@ impl SubmissionIds {
 
     /// The next ID, for a submission received at `now`.
     pub fn next(&self, now: SystemTime) -> SubmissionId {
-        let since = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-        let context = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (context, latest) = &mut *guard;
+        // Never hand the context an earlier time than it has seen: it keeps
+        // order within a millisecond, not across a step back.
+        let since = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .max(*latest);
+        *latest = since;
         SubmissionId(Uuid::new_v7(Timestamp::from_unix(
             &*context,
             since.as_secs(),
@@ -154,7 +161,14 @@ mod tests {
         let ids = SubmissionIds::new();
         let t = 1_767_225_600_000;
         let mut previous = ids.next(at(t));
-        for now in (0..10_000).map(|i| at(t + i / 1000)).chain([at(t - 5_000)]) {
+        let steps_back = [
+            at(t - 5_000),
+            at(t - 500),
+            at(t + 20),
+            at(t - 1_100),
+            at(t + 11),
+        ];
+        for now in (0..10_000).map(|i| at(t + i / 1000)).chain(steps_back) {
             let id = ids.next(now);
             assert!(id > previous, "{id} after {previous}");
             assert!(id.to_string() > previous.to_string(), "sorts as text");

@@ -39,7 +39,13 @@ impl FakeBus {
         let published = Arc::new(Mutex::new(Vec::new()));
         let bus = Arc::clone(&published);
         let server = HttpServer::start(move |req: &RecordedRequest, n| {
-            assert_eq!(req.header("x-amz-target"), Some("AWSEvents.PutEvents"));
+            // Anything unexpected is refused (not retried), so a test fails
+            // visibly instead of a panic here looking like a hang-up.
+            if req.header("x-amz-target") != Some("AWSEvents.PutEvents")
+                || serde_json::from_slice::<Value>(&req.body).is_err()
+            {
+                return Reply::json(400, r#"{"__type":"UnknownOperationException"}"#);
+            }
             let entries = request_entries(req);
             let step = script.get(n).cloned().unwrap_or(Step::Ok);
             let publish = |positions: &[usize]| {
@@ -171,7 +177,7 @@ async fn throttling_and_server_errors_are_retried() {
     let bus = FakeBus::start(vec![
         Step::Status(400, "ThrottlingException"),
         Step::Status(500, "InternalException"),
-        Step::HangUp,
+        Step::Status(503, "ServiceUnavailable"),
     ]);
     let ingest = ingest_at(&bus.server.url()).await;
     let (status, body) = run(&ingest, &fixture()).await;
@@ -227,7 +233,11 @@ async fn a_partly_published_batch_tells_the_client_what_went_through() {
 
 #[tokio::test]
 async fn a_lost_answer_is_not_retried_and_the_client_is_told() {
-    for step in [Step::Late(Duration::from_secs(2)), Step::ShortAnswer] {
+    for step in [
+        Step::Late(Duration::from_secs(2)),
+        Step::ShortAnswer,
+        Step::HangUp,
+    ] {
         let bus = FakeBus::start(vec![step]);
         let ingest = ingest_at(&bus.server.url()).await;
         let (status, body) = run(&ingest, &fixture()).await;

@@ -60,59 +60,55 @@ impl EventPublisher for EventBridgePublisher {
             .send()
             .await
             .map_err(classify)?;
-        Ok(output
+        output
             .entries()
             .iter()
             .map(|r| match (r.error_code(), r.event_id()) {
-                (None, Some(_)) => Ok(()),
-                (Some(code), _) => Err(EntryFailure {
+                (Some(code), _) => Ok(Err(EntryFailure {
                     code: code.to_owned(),
                     retryable: is_retryable_entry_code(code),
-                }),
-                (None, None) => Err(EntryFailure {
-                    code: "MissingEventId".to_owned(),
-                    retryable: false,
-                }),
+                })),
+                (None, Some(_)) => Ok(Ok(())),
+                (None, None) => Err(PublishError::Unknown(
+                    "an entry came back with neither EventId nor ErrorCode".to_owned(),
+                )),
             })
-            .collect())
+            .collect()
     }
 }
 
-/// Sorts an SDK failure by what it means for the entries.
+/// Sorts an SDK failure by what it means for the entries. The line is
+/// drawn at whether the bus answered: an answer saying the call failed
+/// (throttling, a 5xx, which AWS documents as retryable) or no connection at
+/// all means nothing was published and the same entries may be sent again;
+/// no answer to a call that was sent (a timeout, a hang-up, an unreadable
+/// answer) means they may have been published and are not sent again.
 fn classify(error: SdkError<PutEventsError>) -> PublishError {
     match &error {
         SdkError::ServiceError(e) => {
+            let status = e.raw().status();
             let code = e.err().code().unwrap_or("Unknown");
             let message = format!(
                 "{} {code}: {}",
-                e.raw().status().as_u16(),
+                status.as_u16(),
                 e.err().message().unwrap_or("no message")
             );
-            if e.raw().status().is_server_error()
-                || e.raw().status().as_u16() == 429
-                || matches!(
-                    code,
-                    "ThrottlingException"
-                        | "InternalException"
-                        | "InternalFailure"
-                        | "ServiceUnavailable"
-                )
-            {
+            if status.is_server_error() || status.as_u16() == 429 || is_retryable_entry_code(code) {
                 PublishError::Unavailable(message)
             } else {
                 PublishError::Refused(message)
             }
         }
-        // No answer arrived. A connection that could not be made or broke is
-        // almost always a request the bus never read; a timeout may not be.
         SdkError::DispatchFailure(e) if e.is_user() => {
             PublishError::Refused("request could not be sent".to_owned())
         }
-        SdkError::DispatchFailure(e) if e.is_timeout() => {
-            PublishError::Unknown("timed out connecting or sending".to_owned())
+        // Only a connect timeout is configured, so a dispatch timeout is a
+        // connection that was never made.
+        SdkError::DispatchFailure(e) if e.is_timeout() || never_connected(&error) => {
+            PublishError::Unavailable("could not connect to the event bus".to_owned())
         }
         SdkError::DispatchFailure(_) => {
-            PublishError::Unavailable("could not connect to the event bus".to_owned())
+            PublishError::Unknown("the connection broke before the answer".to_owned())
         }
         SdkError::TimeoutError(_) => {
             PublishError::Unknown("no answer within the attempt timeout".to_owned())
@@ -123,4 +119,25 @@ fn classify(error: SdkError<PutEventsError>) -> PublishError {
         }
         _ => PublishError::Unknown("unexpected SDK error".to_owned()),
     }
+}
+
+/// Whether an I/O error in the chain says the connection was never
+/// established (so no request bytes were sent).
+fn never_connected(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::{
+        AddrNotAvailable, ConnectionRefused, HostUnreachable, NetworkUnreachable,
+    };
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ConnectionRefused | AddrNotAvailable | HostUnreachable | NetworkUnreachable
+            )
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }

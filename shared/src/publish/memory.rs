@@ -20,11 +20,6 @@ impl MemoryPublisher {
         let (queue, rx) = mpsc::channel(capacity.max(MAX_ENTRIES_PER_CALL));
         (Self { queue }, rx)
     }
-
-    /// Entries the queue can take right now.
-    pub fn free_capacity(&self) -> usize {
-        self.queue.capacity()
-    }
 }
 
 impl EventPublisher for MemoryPublisher {

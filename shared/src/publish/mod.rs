@@ -2,17 +2,18 @@
 //! call), its EventBridge and in-memory adapters, and [`publish`], which
 //! packs entries into calls and retries only what failed.
 //!
-//! Guarantees [`publish`] keeps, checked by property tests:
+//! Guarantees [`publish`] keeps:
 //! - no call carries more than [`MAX_ENTRIES_PER_CALL`] entries or more than
 //!   [`MAX_CALL_BYTES`] as EventBridge counts them ([`BusEntry::size`]);
-//! - calls keep the entries' order, and every entry is in exactly one call
-//!   until it is published or has failed for good;
+//! - calls keep the entries' order; an entry is sent again only after the
+//!   bus said it failed, so each ends published exactly once or reported
+//!   failed, never both (property-tested under random failures);
 //! - an entry that alone is over the limit fails the whole request before
 //!   anything is sent;
 //! - only retryable failures are retried, with capped exponential backoff
-//!   and full jitter, within [`RetryPolicy::budget`]; an answer that may
-//!   have been lost (a timeout after the call was sent) is never retried, so
-//!   no entry is published twice by one request.
+//!   and full jitter, within [`RetryPolicy::budget`]; a call whose answer
+//!   was lost (sent, then a timeout or a hang-up) is never sent again, since
+//!   it may have been published.
 
 mod eventbridge;
 mod memory;
@@ -240,7 +241,8 @@ pub async fn publish<P: EventPublisher>(
     let deadline = Instant::now() + policy.budget;
     if let [range] = calls.as_slice() {
         // The common case, one call, without the concurrency machinery.
-        let group = publish_group(publisher, entries, range.clone(), policy, deadline).await;
+        let mut group = publish_group(publisher, entries, range.clone(), policy, deadline).await;
+        group.failed.sort_by_key(|(index, _)| *index);
         return Ok(PublishReport {
             calls: group.calls,
             retried_entries: group.retried_entries,
