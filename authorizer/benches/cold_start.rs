@@ -9,12 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use testkit::{Answer, FakeRuntimeApi, MotoServer, peak_rss_kib};
+use testkit::{Answer, ColdStart, FakeRuntimeApi, MotoServer, cold_start, cold_start_summary};
 
 const SECRET: &str = "fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c";
 
@@ -34,39 +33,15 @@ fn signed_event() -> String {
     event.to_string()
 }
 
-struct Sample {
-    ready: Duration,
-    first_invocation: Duration,
-    peak_rss_kib: u64,
-}
-
-fn one_cold_start(moto: &MotoServer) -> Sample {
+fn one_cold_start(moto: &MotoServer) -> ColdStart {
     let runtime = FakeRuntimeApi::start([signed_event()]);
-    let spawned = Instant::now();
-    let mut child = runtime
-        .command(env!("CARGO_BIN_EXE_authorizer"))
-        .envs(moto.aws_env())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ready = runtime
-        .wait_first_poll(Duration::from_secs(10))
-        .expect("bootstrap polled");
-    let answers = runtime.wait_for_answers(1, Duration::from_secs(10));
-    let answered = Instant::now();
+    let mut command = runtime.command(env!("CARGO_BIN_EXE_authorizer"));
+    let sample = cold_start(&runtime, command.envs(moto.aws_env()));
     assert!(
-        matches!(&answers[..], [Answer::Response(r)] if r.contains(r#""isAuthorized":true"#)),
-        "{answers:?}"
+        matches!(&sample.answer, Some(Answer::Response(r)) if r.contains(r#""isAuthorized":true"#)),
+        "{sample:?}"
     );
-    let peak_rss_kib = peak_rss_kib(child.id()).unwrap_or(0);
-    let _ = child.kill();
-    let _ = child.wait();
-    Sample {
-        ready: ready - spawned,
-        first_invocation: answered - ready,
-        peak_rss_kib,
-    }
+    sample
 }
 
 fn bench(c: &mut Criterion) {
@@ -94,17 +69,9 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    samples.sort_by_key(|s| s.first_invocation);
-    let median_first = samples[samples.len() / 2].first_invocation;
-    let max_rss = samples.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
-    let min_rss = samples.iter().map(|s| s.peak_rss_kib).min().unwrap_or(0);
     println!(
-        "authorizer_cold_start: {} samples; first invocation (record fetched from moto) median {:?}; \
-         peak RSS {:.1}..{:.1} MiB",
-        samples.len(),
-        median_first,
-        min_rss as f64 / 1024.0,
-        max_rss as f64 / 1024.0
+        "{}",
+        cold_start_summary("authorizer_cold_start", &mut samples)
     );
 }
 

@@ -8,47 +8,24 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use testkit::{Answer, FakeRuntimeApi, MotoServer, peak_rss_kib};
+use testkit::{Answer, ColdStart, FakeRuntimeApi, MotoServer, cold_start, cold_start_summary};
 
-struct Sample {
-    ready: Duration,
-    first_invocation: Duration,
-    peak_rss_kib: u64,
-}
-
-fn one_cold_start(moto: &MotoServer) -> Sample {
-    let runtime =
-        FakeRuntimeApi::start([include_str!("../tests/data/ingest-request.json").to_string()]);
-    let spawned = Instant::now();
-    let mut child = runtime
-        .command(env!("CARGO_BIN_EXE_ingest"))
+fn one_cold_start(moto: &MotoServer) -> ColdStart {
+    let event = include_str!("../tests/data/ingest-request.json").to_string();
+    let runtime = FakeRuntimeApi::start([event]);
+    let mut command = runtime.command(env!("CARGO_BIN_EXE_ingest"));
+    command
         .envs(moto.aws_env())
-        .env("EVENT_BUS_NAME", "bench-bus")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ready = runtime
-        .wait_first_poll(Duration::from_secs(10))
-        .expect("bootstrap polled");
-    let answers = runtime.wait_for_answers(1, Duration::from_secs(10));
-    let answered = Instant::now();
+        .env("EVENT_BUS_NAME", "bench-bus");
+    let sample = cold_start(&runtime, &mut command);
     assert!(
-        matches!(&answers[..], [Answer::Response(r)] if r.contains(r#""statusCode":202"#)),
-        "{answers:?}"
+        matches!(&sample.answer, Some(Answer::Response(r)) if r.contains(r#""statusCode":202"#)),
+        "{sample:?}"
     );
-    let peak_rss_kib = peak_rss_kib(child.id()).unwrap_or(0);
-    let _ = child.kill();
-    let _ = child.wait();
-    Sample {
-        ready: ready - spawned,
-        first_invocation: answered - ready,
-        peak_rss_kib,
-    }
+    sample
 }
 
 fn bench(c: &mut Criterion) {
@@ -76,18 +53,7 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    samples.sort_by_key(|s| s.first_invocation);
-    let median_first = samples[samples.len() / 2].first_invocation;
-    let max_rss = samples.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
-    let min_rss = samples.iter().map(|s| s.peak_rss_kib).min().unwrap_or(0);
-    println!(
-        "ingest_cold_start: {} samples; first invocation (published to moto) median {:?}; \
-         peak RSS {:.1}..{:.1} MiB",
-        samples.len(),
-        median_first,
-        min_rss as f64 / 1024.0,
-        max_rss as f64 / 1024.0
-    );
+    println!("{}", cold_start_summary("ingest_cold_start", &mut samples));
 }
 
 criterion_group!(benches, bench);
