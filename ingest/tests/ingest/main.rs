@@ -113,6 +113,26 @@ pub fn ids(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The `error.message` of an error body.
+pub fn message(body: &Value) -> &str {
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {body}"))
+}
+
+/// The detail the fixture becomes, with submission ID `id`.
+pub fn fixture_detail(id: &str) -> Value {
+    json!({
+        "version": "1",
+        "submission_id": id,
+        "tenant_id": "acme",
+        "routing": "shared",
+        "received_at": "2026-01-01T00:00:00.000Z",
+        "content_type": "application/json",
+        "payload": {"email": "ada@example.com", "message": "Hello"}
+    })
+}
+
 /// `n` JSON submissions as one batch body, each about `pad` bytes.
 pub fn batch_body(n: usize, pad: usize) -> Vec<u8> {
     let items: Vec<Value> = (0..n)
