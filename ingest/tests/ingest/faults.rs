@@ -233,6 +233,10 @@ async fn a_lost_answer_is_not_retried_and_the_client_is_told() {
         let (status, body) = run(&ingest, &fixture()).await;
         assert_eq!(status, 503, "{body}");
         assert!(message(&body).contains("may have been published"), "{body}");
+        assert!(
+            !message(&body).contains("retrying the request is safe"),
+            "{body}"
+        );
         assert_eq!(bus.calls().len(), 1, "never sent twice");
         assert!(bus.published().len() <= 1);
     }

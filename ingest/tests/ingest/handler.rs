@@ -363,14 +363,22 @@ fn the_lean_event_agrees_with_aws_lambda_events() {
             .map(|a| a.fields)
             .unwrap_or_default();
         let lean_lambda = lean.request_context.authorizer.and_then(|a| a.lambda);
-        assert_eq!(
-            lean_lambda.as_ref().and_then(|l| l.tenant_id.clone()),
-            full_lambda
-                .get("tenant_id")
+        for (key, lean_value) in [
+            (
+                "tenant_id",
+                lean_lambda.as_ref().and_then(|l| l.tenant_id.clone()),
+            ),
+            (
+                "routing",
+                lean_lambda.as_ref().and_then(|l| l.routing.clone()),
+            ),
+        ] {
+            let full_value = full_lambda
+                .get(key)
                 .and_then(|v| v.as_str())
-                .map(str::to_owned),
-            "{name}"
-        );
+                .map(str::to_owned);
+            assert_eq!(lean_value, full_value, "{name}: {key}");
+        }
     }
     let response = Response::json(202, r#"{"submission_ids":[]}"#.into());
     let mut ours = serde_json::to_value(&response).unwrap();
