@@ -15,6 +15,10 @@
 //! - [`publish`]: the [`EventPublisher`](publish::EventPublisher) trait,
 //!   its EventBridge and in-memory adapters, and batched publishing with
 //!   retries of only what failed.
+//! - [`webhook`]: Standard Webhooks signing of deliveries to tenants.
+//! - [`breaker`]: circuit breakers per delivery destination.
+//! - [`backoff`]: capped exponential backoff with full jitter, and
+//!   `Retry-After`, for every retry loop.
 //! - [`config`], [`telemetry`], [`aws`]: environment parsing, JSON logs and
 //!   EMF metrics, and the SDK settings every function shares.
 //! - [`json_key`]: zero-copy object keys for the functions' lean event
@@ -23,6 +27,8 @@
 #![warn(missing_docs)]
 
 pub mod aws;
+pub mod backoff;
+pub mod breaker;
 pub mod config;
 pub mod event;
 pub mod json_key;
@@ -34,6 +40,7 @@ pub mod store;
 pub mod telemetry;
 pub mod tenant;
 pub mod tenant_id;
+pub mod webhook;
 
 pub use secret::Secret;
 pub use tenant::{Routing, TenantRecord, TenantStatus};

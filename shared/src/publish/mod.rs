@@ -150,14 +150,7 @@ impl RetryPolicy {
     /// Full jitter: a random delay up to the capped exponential backoff for
     /// retry number `retry` (1-based).
     fn backoff(&self, retry: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(
-                1u32.checked_shl(retry.saturating_sub(1))
-                    .unwrap_or(u32::MAX),
-            )
-            .min(self.max_delay);
-        exp.mul_f64(fastrand::f64())
+        crate::backoff::full_jitter(self.base_delay, self.max_delay, retry)
     }
 }
 

@@ -266,23 +266,6 @@ async fn retries_stop_at_the_time_budget() {
     assert!(report.calls > 1 && report.calls < 100, "{}", report.calls);
 }
 
-#[test]
-fn backoff_is_capped_and_jittered() {
-    let policy = RetryPolicy::default();
-    for retry in 1..40 {
-        let cap = policy
-            .base_delay
-            .saturating_mul(1 << (retry - 1).min(20))
-            .min(policy.max_delay);
-        for _ in 0..20 {
-            assert!(policy.backoff(retry) <= cap);
-        }
-    }
-    let distinct: std::collections::HashSet<Duration> =
-        (0..20).map(|_| policy.backoff(5)).collect();
-    assert!(distinct.len() > 1, "jittered");
-}
-
 #[tokio::test]
 async fn the_memory_bus_queues_whole_calls_or_nothing() {
     let (bus, mut rx) = MemoryPublisher::channel(15);
