@@ -1,0 +1,163 @@
+//! What the connector is invoked with, read without copying the events.
+//!
+//! - An SQS event (`{"Records": [...]}`) whose record bodies are
+//!   EventBridge events as an SQS target receives them.
+//! - A single EventBridge event, from an asynchronous invoke.
+//!
+//! [`Submission::parse`] reads one EventBridge event and checks it is a
+//! Form-Bridge submission (contract section 5); the delivery body embeds
+//! its `detail` as the exact JSON text received.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use shared::event::{DETAIL_TYPE, DETAIL_VERSION, SubmissionDetail, SubmissionId};
+
+/// The invocation's payload, kept as JSON text until it is read.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct ConnectorEvent(Box<RawValue>);
+
+impl ConnectorEvent {
+    /// Wraps a payload (tests and the local gateway).
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json).map(Self)
+    }
+
+    /// Which kind of invocation this is; `None` when it is neither.
+    pub fn input(&self) -> Option<Input<'_>> {
+        #[derive(Deserialize)]
+        struct Envelope {
+            #[serde(rename = "Records")]
+            records: Option<Vec<SqsRecord>>,
+            #[serde(rename = "detail-type")]
+            detail_type: Option<serde::de::IgnoredAny>,
+        }
+        let envelope: Envelope = serde_json::from_str(self.0.get()).ok()?;
+        match envelope {
+            Envelope {
+                records: Some(records),
+                ..
+            } => Some(Input::Batch(records)),
+            Envelope {
+                detail_type: Some(_),
+                ..
+            } => Some(Input::Direct(self.0.get())),
+            _ => None,
+        }
+    }
+}
+
+/// A kind of invocation.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// An SQS batch.
+    Batch(Vec<SqsRecord>),
+    /// One EventBridge event's JSON text.
+    Direct(&'a str),
+}
+
+/// The parts of an SQS record the connector uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SqsRecord {
+    /// Named in `batchItemFailures` when the record is not delivered.
+    #[serde(rename = "messageId")]
+    pub message_id: String,
+    /// The EventBridge event, as JSON text.
+    pub body: String,
+}
+
+/// The connector's answer to an SQS batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BatchResponse {
+    /// The records not delivered, in batch order.
+    #[serde(rename = "batchItemFailures")]
+    pub batch_item_failures: Vec<ItemFailure>,
+}
+
+/// One record not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemFailure {
+    /// The record's `messageId`.
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: String,
+}
+
+/// A submission event, borrowed from its JSON text.
+#[derive(Debug)]
+pub struct Submission<'a> {
+    /// The parsed detail.
+    pub detail: SubmissionDetail<'a>,
+    /// The detail's exact JSON text.
+    pub raw_detail: &'a RawValue,
+}
+
+impl<'a> Submission<'a> {
+    /// Reads an EventBridge event. The error says what is wrong, never
+    /// what the payload holds.
+    pub fn parse(json: &'a str) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        struct BusEvent<'a> {
+            #[serde(rename = "detail-type", borrow)]
+            detail_type: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            detail: &'a RawValue,
+        }
+        let event: BusEvent<'a> = serde_json::from_str(json).map_err(|e| {
+            format!(
+                "not an EventBridge event (line {}, column {}: {})",
+                e.line(),
+                e.column(),
+                category(&e)
+            )
+        })?;
+        if event.detail_type != DETAIL_TYPE {
+            return Err(format!("detail-type is not {DETAIL_TYPE:?}"));
+        }
+        let detail: SubmissionDetail<'a> =
+            serde_json::from_str(event.detail.get()).map_err(|e| {
+                format!(
+                    "detail is not a submission (line {}, column {}: {})",
+                    e.line(),
+                    e.column(),
+                    category(&e)
+                )
+            })?;
+        if detail.version != DETAIL_VERSION {
+            return Err(format!("detail version is not {DETAIL_VERSION:?}"));
+        }
+        if SubmissionId::parse(&detail.submission_id).is_none() {
+            return Err("submission_id is not a submission ID".into());
+        }
+        Ok(Self {
+            detail,
+            raw_detail: event.detail,
+        })
+    }
+
+    /// The delivery body:
+    /// `{"type":"form.submission","timestamp":<received_at>,"data":<detail>}`.
+    pub fn body(&self) -> Bytes {
+        let detail = self.raw_detail.get();
+        let mut body = Vec::with_capacity(detail.len() + self.detail.received_at.len() + 64);
+        body.extend_from_slice(br#"{"type":"form.submission","timestamp":"#);
+        // received_at is plain ASCII; serde_json escapes it anyway.
+        if serde_json::to_writer(&mut body, &*self.detail.received_at).is_err() {
+            body.extend_from_slice(b"null");
+        }
+        body.extend_from_slice(br#","data":"#);
+        body.extend_from_slice(detail.as_bytes());
+        body.push(b'}');
+        Bytes::from(body)
+    }
+}
+
+/// serde_json's message without the parts that can quote input.
+fn category(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "invalid JSON",
+        serde_json::error::Category::Data => "missing or invalid field",
+        serde_json::error::Category::Eof => "truncated JSON",
+    }
+}
