@@ -378,6 +378,7 @@ fn base_headers(destination: &Destination, id: &str) -> Result<HeaderMap, Delive
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -216,6 +216,7 @@ impl Resolve for PublicOnlyResolver {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
