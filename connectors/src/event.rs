@@ -126,6 +126,9 @@ impl<'a> Submission<'a> {
         if detail.version != DETAIL_VERSION {
             return Err(format!("detail version is not {DETAIL_VERSION:?}"));
         }
+        if !detail.payload.get().trim_start().starts_with('{') {
+            return Err("payload is not a JSON object".into());
+        }
         if SubmissionId::parse(&detail.submission_id).is_none() {
             return Err("submission_id is not a submission ID".into());
         }

@@ -1,0 +1,108 @@
+//! The `connector` binary under a Lambda Runtime API stand-in, configured
+//! only through environment variables, with tenants in moto.
+
+use std::process::Stdio;
+
+use testkit::{Answer, FakeRuntimeApi, MotoServer};
+use testkit::{HttpServer, Reply};
+
+use super::*;
+
+#[tokio::test]
+async fn the_bootstrap_delivers_and_reports_batch_item_failures() {
+    let moto = MotoServer::start();
+    let server = HttpServer::start(|_, _| Reply::json(200, "{}"));
+    moto.put_secret(
+        "form-bridge/tenants/acme",
+        &record(
+            "acme",
+            &server.url(),
+            json!({"headers": {"Authorization": "Bearer s3cr3t-t0ken"}}),
+        )
+        .to_string(),
+    )
+    .await;
+    let batch: Value = {
+        let bodies = [event("acme").0, event("nobody").0, "garbage".to_string()];
+        let mut e: Value = serde_json::from_str(&data("sqs-event.json")).unwrap();
+        let template = e["Records"][0].clone();
+        e["Records"] = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut r = template.clone();
+                r["messageId"] = format!("m{i}").into();
+                r["body"] = b.clone().into();
+                r
+            })
+            .collect();
+        e
+    };
+    let events = [
+        batch.to_string(),
+        data("eventbridge-event.json"),
+        "[]".to_string(),
+    ];
+    let runtime = FakeRuntimeApi::start(events);
+    let mut child = runtime
+        .command(env!("CARGO_BIN_EXE_connector"))
+        .envs(moto.aws_env())
+        .env("ALLOW_PRIVATE_DESTINATIONS", "true")
+        .env("LOG_LEVEL", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let answers = runtime.wait_for_answers(3, Duration::from_secs(30));
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(answers.len(), 3, "{stdout}");
+    match &answers[0] {
+        Answer::Response(body) => assert_eq!(
+            serde_json::from_str::<Value>(body).unwrap(),
+            json!({"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}),
+            "{stdout}"
+        ),
+        Answer::Error(e) => panic!("{e}\n{stdout}"),
+    }
+    match &answers[1] {
+        Answer::Response(body) => assert!(body.contains("019b76da-a800-7000-8000-000000000001")),
+        Answer::Error(e) => panic!("{e}\n{stdout}"),
+    }
+    match &answers[2] {
+        Answer::Error(e) => assert!(e.contains("not_an_event"), "{e}"),
+        Answer::Response(r) => panic!("a non-event was answered: {r}"),
+    }
+    assert_eq!(server.requests().len(), 2);
+    // Logs and metrics are JSON lines; no secret, header value or payload.
+    assert!(stdout.contains(r#""Deliveries""#), "{stdout}");
+    for secret in [
+        "s3cr3t-t0ken",
+        DELIVERY_SECRET,
+        "ada@example.com",
+        "32-chars-long",
+    ] {
+        assert!(!stdout.contains(secret), "{secret} in logs:\n{stdout}");
+    }
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_variable_fails_start_up_naming_it() {
+    let runtime = FakeRuntimeApi::start([]);
+    let output = runtime
+        .command(env!("CARGO_BIN_EXE_connector"))
+        .env("AWS_REGION", "us-east-1")
+        .env("DELIVERY_TIMEOUT_MS", "soon")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DELIVERY_TIMEOUT_MS"), "{stderr}");
+}

@@ -1,0 +1,144 @@
+//! Connector integration tests: one binary, four groups.
+//!
+//! - `delivery`: single deliveries to real local HTTP servers that succeed,
+//!   fail, stall, redirect, refuse connections or hide behind a name that
+//!   resolves to loopback; the breaker opening and failing fast.
+//! - `batch`: SQS batches mixing all of that, with exact
+//!   `batchItemFailures`; direct EventBridge events; real event fixtures.
+//! - `moto`: an event published to an EventBridge bus in moto, routed to
+//!   SQS, read back and delivered with the tenant record from moto's
+//!   Secrets Manager through the real SDK.
+//! - `bootstrap`: the `connector` binary under a Lambda Runtime API
+//!   stand-in, configured only by environment variables.
+
+#![allow(clippy::unwrap_used)]
+
+mod batch;
+mod bootstrap;
+mod delivery;
+mod moto;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use connectors::{
+    ClientOptions, Config, Connector, ConnectorEvent, GuardRules, Hosts, HttpDeliveryClient,
+};
+use serde_json::{Value, json};
+use shared::TenantRecord;
+use shared::config::Env;
+use shared::event::SubmissionIds;
+use shared::store::MemoryTenantStore;
+use shared::telemetry::{CapturedMetrics, Metrics};
+
+/// A delivery secret: `whsec_` and the base64 of 32 bytes.
+pub const DELIVERY_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo=";
+
+pub fn data(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A tenant record delivering to `url`; `destination` fields in `extra`
+/// are merged in.
+pub fn record(tenant: &str, url: &str, extra: Value) -> Value {
+    let mut destination = json!({"url": url, "secret": DELIVERY_SECRET});
+    if let (Some(d), Some(e)) = (destination.as_object_mut(), extra.as_object()) {
+        d.extend(e.clone());
+    }
+    json!({
+        "tenant_id": tenant,
+        "status": "active",
+        "signing_secrets": ["a-signing-secret-that-is-32-chars-long!"],
+        "destination": destination,
+    })
+}
+
+/// An EventBridge event (the fixture's shape) for `tenant` with a fresh
+/// submission ID; returns the event's JSON and the ID.
+pub fn event(tenant: &str) -> (String, String) {
+    static IDS: std::sync::OnceLock<SubmissionIds> = std::sync::OnceLock::new();
+    let id = IDS
+        .get_or_init(SubmissionIds::new)
+        .next(SystemTime::now())
+        .to_string();
+    let mut event: Value = serde_json::from_str(&data("eventbridge-event.json")).unwrap();
+    event["detail"]["tenant_id"] = tenant.into();
+    event["detail"]["submission_id"] = id.clone().into();
+    (event.to_string(), id)
+}
+
+/// An SQS event whose records carry `bodies` (message IDs `m0`, `m1`, ...).
+pub fn sqs(bodies: &[String]) -> ConnectorEvent {
+    let mut event: Value = serde_json::from_str(&data("sqs-event.json")).unwrap();
+    let template = event["Records"][0].clone();
+    event["Records"] = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut r = template.clone();
+            r["messageId"] = format!("m{i}").into();
+            r["body"] = body.clone().into();
+            r
+        })
+        .collect();
+    ConnectorEvent::from_json(&event.to_string()).unwrap()
+}
+
+/// The configuration from `vars`, with backoff shortened so tests are quick.
+pub fn config(vars: &[(&str, &str)]) -> Config {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut config = Config::from_env(&Env::from_map(&map)).unwrap();
+    config.policy.base_delay = Duration::from_millis(5);
+    config.policy.max_delay = Duration::from_millis(20);
+    config
+}
+
+pub type TestConnector = Connector<MemoryTenantStore, HttpDeliveryClient>;
+
+/// A connector over in-memory `records` with the guard as `rules` and
+/// `hosts` as fixed DNS answers.
+pub fn connector_with(
+    records: &[Value],
+    config: &Config,
+    rules: GuardRules,
+    hosts: Hosts,
+) -> (TestConnector, CapturedMetrics) {
+    let store = MemoryTenantStore::new();
+    for r in records {
+        store.upsert(TenantRecord::from_value(r.clone()).unwrap());
+    }
+    let client = HttpDeliveryClient::new(ClientOptions {
+        rules,
+        hosts,
+        ..config.client_options()
+    })
+    .unwrap();
+    let (metrics, captured) = Metrics::in_memory("connector");
+    (Connector::new(store, client, config, metrics), captured)
+}
+
+/// A connector for local test servers: private destinations allowed.
+pub fn connector(records: &[Value], vars: &[(&str, &str)]) -> (TestConnector, CapturedMetrics) {
+    let mut all = vec![("ALLOW_PRIVATE_DESTINATIONS", "true")];
+    all.extend_from_slice(vars);
+    let config = config(&all);
+    let rules = GuardRules::new(true);
+    connector_with(records, &config, rules, Hosts::system())
+}
+
+/// The `Reason` of every `Deliveries` metric line, in order.
+pub fn reasons(metrics: &CapturedMetrics) -> Vec<String> {
+    metrics
+        .lines()
+        .iter()
+        .filter(|l| l.get("Deliveries").is_some())
+        .map(|l| l["Reason"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
