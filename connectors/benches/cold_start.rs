@@ -1,0 +1,76 @@
+//! Cold start of the `connector` bootstrap, measured the way Lambda sees
+//! it: from spawning the process (configured only by environment
+//! variables) to its first poll of the Runtime API ("ready"). Each sample
+//! then handles one SQS batch with one record: the tenant record read from
+//! moto's Secrets Manager through the SDK, and one signed delivery to a
+//! local endpoint. The process's peak RSS (VmHWM) is read before it is
+//! killed.
+//!
+//! Needs moto: run `scripts/test` once (it installs it into `.venv`).
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::json;
+use testkit::{
+    Answer, ColdStart, FakeRuntimeApi, HttpServer, MotoServer, Reply, cold_start,
+    cold_start_summary,
+};
+
+fn one_cold_start(moto: &MotoServer) -> ColdStart {
+    let event = include_str!("../tests/data/sqs-event.json").to_string();
+    let runtime = FakeRuntimeApi::start([event]);
+    let mut command = runtime.command(env!("CARGO_BIN_EXE_connector"));
+    command
+        .envs(moto.aws_env())
+        .env("ALLOW_PRIVATE_DESTINATIONS", "true");
+    let sample = cold_start(&runtime, &mut command);
+    assert!(
+        matches!(&sample.answer, Some(Answer::Response(r)) if r == r#"{"batchItemFailures":[]}"#),
+        "{sample:?}"
+    );
+    sample
+}
+
+fn bench(c: &mut Criterion) {
+    let moto = MotoServer::start();
+    let server = HttpServer::start(|_, _| Reply::json(200, "{}"));
+    let record = json!({
+        "tenant_id": "acme",
+        "status": "active",
+        "signing_secrets": ["a-signing-secret-that-is-32-chars-long!"],
+        "destination": {"url": server.url(), "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo="},
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(moto.put_secret("form-bridge/tenants/acme", &record.to_string()));
+
+    let mut samples = Vec::new();
+    let mut g = c.benchmark_group("connector_cold_start");
+    g.sample_size(20).measurement_time(Duration::from_secs(10));
+    g.bench_function("spawn_to_ready", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let s = one_cold_start(&moto);
+                total += s.ready;
+                samples.push(s);
+            }
+            total
+        })
+    });
+    g.finish();
+
+    println!(
+        "{}",
+        cold_start_summary("connector_cold_start", &mut samples)
+    );
+    println!("deliveries received: {}", server.requests().len());
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
