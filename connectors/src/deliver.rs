@@ -343,8 +343,8 @@ impl<C: DeliveryClient> Deliverer<C> {
         }
         self.metrics.count(
             "BreakerTransitions",
-            &[("tenant_id", tenant.as_str()), ("State", to.as_str())],
-            &[&["tenant_id", "State"], &["State"]],
+            &[("TenantId", tenant.as_str()), ("State", to.as_str())],
+            &[&["TenantId", "State"], &["State"]],
         );
     }
 }

@@ -353,11 +353,11 @@ impl<S: TenantStore, C: DeliveryClient> Connector<S, C> {
         ];
         let mut dimensions: Vec<Dimension<'_>> = vec![("Outcome", outcome), ("Reason", reason)];
         if tenant.is_some() {
-            dimensions.push(("tenant_id", tenant_id));
+            dimensions.push(("TenantId", tenant_id));
             self.metrics.emit(
                 &measures,
                 &dimensions,
-                &[&["tenant_id", "Outcome"], &["Outcome", "Reason"]],
+                &[&["TenantId", "Outcome"], &["Outcome", "Reason"]],
             );
         } else {
             self.metrics

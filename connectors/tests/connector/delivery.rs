@@ -362,7 +362,7 @@ async fn an_open_breaker_fails_fast_without_a_request_and_spares_other_tenants()
         .map(|l| {
             format!(
                 "{}:{}",
-                l["tenant_id"].as_str().unwrap(),
+                l["TenantId"].as_str().unwrap(),
                 l["State"].as_str().unwrap()
             )
         })
