@@ -57,13 +57,6 @@ pub enum NotAllowed {
     NonPublicAddress,
 }
 
-/// Parses a destination URL and checks it against `rules`.
-pub fn check_url(url: &str, rules: GuardRules) -> Result<Url, NotAllowed> {
-    let url = Url::parse(url).map_err(|_| NotAllowed::InvalidUrl)?;
-    check(&url, rules)?;
-    Ok(url)
-}
-
 /// Checks a parsed URL's scheme and, for an IP literal, its address. Host
 /// names are checked when they are resolved.
 pub fn check(url: &Url, rules: GuardRules) -> Result<(), NotAllowed> {
@@ -199,7 +192,7 @@ impl Resolve for PublicOnlyResolver {
         let this = self.clone();
         Box::pin(async move {
             let host = name.as_str();
-            let found: Vec<SocketAddr> = match this.hosts.0.get(host) {
+            let found: Vec<SocketAddr> = match this.hosts.0.get(&host.to_ascii_lowercase()) {
                 Some(fixed) => fixed.iter().map(|ip| SocketAddr::new(*ip, 0)).collect(),
                 None => tokio::net::lookup_host((host, 0)).await?.collect(),
             };
@@ -295,6 +288,11 @@ mod tests {
         ] {
             assert!(public(ip), "{ip} must be allowed");
         }
+    }
+
+    fn check_url(url: &str, rules: GuardRules) -> Result<Url, NotAllowed> {
+        let url = Url::parse(url).map_err(|_| NotAllowed::InvalidUrl)?;
+        check(&url, rules).map(|()| url)
     }
 
     #[test]

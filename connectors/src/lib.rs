@@ -268,10 +268,25 @@ impl<S: TenantStore, C: DeliveryClient> Connector<S, C> {
         };
         let tenant = &submission.detail.tenant_id;
         let id = &*submission.detail.submission_id;
-        let record = match self.store.get(tenant).await {
-            Ok(Some(record)) => Ok(record),
-            Ok(None) => Err(DeliveryError::UnknownTenant),
-            Err(e) => Err(DeliveryError::Store(e)),
+        let lookup = async {
+            match self.store.get(tenant).await {
+                Ok(Some(record)) => Ok(record),
+                Ok(None) => Err(DeliveryError::UnknownTenant),
+                Err(e) => Err(DeliveryError::Store(e)),
+            }
+        };
+        // A slow Secrets Manager must not run the invocation past its
+        // deadline: SQS would then redeliver the records already delivered.
+        let record = match deadline {
+            None => lookup.await,
+            Some(deadline) => {
+                let by = deadline
+                    .checked_sub(deliver::DEADLINE_MARGIN)
+                    .unwrap_or(deadline);
+                tokio::time::timeout_at(by, lookup)
+                    .await
+                    .unwrap_or(Err(DeliveryError::NoTimeLeft))
+            }
         };
         let destination = record.as_ref().map_err(Clone::clone).and_then(|record| {
             record

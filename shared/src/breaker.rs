@@ -110,7 +110,8 @@ pub struct Transition {
 #[derive(Debug)]
 #[must_use = "report the call's outcome with `record`"]
 pub struct Permit {
-    probe: bool,
+    /// The probe's number, when this call is a half-open breaker's probe.
+    probe: Option<u64>,
 }
 
 /// The breaker is open: the call was refused without being made.
@@ -133,7 +134,9 @@ enum Inner {
         until: Instant,
     },
     HalfOpen {
-        probe_since: Option<Instant>,
+        probe_since: Instant,
+        /// Which probe is out; a replaced probe's late outcome is ignored.
+        probe: u64,
     },
 }
 
@@ -147,11 +150,15 @@ const CLOSED: Inner = Inner::Closed {
 #[derive(Debug, Clone, Copy)]
 pub struct Breaker {
     inner: Inner,
+    probes: u64,
 }
 
 impl Default for Breaker {
     fn default() -> Self {
-        Self { inner: CLOSED }
+        Self {
+            inner: CLOSED,
+            probes: 0,
+        }
     }
 }
 
@@ -173,36 +180,29 @@ impl Breaker {
         now: Instant,
     ) -> (Result<Permit, Refused>, Option<Transition>) {
         match self.inner {
-            Inner::Closed { .. } => (Ok(Permit { probe: false }), None),
+            Inner::Closed { .. } => (Ok(Permit { probe: None }), None),
             Inner::Open { until } if now < until => (
                 Err(Refused {
                     retry_in: until - now,
                 }),
                 None,
             ),
-            Inner::Open { .. } => {
-                self.inner = Inner::HalfOpen {
-                    probe_since: Some(now),
-                };
-                (
-                    Ok(Permit { probe: true }),
-                    Some(Transition {
-                        from: State::Open,
-                        to: State::HalfOpen,
-                    }),
-                )
+            Inner::Open { .. } => (
+                Ok(self.probe(now)),
+                Some(Transition {
+                    from: State::Open,
+                    to: State::HalfOpen,
+                }),
+            ),
+            Inner::HalfOpen { probe_since, .. }
+                if now.duration_since(probe_since) < policy.cool_down =>
+            {
+                (Err(Refused::default()), None)
             }
-            Inner::HalfOpen { probe_since } => match probe_since {
-                Some(since) if now.duration_since(since) < policy.cool_down => {
-                    (Err(Refused::default()), None)
-                }
-                _ => {
-                    self.inner = Inner::HalfOpen {
-                        probe_since: Some(now),
-                    };
-                    (Ok(Permit { probe: true }), None)
-                }
-            },
+            // The probe has been out a whole cool-down: its task was
+            // probably cancelled. Send another; the first one's outcome,
+            // should it still come, no longer counts.
+            Inner::HalfOpen { .. } => (Ok(self.probe(now)), None),
         }
     }
 
@@ -238,7 +238,7 @@ impl Breaker {
                     None
                 }
             }
-            Inner::HalfOpen { .. } if permit.probe => {
+            Inner::HalfOpen { probe, .. } if permit.probe == Some(probe) => {
                 if success {
                     self.inner = CLOSED;
                     Some(Transition {
@@ -250,6 +250,17 @@ impl Breaker {
                 }
             }
             Inner::HalfOpen { .. } | Inner::Open { .. } => None,
+        }
+    }
+
+    fn probe(&mut self, now: Instant) -> Permit {
+        self.probes += 1;
+        self.inner = Inner::HalfOpen {
+            probe_since: now,
+            probe: self.probes,
+        };
+        Permit {
+            probe: Some(self.probes),
         }
     }
 
@@ -321,7 +332,7 @@ impl Breakers {
             return breaker.acquire(&self.policy, now);
         }
         // An unseen destination is closed: no entry until something fails.
-        (Ok(Permit { probe: false }), None)
+        (Ok(Permit { probe: None }), None)
     }
 
     /// Reports the outcome of a call `key`'s breaker permitted.
@@ -344,10 +355,11 @@ impl Breakers {
             return None;
         }
         if map.len() >= self.max_entries {
-            map.retain(|_, b| !b.is_pristine());
+            // Forget closed breakers first (they only remember a few
+            // failures), then, if every slot is open or half-open, all of
+            // them: memory stays bounded and they re-learn quickly.
+            map.retain(|_, b| b.state() != State::Closed);
             if map.len() >= self.max_entries {
-                // Every slot holds a failing destination: forgetting them
-                // all is the bounded-memory choice; they re-learn quickly.
                 map.clear();
             }
         }
@@ -534,6 +546,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_replaced_probe_that_reports_late_does_not_count() {
+        let b = Breakers::new(policy());
+        for _ in 0..3 {
+            call(&b, "a", false).unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let (slow, _) = b.acquire("a", Instant::now());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let (second, _) = b.acquire("a", Instant::now());
+        // The first probe answers at last: ignored, still half-open.
+        assert_eq!(b.record("a", slow.unwrap(), true, Instant::now()), None);
+        assert_eq!(b.state("a"), State::HalfOpen);
+        // The second one decides.
+        let t = b.record("a", second.unwrap(), false, Instant::now());
+        assert!(to(State::Open)(&t));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn late_outcomes_do_not_move_an_open_breaker() {
         let b = Breakers::new(policy());
         let now = Instant::now();
@@ -565,6 +595,15 @@ mod tests {
         assert!(b.lock().get("bad-9").is_some());
         call(&b, "bad-9", true).unwrap();
         assert!(b.lock().get("bad-9").is_none());
+        // Closed breakers are forgotten before open ones.
+        b.lock().clear();
+        for _ in 0..3 {
+            call(&b, "open", false).unwrap();
+        }
+        for i in 0..10 {
+            call(&b, &format!("flaky-{i}"), false).unwrap();
+        }
+        assert_eq!(b.state("open"), State::Open);
     }
 
     #[test]

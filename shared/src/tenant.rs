@@ -345,13 +345,16 @@ fn parse_destination(value: &Value) -> Result<Destination, RecordError> {
     })
 }
 
-/// Header names a tenant may not set: they frame the request or carry the
-/// Standard Webhooks signature, which the connector owns.
-const RESERVED_HEADERS: &[&str] = &[
+/// Header names a tenant may not set (compared in lowercase): they frame
+/// the request, or the connector sets them for every delivery (the
+/// Standard Webhooks headers, `content-type`, `user-agent`).
+pub const RESERVED_HEADERS: &[&str] = &[
     "host",
     "content-length",
     "transfer-encoding",
     "connection",
+    "content-type",
+    "user-agent",
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
@@ -364,6 +367,7 @@ fn parse_headers(value: Option<&Value>) -> Result<BTreeMap<String, Secret>, Reco
         Some(_) => return Err(RecordError::new("`destination.headers` must be an object")),
     };
     let mut headers = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
     for (name, value) in map {
         let is_token = !name.is_empty()
             && name
@@ -374,9 +378,15 @@ fn parse_headers(value: Option<&Value>) -> Result<BTreeMap<String, Secret>, Reco
                 "`destination.headers` has a name that is not a valid HTTP header name",
             ));
         }
-        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        let lower = name.to_ascii_lowercase();
+        if RESERVED_HEADERS.contains(&lower.as_str()) {
             return Err(RecordError::new(format!(
                 "`destination.headers` may not set `{name}`"
+            )));
+        }
+        if !seen.insert(lower) {
+            return Err(RecordError::new(format!(
+                "`destination.headers` sets `{name}` twice (names are case-insensitive)"
             )));
         }
         let value = value.as_str().ok_or_else(|| {
@@ -550,6 +560,16 @@ mod tests {
             &["destination", "headers"],
             json!({"Webhook-Signature": "x"}),
             "may not set",
+        );
+        push(
+            &["destination", "headers"],
+            json!({"User-Agent": "x"}),
+            "may not set",
+        );
+        push(
+            &["destination", "headers"],
+            json!({"Authorization": "a", "authorization": "b"}),
+            "twice",
         );
         push(
             &["destination", "headers"],

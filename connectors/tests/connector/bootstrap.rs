@@ -12,18 +12,27 @@ use super::*;
 async fn the_bootstrap_delivers_and_reports_batch_item_failures() {
     let moto = MotoServer::start();
     let server = HttpServer::start(|_, _| Reply::json(200, "{}"));
+    let url = format!("{}/hook?token=query-t0ken", server.url());
+    let headers = json!({"headers": {"Authorization": "Bearer s3cr3t-t0ken"}});
     moto.put_secret(
         "form-bridge/tenants/acme",
-        &record(
-            "acme",
-            &server.url(),
-            json!({"headers": {"Authorization": "Bearer s3cr3t-t0ken"}}),
-        )
-        .to_string(),
+        &record("acme", &url, headers).to_string(),
+    )
+    .await;
+    let gone = HttpServer::start(|_, _| Reply::json(410, "{}"));
+    let gone_url = format!("{}/old?token=query-t0ken", gone.url());
+    moto.put_secret(
+        "form-bridge/tenants/gone",
+        &record("gone", &gone_url, json!({})).to_string(),
     )
     .await;
     let batch: Value = {
-        let bodies = [event("acme").0, event("nobody").0, "garbage".to_string()];
+        let bodies = [
+            event("acme").0,
+            event("nobody").0,
+            "garbage".to_string(),
+            event("gone").0,
+        ];
         let mut e: Value = serde_json::from_str(&data("sqs-event.json")).unwrap();
         let template = e["Records"][0].clone();
         e["Records"] = bodies
@@ -61,7 +70,11 @@ async fn the_bootstrap_delivers_and_reports_batch_item_failures() {
     match &answers[0] {
         Answer::Response(body) => assert_eq!(
             serde_json::from_str::<Value>(body).unwrap(),
-            json!({"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}),
+            json!({"batchItemFailures": [
+                {"itemIdentifier": "m1"},
+                {"itemIdentifier": "m2"},
+                {"itemIdentifier": "m3"}
+            ]}),
             "{stdout}"
         ),
         Answer::Error(e) => panic!("{e}\n{stdout}"),
@@ -75,10 +88,18 @@ async fn the_bootstrap_delivers_and_reports_batch_item_failures() {
         Answer::Response(r) => panic!("a non-event was answered: {r}"),
     }
     assert_eq!(server.requests().len(), 2);
+    assert_eq!(gone.requests().len(), 1);
+    // The 410 is logged as a request to disable the destination.
+    let gone_line = stdout
+        .lines()
+        .find(|l| l.contains("destination_gone") && l.contains("410 Gone"))
+        .unwrap_or_else(|| panic!("no 410 log line:\n{stdout}"));
+    assert!(gone_line.contains(r#""tenant_id":"gone""#), "{gone_line}");
     // Logs and metrics are JSON lines; no secret, header value or payload.
     assert!(stdout.contains(r#""Deliveries""#), "{stdout}");
     for secret in [
         "s3cr3t-t0ken",
+        "query-t0ken",
         DELIVERY_SECRET,
         "ada@example.com",
         "32-chars-long",

@@ -104,7 +104,7 @@ fn connector_for(server: &HttpServer, vars: &[(&str, &str)]) -> (TestConnector, 
 async fn client_errors_are_permanent_and_never_retried() {
     for status in [400, 401, 404, 410, 422] {
         let server = HttpServer::start(move |_, _| Reply::json(status, "{}"));
-        let (connector, metrics) = connector_for(&server, &[]);
+        let (connector, metrics) = connector_for(&server, &[("BREAKER_FAILURE_THRESHOLD", "1")]);
         let error = connector
             .deliver_event(&event("acme").0, None)
             .await
@@ -117,7 +117,13 @@ async fn client_errors_are_permanent_and_never_retried() {
             "http_4xx"
         };
         assert_eq!(reasons(&metrics), [expected]);
-        // A 4xx says nothing about the destination being down.
+        // A 4xx says nothing about the destination being down: with a
+        // breaker that opens on the first failure, the next goes out too.
+        connector
+            .deliver_event(&event("acme").0, None)
+            .await
+            .unwrap_err();
+        assert_eq!(server.requests().len(), 2, "{status} opened the breaker");
         let target_state = metrics
             .lines()
             .iter()
@@ -302,6 +308,7 @@ async fn the_guard_refuses_names_and_literals_that_reach_private_addresses() {
         assert_eq!(error.code(), "destination_not_allowed", "{url}: {error:?}");
         assert!(!error.to_string().contains("127.0.0.1"), "no URL in errors");
         assert_eq!(reasons(&metrics), ["destination_not_allowed"], "{url}");
+        assert_eq!(metrics.lines()[0]["DeliveryAttempts"], 0.0, "nothing sent");
     }
     assert_eq!(server.requests().len(), 1);
 }
