@@ -195,6 +195,16 @@ pub struct Attempts {
     pub result: Result<u16, DeliveryError>,
 }
 
+impl Attempts {
+    /// Nothing could be sent, because of `error`.
+    pub fn none(error: DeliveryError) -> Self {
+        Self {
+            sent: 0,
+            result: Err(error),
+        }
+    }
+}
+
 /// Delivers events through one client, with one breaker per destination.
 pub struct Deliverer<C> {
     client: C,

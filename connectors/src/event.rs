@@ -103,26 +103,13 @@ impl<'a> Submission<'a> {
             #[serde(borrow)]
             detail: &'a RawValue,
         }
-        let event: BusEvent<'a> = serde_json::from_str(json).map_err(|e| {
-            format!(
-                "not an EventBridge event (line {}, column {}: {})",
-                e.line(),
-                e.column(),
-                category(&e)
-            )
-        })?;
+        let event: BusEvent<'a> =
+            serde_json::from_str(json).map_err(|e| describe("not an EventBridge event", &e))?;
         if event.detail_type != DETAIL_TYPE {
             return Err(format!("detail-type is not {DETAIL_TYPE:?}"));
         }
-        let detail: SubmissionDetail<'a> =
-            serde_json::from_str(event.detail.get()).map_err(|e| {
-                format!(
-                    "detail is not a submission (line {}, column {}: {})",
-                    e.line(),
-                    e.column(),
-                    category(&e)
-                )
-            })?;
+        let detail: SubmissionDetail<'a> = serde_json::from_str(event.detail.get())
+            .map_err(|e| describe("detail is not a submission", &e))?;
         if detail.version != DETAIL_VERSION {
             return Err(format!("detail version is not {DETAIL_VERSION:?}"));
         }
@@ -155,12 +142,14 @@ impl<'a> Submission<'a> {
     }
 }
 
-/// serde_json's message without the parts that can quote input.
-fn category(e: &serde_json::Error) -> &'static str {
-    match e.classify() {
+/// What is wrong and where, without serde_json's message, which can quote
+/// the input.
+fn describe(what: &str, e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
         serde_json::error::Category::Io => "I/O error",
         serde_json::error::Category::Syntax => "invalid JSON",
         serde_json::error::Category::Data => "missing or invalid field",
         serde_json::error::Category::Eof => "truncated JSON",
-    }
+    };
+    format!("{what} (line {}, column {}: {kind})", e.line(), e.column())
 }

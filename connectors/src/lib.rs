@@ -254,15 +254,7 @@ impl<S: TenantStore, C: DeliveryClient> Connector<S, C> {
             Ok(submission) => submission,
             Err(reason) => {
                 let error = DeliveryError::Malformed(reason);
-                self.finish(
-                    None,
-                    None,
-                    &Attempts {
-                        sent: 0,
-                        result: Err(error.clone()),
-                    },
-                    started,
-                );
+                self.finish(None, None, &Attempts::none(error.clone()), started);
                 return Err(error);
             }
         };
@@ -288,27 +280,21 @@ impl<S: TenantStore, C: DeliveryClient> Connector<S, C> {
                     .unwrap_or(Err(DeliveryError::NoTimeLeft))
             }
         };
-        let destination = record.as_ref().map_err(Clone::clone).and_then(|record| {
-            record
-                .destination
-                .as_ref()
-                .ok_or(DeliveryError::NoDestination)
-        });
-        let attempts = match destination {
-            Err(error) => Attempts {
-                sent: 0,
-                result: Err(error),
+        let attempts = match record {
+            Err(error) => Attempts::none(error),
+            Ok(record) => match &record.destination {
+                None => Attempts::none(DeliveryError::NoDestination),
+                Some(destination) => {
+                    let target = Target {
+                        tenant,
+                        destination,
+                        id,
+                    };
+                    self.deliverer
+                        .deliver(&target, &submission.body(), deadline)
+                        .await
+                }
             },
-            Ok(destination) => {
-                let target = Target {
-                    tenant,
-                    destination,
-                    id,
-                };
-                self.deliverer
-                    .deliver(&target, &submission.body(), deadline)
-                    .await
-            }
         };
         self.finish(Some(tenant), Some(id), &attempts, started);
         attempts.result.map(|_| id.to_owned())
