@@ -9,11 +9,9 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::time::Duration;
-
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use testkit::{Answer, ColdStart, FakeRuntimeApi, MotoServer, cold_start, cold_start_summary};
+use testkit::{Answer, ColdStart, FakeRuntimeApi, MotoServer, bench_cold_starts, cold_start};
 
 const SECRET: &str = "fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c";
 
@@ -53,26 +51,7 @@ fn bench(c: &mut Criterion) {
     let record = json!({"tenant_id": "acme", "status": "active", "signing_secrets": [SECRET]});
     rt.block_on(moto.put_secret("form-bridge/tenants/acme", &record.to_string()));
 
-    let mut samples = Vec::new();
-    let mut g = c.benchmark_group("authorizer_cold_start");
-    g.sample_size(20).measurement_time(Duration::from_secs(10));
-    g.bench_function("spawn_to_ready", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let s = one_cold_start(&moto);
-                total += s.ready;
-                samples.push(s);
-            }
-            total
-        })
-    });
-    g.finish();
-
-    println!(
-        "{}",
-        cold_start_summary("authorizer_cold_start", &mut samples)
-    );
+    bench_cold_starts(c, "authorizer_cold_start", || one_cold_start(&moto));
 }
 
 criterion_group!(benches, bench);

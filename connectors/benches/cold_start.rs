@@ -10,13 +10,10 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::time::Duration;
-
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use testkit::{
-    Answer, ColdStart, FakeRuntimeApi, HttpServer, MotoServer, Reply, cold_start,
-    cold_start_summary,
+    Answer, ColdStart, FakeRuntimeApi, HttpServer, MotoServer, Reply, bench_cold_starts, cold_start,
 };
 
 fn one_cold_start(moto: &MotoServer) -> ColdStart {
@@ -49,26 +46,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     rt.block_on(moto.put_secret("form-bridge/tenants/acme", &record.to_string()));
 
-    let mut samples = Vec::new();
-    let mut g = c.benchmark_group("connector_cold_start");
-    g.sample_size(20).measurement_time(Duration::from_secs(10));
-    g.bench_function("spawn_to_ready", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let s = one_cold_start(&moto);
-                total += s.ready;
-                samples.push(s);
-            }
-            total
-        })
-    });
-    g.finish();
-
-    println!(
-        "{}",
-        cold_start_summary("connector_cold_start", &mut samples)
-    );
+    bench_cold_starts(c, "connector_cold_start", || one_cold_start(&moto));
     println!("deliveries received: {}", server.requests().len());
 }
 

@@ -8,10 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::time::Duration;
-
 use criterion::{Criterion, criterion_group, criterion_main};
-use testkit::{Answer, ColdStart, FakeRuntimeApi, MotoServer, cold_start, cold_start_summary};
+use testkit::{Answer, ColdStart, FakeRuntimeApi, MotoServer, bench_cold_starts, cold_start};
 
 fn one_cold_start(moto: &MotoServer) -> ColdStart {
     let event = include_str!("../tests/data/ingest-request.json").to_string();
@@ -37,23 +35,7 @@ fn bench(c: &mut Criterion) {
     let pattern = r#"{"source":["form-bridge"]}"#;
     rt.block_on(moto.route_to_queue("bench-bus", "all", pattern));
 
-    let mut samples = Vec::new();
-    let mut g = c.benchmark_group("ingest_cold_start");
-    g.sample_size(20).measurement_time(Duration::from_secs(10));
-    g.bench_function("spawn_to_ready", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let s = one_cold_start(&moto);
-                total += s.ready;
-                samples.push(s);
-            }
-            total
-        })
-    });
-    g.finish();
-
-    println!("{}", cold_start_summary("ingest_cold_start", &mut samples));
+    bench_cold_starts(c, "ingest_cold_start", || one_cold_start(&moto));
 }
 
 criterion_group!(benches, bench);

@@ -517,6 +517,46 @@ pub fn cold_start_summary(name: &str, samples: &mut [ColdStart]) -> String {
     )
 }
 
+/// Benchmarks cold starts as criterion group `name` (`spawn_to_ready`:
+/// process spawn to first poll), taking each sample from `one`, then prints
+/// [`cold_start_summary`] of every sample.
+pub fn bench_cold_starts(
+    c: &mut criterion::Criterion,
+    name: &str,
+    mut one: impl FnMut() -> ColdStart,
+) {
+    let mut samples = Vec::new();
+    let mut g = c.benchmark_group(name);
+    g.sample_size(20).measurement_time(Duration::from_secs(10));
+    g.bench_function("spawn_to_ready", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let s = one();
+                total += s.ready;
+                samples.push(s);
+            }
+            total
+        })
+    });
+    g.finish();
+    println!("{}", cold_start_summary(name, &mut samples));
+}
+
+/// Asserts that a bootstrap's stdout is JSON lines only (logs and EMF
+/// metrics) and contains none of `never` (secrets, bodies).
+pub fn assert_json_logs(stdout: &str, never: &[&str]) {
+    for text in never {
+        assert!(!stdout.contains(text), "{text:?} in logs:\n{stdout}");
+    }
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+}
+
 /// Peak resident memory of a running process, from `/proc/<pid>/status`.
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -57,15 +57,7 @@ async fn the_bootstrap_publishes_and_answers_every_event() {
     );
     // Logs and metrics are JSON lines; bodies never reach them.
     assert!(stdout.contains(r#""PublishLatency""#), "{stdout}");
-    for body in ["ada@example.com", "eve@example.com"] {
-        assert!(!stdout.contains(body), "body in logs:\n{stdout}");
-    }
-    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
-        assert!(
-            serde_json::from_str::<Value>(line).is_ok(),
-            "not JSON: {line}"
-        );
-    }
+    testkit::assert_json_logs(&stdout, &["ada@example.com", "eve@example.com"]);
 }
 
 #[test]
