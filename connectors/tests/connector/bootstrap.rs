@@ -26,27 +26,12 @@ async fn the_bootstrap_delivers_and_reports_batch_item_failures() {
         &record("gone", &gone_url, json!({})).to_string(),
     )
     .await;
-    let batch: Value = {
-        let bodies = [
-            event("acme").0,
-            event("nobody").0,
-            "garbage".to_string(),
-            event("gone").0,
-        ];
-        let mut e: Value = serde_json::from_str(&data("sqs-event.json")).unwrap();
-        let template = e["Records"][0].clone();
-        e["Records"] = bodies
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let mut r = template.clone();
-                r["messageId"] = format!("m{i}").into();
-                r["body"] = b.clone().into();
-                r
-            })
-            .collect();
-        e
-    };
+    let batch = sqs_json(&[
+        event("acme").0,
+        event("nobody").0,
+        "garbage".to_string(),
+        event("gone").0,
+    ]);
     let events = [
         batch.to_string(),
         data("eventbridge-event.json"),

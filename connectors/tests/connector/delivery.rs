@@ -105,10 +105,7 @@ async fn client_errors_are_permanent_and_never_retried() {
     for status in [400, 401, 404, 410, 422] {
         let server = HttpServer::start(move |_, _| Reply::json(status, "{}"));
         let (connector, metrics) = connector_for(&server, &[("BREAKER_FAILURE_THRESHOLD", "1")]);
-        let error = connector
-            .deliver_event(&event("acme").0, None)
-            .await
-            .unwrap_err();
+        let error = deliver(&connector, "acme").await.unwrap_err();
         assert_eq!(error.class(), connectors::Class::Permanent, "{status}");
         assert_eq!(server.requests().len(), 1, "{status} is not retried");
         let expected = if status == 410 {
@@ -119,10 +116,7 @@ async fn client_errors_are_permanent_and_never_retried() {
         assert_eq!(reasons(&metrics), [expected]);
         // A 4xx says nothing about the destination being down: with a
         // breaker that opens on the first failure, the next goes out too.
-        connector
-            .deliver_event(&event("acme").0, None)
-            .await
-            .unwrap_err();
+        deliver(&connector, "acme").await.unwrap_err();
         assert_eq!(server.requests().len(), 2, "{status} opened the breaker");
         let target_state = metrics
             .lines()
@@ -140,10 +134,7 @@ async fn too_many_requests_waits_for_retry_after_within_limits() {
     });
     let (connector, _) = connector_for(&server, &[]);
     let started = Instant::now();
-    connector
-        .deliver_event(&event("acme").0, None)
-        .await
-        .unwrap();
+    deliver(&connector, "acme").await.unwrap();
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "waited as asked"
@@ -154,10 +145,7 @@ async fn too_many_requests_waits_for_retry_after_within_limits() {
     // waits instead, without a second request now.
     let server = HttpServer::start(|_, _| Reply::json(429, "{}").with_header("Retry-After", "120"));
     let (connector, metrics) = connector_for(&server, &[]);
-    let error = connector
-        .deliver_event(&event("acme").0, None)
-        .await
-        .unwrap_err();
+    let error = deliver(&connector, "acme").await.unwrap_err();
     assert!(matches!(error, DeliveryError::Status(429)));
     assert_eq!(server.requests().len(), 1);
     assert_eq!(reasons(&metrics), ["http_429"]);
@@ -168,10 +156,7 @@ async fn a_slow_destination_times_out() {
     let server = HttpServer::start(|_, _| Reply::json(200, "{}").after(Duration::from_secs(3)));
     let slow = record("acme", &server.url(), json!({"timeout_ms": 300}));
     let (connector, metrics) = connector(&[slow], &[("DELIVERY_ATTEMPTS", "1")]);
-    let error = connector
-        .deliver_event(&event("acme").0, None)
-        .await
-        .unwrap_err();
+    let error = deliver(&connector, "acme").await.unwrap_err();
     assert!(
         matches!(error, DeliveryError::Send(SendError::Timeout(t)) if t == Duration::from_millis(300)),
         "{error:?}"
@@ -183,10 +168,7 @@ async fn a_slow_destination_times_out() {
         &server,
         &[("DELIVERY_ATTEMPTS", "1"), ("DELIVERY_TIMEOUT_MS", "200")],
     );
-    let error = connector
-        .deliver_event(&event("acme").0, None)
-        .await
-        .unwrap_err();
+    let error = deliver(&connector, "acme").await.unwrap_err();
     assert!(
         matches!(error, DeliveryError::Send(SendError::Timeout(t)) if t == Duration::from_millis(200))
     );
@@ -206,10 +188,7 @@ async fn a_refused_connection_is_retryable() {
         )],
         &[("DELIVERY_ATTEMPTS", "2")],
     );
-    let error = connector
-        .deliver_event(&event("acme").0, None)
-        .await
-        .unwrap_err();
+    let error = deliver(&connector, "acme").await.unwrap_err();
     assert!(
         matches!(error, DeliveryError::Send(SendError::Connect(_))),
         "{error:?}"
@@ -226,10 +205,7 @@ async fn redirects_are_not_followed() {
     let redirecting =
         HttpServer::start(move |_, _| Reply::json(302, "").with_header("Location", &location));
     let (connector, metrics) = connector_for(&redirecting, &[]);
-    let error = connector
-        .deliver_event(&event("acme").0, None)
-        .await
-        .unwrap_err();
+    let error = deliver(&connector, "acme").await.unwrap_err();
     assert!(matches!(error, DeliveryError::Status(302)));
     assert_eq!(error.class(), connectors::Class::Permanent);
     assert_eq!(redirecting.requests().len(), 1);
@@ -263,10 +239,7 @@ async fn the_guard_refuses_names_and_literals_that_reach_private_addresses() {
         addresses_only,
         hosts.clone(),
     );
-    let error = connector
-        .deliver_event(&event("acme").0, None)
-        .await
-        .unwrap_err();
+    let error = deliver(&connector, "acme").await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -283,7 +256,7 @@ async fn the_guard_refuses_names_and_literals_that_reach_private_addresses() {
     // The same name with the guard lifted reaches it: the refusal above
     // came from the address, not from the name failing to resolve.
     let (open, _) = connector_with(&[name], &guarded_config, GuardRules::new(true), hosts);
-    open.deliver_event(&event("acme").0, None).await.unwrap();
+    deliver(&open, "acme").await.unwrap();
     assert_eq!(server.requests().len(), 1);
 
     // With the full guard (the Lambda's default): https only, and localhost,
@@ -301,10 +274,7 @@ async fn the_guard_refuses_names_and_literals_that_reach_private_addresses() {
             guarded_config.client_options().rules,
             Hosts::system(),
         );
-        let error = connector
-            .deliver_event(&event("acme").0, None)
-            .await
-            .unwrap_err();
+        let error = deliver(&connector, "acme").await.unwrap_err();
         assert_eq!(error.code(), "destination_not_allowed", "{url}: {error:?}");
         assert!(!error.to_string().contains("127.0.0.1"), "no URL in errors");
         assert_eq!(reasons(&metrics), ["destination_not_allowed"], "{url}");
@@ -330,36 +300,21 @@ async fn an_open_breaker_fails_fast_without_a_request_and_spares_other_tenants()
         &vars,
     );
     for _ in 0..3 {
-        connector
-            .deliver_event(&event("acme").0, None)
-            .await
-            .unwrap_err();
+        deliver(&connector, "acme").await.unwrap_err();
     }
     assert_eq!(down.requests().len(), 3);
-    let error = connector
-        .deliver_event(&event("acme").0, None)
-        .await
-        .unwrap_err();
+    let error = deliver(&connector, "acme").await.unwrap_err();
     assert!(matches!(error, DeliveryError::BreakerOpen(_)), "{error:?}");
     assert_eq!(error.class(), connectors::Class::Retryable);
     assert_eq!(down.requests().len(), 3, "no request while open");
     // Another tenant's destination is not affected.
-    connector
-        .deliver_event(&event("globex").0, None)
-        .await
-        .unwrap();
+    deliver(&connector, "globex").await.unwrap();
 
     // After the cool-down one probe goes out; it fails and reopens.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    connector
-        .deliver_event(&event("acme").0, None)
-        .await
-        .unwrap_err();
+    deliver(&connector, "acme").await.unwrap_err();
     assert_eq!(down.requests().len(), 4);
-    connector
-        .deliver_event(&event("acme").0, None)
-        .await
-        .unwrap_err();
+    deliver(&connector, "acme").await.unwrap_err();
     assert_eq!(down.requests().len(), 4);
 
     let states: Vec<String> = metrics
@@ -405,20 +360,11 @@ async fn a_recovered_destination_closes_its_breaker() {
     ];
     let (connector, _) = connector_for(&server, &vars);
     for _ in 0..2 {
-        connector
-            .deliver_event(&event("acme").0, None)
-            .await
-            .unwrap_err();
+        deliver(&connector, "acme").await.unwrap_err();
     }
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    connector
-        .deliver_event(&event("acme").0, None)
-        .await
-        .unwrap();
-    connector
-        .deliver_event(&event("acme").0, None)
-        .await
-        .unwrap();
+    deliver(&connector, "acme").await.unwrap();
+    deliver(&connector, "acme").await.unwrap();
     assert_eq!(server.requests().len(), 4);
 }
 
@@ -461,10 +407,7 @@ async fn the_breaker_state_is_visible_per_destination() {
             ("BREAKER_FAILURE_THRESHOLD", "1"),
         ],
     );
-    connector
-        .deliver_event(&event("acme").0, None)
-        .await
-        .unwrap_err();
+    deliver(&connector, "acme").await.unwrap_err();
     let record = TenantRecord::from_value(record("acme", &down.url(), json!({}))).unwrap();
     let target = connectors::Target {
         tenant: &record.tenant_id,

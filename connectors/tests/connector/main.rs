@@ -23,7 +23,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use connectors::{
-    ClientOptions, Config, Connector, ConnectorEvent, GuardRules, Hosts, HttpDeliveryClient,
+    ClientOptions, Config, Connector, ConnectorEvent, DeliveryError, GuardRules, Hosts,
+    HttpDeliveryClient,
 };
 use serde_json::{Value, json};
 use shared::TenantRecord;
@@ -73,6 +74,11 @@ pub fn event(tenant: &str) -> (String, String) {
 
 /// An SQS event whose records carry `bodies` (message IDs `m0`, `m1`, ...).
 pub fn sqs(bodies: &[String]) -> ConnectorEvent {
+    ConnectorEvent::from_json(&sqs_json(bodies).to_string()).unwrap()
+}
+
+/// The same SQS event as JSON (the fixture's shape).
+pub fn sqs_json(bodies: &[String]) -> Value {
     let mut event: Value = serde_json::from_str(&data("sqs-event.json")).unwrap();
     let template = event["Records"][0].clone();
     event["Records"] = bodies
@@ -85,7 +91,12 @@ pub fn sqs(bodies: &[String]) -> ConnectorEvent {
             r
         })
         .collect();
-    ConnectorEvent::from_json(&event.to_string()).unwrap()
+    event
+}
+
+/// Delivers a fresh event for `tenant`.
+pub async fn deliver(connector: &TestConnector, tenant: &str) -> Result<String, DeliveryError> {
+    connector.deliver_event(&event(tenant).0, None).await
 }
 
 /// The configuration from `vars`, with backoff shortened so tests are quick.
