@@ -367,6 +367,25 @@ impl FakeRuntimeApi {
         answers.into_iter().map(|(_, a)| a).collect()
     }
 
+    /// Runs the bootstrap `command` (from [`FakeRuntimeApi::command`]) until
+    /// it has answered `n` invocations (or 30 s pass), then kills it;
+    /// returns the answers and everything it wrote to stdout.
+    pub fn run(&self, command: &mut Command, n: usize) -> (Vec<Answer>, String) {
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn bootstrap");
+        let answers = self.wait_for_answers(n, Duration::from_secs(30));
+        let mut child = child;
+        let _ = child.kill();
+        let output = child.wait_with_output().expect("bootstrap output");
+        (
+            answers,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
     /// When the function first asked for an invocation (it was ready).
     pub fn first_poll(&self) -> Option<Instant> {
         self.state.0.lock().unwrap().first_poll

@@ -1,8 +1,7 @@
 //! The `bootstrap` binary under a Lambda Runtime API stand-in, configured
 //! only through environment variables, against moto.
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::{Value, json};
 use testkit::{Answer, FakeRuntimeApi, MotoServer};
@@ -11,10 +10,7 @@ use super::*;
 
 fn bootstrap(runtime: &FakeRuntimeApi, moto: &MotoServer, extra: &[(&str, &str)]) -> Command {
     let mut cmd = runtime.command(env!("CARGO_BIN_EXE_authorizer"));
-    cmd.envs(moto.aws_env())
-        .envs(extra.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.envs(moto.aws_env()).envs(extra.iter().copied());
     cmd
 }
 
@@ -36,11 +32,7 @@ async fn the_bootstrap_serves_invocations_and_never_returns_an_error() {
     let runtime = FakeRuntimeApi::start(events);
     // At the most verbose level nothing may print a signature or a secret.
     let extra = [("TENANT_SECRET_PREFIX", "custom/"), ("LOG_LEVEL", "trace")];
-    let mut child = bootstrap(&runtime, &moto, &extra).spawn().unwrap();
-    let answers = runtime.wait_for_answers(5, Duration::from_secs(30));
-    let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (answers, stdout) = runtime.run(&mut bootstrap(&runtime, &moto, &extra), 5);
 
     let parsed: Vec<Value> = answers
         .iter()

@@ -1,8 +1,6 @@
 //! The `connector` binary under a Lambda Runtime API stand-in, configured
 //! only through environment variables, with tenants in moto.
 
-use std::process::Stdio;
-
 use testkit::{Answer, FakeRuntimeApi, MotoServer};
 use testkit::{HttpServer, Reply};
 
@@ -38,19 +36,14 @@ async fn the_bootstrap_delivers_and_reports_batch_item_failures() {
         "[]".to_string(),
     ];
     let runtime = FakeRuntimeApi::start(events);
-    let mut child = runtime
-        .command(env!("CARGO_BIN_EXE_connector"))
-        .envs(moto.aws_env())
-        .env("ALLOW_PRIVATE_DESTINATIONS", "true")
-        .env("LOG_LEVEL", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let answers = runtime.wait_for_answers(3, Duration::from_secs(30));
-    let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (answers, stdout) = runtime.run(
+        runtime
+            .command(env!("CARGO_BIN_EXE_connector"))
+            .envs(moto.aws_env())
+            .env("ALLOW_PRIVATE_DESTINATIONS", "true")
+            .env("LOG_LEVEL", "trace"),
+        3,
+    );
     assert_eq!(answers.len(), 3, "{stdout}");
     match &answers[0] {
         Answer::Response(body) => assert_eq!(

@@ -1,8 +1,6 @@
 //! The `bootstrap` binary under a Lambda Runtime API stand-in, configured
 //! only through environment variables, against moto.
 
-use std::process::Stdio;
-
 use testkit::{Answer, FakeRuntimeApi, MotoServer};
 
 use super::*;
@@ -20,20 +18,15 @@ async fn the_bootstrap_publishes_and_answers_every_event() {
         "{}".to_string(),
     ];
     let runtime = FakeRuntimeApi::start(events);
-    let mut child = runtime
-        .command(env!("CARGO_BIN_EXE_ingest"))
-        .envs(moto.aws_env())
-        .env("EVENT_BUS_NAME", "bus-a")
-        .env("EVENT_SOURCE", "custom-source")
-        .env("LOG_LEVEL", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let answers = runtime.wait_for_answers(3, Duration::from_secs(30));
-    let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (answers, stdout) = runtime.run(
+        runtime
+            .command(env!("CARGO_BIN_EXE_ingest"))
+            .envs(moto.aws_env())
+            .env("EVENT_BUS_NAME", "bus-a")
+            .env("EVENT_SOURCE", "custom-source")
+            .env("LOG_LEVEL", "trace"),
+        3,
+    );
     let statuses: Vec<(u16, Value)> = answers
         .iter()
         .map(|a| match a {
