@@ -47,6 +47,21 @@ pub fn init_logging(env: &Env<'_>) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Installs a plain-text log subscriber on stderr, for the command line
+/// (the local gateway), with the same levels as [`init_logging`]: stdout is
+/// kept for what the command prints for people.
+pub fn init_text_logging(env: &Env<'_>) -> Result<(), ConfigError> {
+    let _already_set = tracing_subscriber::registry()
+        .with(log_filter(log_level(env)?))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_writer(std::io::stderr),
+        )
+        .try_init();
+    Ok(())
+}
+
 fn log_filter(level: LevelFilter) -> Targets {
     OWN_TARGETS.iter().fold(
         Targets::new().with_default(level.min(LevelFilter::INFO)),
@@ -83,6 +98,7 @@ fn log_level(env: &Env<'_>) -> Result<LevelFilter, ConfigError> {
 /// Where metric lines go.
 #[derive(Clone)]
 enum Sink {
+    Off,
     Stdout,
     Memory(Arc<Mutex<Vec<String>>>),
     Writer(Arc<Mutex<dyn std::io::Write + Send>>),
@@ -124,6 +140,15 @@ impl Metrics {
         }
     }
 
+    /// No metrics: nothing is formatted or written (the local gateway,
+    /// which keeps its own counters).
+    pub fn off(function: &'static str) -> Self {
+        Self {
+            function,
+            sink: Sink::Off,
+        }
+    }
+
     /// Metrics written to any writer (a file, or `io::sink()` to discard).
     pub fn to_writer(function: &'static str, writer: impl std::io::Write + Send + 'static) -> Self {
         Self {
@@ -151,8 +176,12 @@ impl Metrics {
 
     /// Writes several measures with the same dimensions as one EMF line.
     pub fn emit(&self, measures: &[Measure<'_>], dimensions: &[Dimension<'_>], sets: &[&[&str]]) {
+        if matches!(self.sink, Sink::Off) {
+            return;
+        }
         let line = self.emf_line(measures, dimensions, sets);
         match &self.sink {
+            Sink::Off => {}
             Sink::Stdout => {
                 // A metric that cannot be written must not fail the request.
                 let _ = std::io::stdout().lock().write_all(line.as_bytes());

@@ -20,6 +20,13 @@ impl MemoryPublisher {
         let (queue, rx) = mpsc::channel(capacity.max(MAX_ENTRIES_PER_CALL));
         (Self { queue }, rx)
     }
+
+    /// The queue's sending side, for the local gateway: it reserves room
+    /// for events waiting to be redelivered (so they count against the
+    /// bound) and reads the queue's depth.
+    pub fn sender(&self) -> &mpsc::Sender<BusEntry> {
+        &self.queue
+    }
 }
 
 impl EventPublisher for MemoryPublisher {

@@ -89,6 +89,11 @@ impl MemoryTenantStore {
         self.write().insert(record.tenant_id.clone(), record);
     }
 
+    /// A tenant's record, if held.
+    pub fn get(&self, tenant: &TenantId) -> Option<TenantRecord> {
+        self.read().get(tenant).cloned()
+    }
+
     /// Removes a tenant.
     pub fn remove(&self, tenant: &TenantId) {
         self.write().remove(tenant);
@@ -114,7 +119,7 @@ impl MemoryTenantStore {
 
 impl TenantStore for MemoryTenantStore {
     async fn fetch(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
-        Ok(self.read().get(tenant).cloned())
+        Ok(self.get(tenant))
     }
 }
 

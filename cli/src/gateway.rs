@@ -1,0 +1,260 @@
+//! The local gateway's HTTP front: API Gateway on one machine.
+//!
+//! `POST /v1/tenants/{tenant_id}/submissions` goes through what API Gateway
+//! does with the deployed stack: the three identity headers must be present
+//! (else 401), the request becomes the payload 2.0 authorizer event the
+//! authorizer Lambda receives and [`Authorizer::handle`] decides (a deny is
+//! 403), then the request becomes the payload 2.0 proxy event ingest
+//! receives, with the authorizer's context, and [`Ingest::handle`] answers.
+//! The statuses and bodies are therefore the deployed stack's.
+//!
+//! Also served: `GET /healthz` and `GET /v1/dead-letters`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::SystemTime;
+
+use authorizer::{Authorizer, AuthorizerEvent};
+use base64::Engine as _;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use ingest::Ingest;
+use ingest::event::{
+    Authorizer as AuthorizerContext, Headers, IngestEvent, LambdaContext, RequestContext,
+};
+use shared::publish::MemoryPublisher;
+use shared::signature::{CONTENT_DIGEST_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, unix_now};
+use shared::store::MemoryTenantStore;
+
+use crate::bus::Bus;
+use crate::http::{Body, Handler, json_response, read_body};
+
+/// API Gateway's answer when an identity source header is missing.
+const UNAUTHORIZED: &str = r#"{"message":"Unauthorized"}"#;
+/// API Gateway's answer when the authorizer denies.
+const FORBIDDEN: &str = r#"{"message":"Forbidden"}"#;
+/// API Gateway's answer for a route that does not exist.
+const NOT_FOUND: &str = r#"{"message":"Not Found"}"#;
+/// The header API Gateway puts its request ID in.
+const REQUEST_ID_HEADER: &str = "apigw-requestid";
+
+/// The local gateway: the authorizer and ingest handlers in front of the
+/// in-process bus.
+pub struct Gateway {
+    authorizer: Authorizer<MemoryTenantStore>,
+    ingest: Ingest<MemoryPublisher>,
+    bus: Arc<Bus>,
+    /// Bodies are read up to one byte more than ingest accepts, so that
+    /// ingest itself answers 413 for a longer one.
+    body_limit: usize,
+    request_ids: AtomicU64,
+    id_prefix: u32,
+}
+
+impl Gateway {
+    /// A gateway over the two handlers and the bus; `max_body_bytes` is
+    /// ingest's `MAX_BODY_BYTES`.
+    pub fn new(
+        authorizer: Authorizer<MemoryTenantStore>,
+        ingest: Ingest<MemoryPublisher>,
+        bus: Arc<Bus>,
+        max_body_bytes: usize,
+    ) -> Self {
+        Self {
+            authorizer,
+            ingest,
+            bus,
+            body_limit: max_body_bytes.saturating_add(1),
+            request_ids: AtomicU64::new(0),
+            id_prefix: uuid::Uuid::new_v4().as_fields().0,
+        }
+    }
+
+    async fn submit(&self, tenant_id: &str, request: Request<Incoming>) -> Response<Body> {
+        let headers = request.headers();
+        let (Some(timestamp), Some(content_digest), Some(signature)) = (
+            identity(headers, TIMESTAMP_HEADER),
+            identity(headers, CONTENT_DIGEST_HEADER),
+            identity(headers, SIGNATURE_HEADER),
+        ) else {
+            return json_response(StatusCode::UNAUTHORIZED, UNAUTHORIZED);
+        };
+        let request_id = format!(
+            "{:08x}{:08x}",
+            self.id_prefix,
+            self.request_ids.fetch_add(1, Relaxed)
+        );
+        let event = AuthorizerEvent {
+            version: Some("2.0".to_owned()),
+            kind: Some("REQUEST".to_owned()),
+            has_request_context: true,
+            headers_well_formed: true,
+            tenant_id: Some(tenant_id.to_owned()),
+            request_id: Some(request_id.clone()),
+            timestamp: Some(timestamp),
+            content_digest: Some(content_digest.clone()),
+            signature: Some(signature),
+        };
+        let decision = self.authorizer.handle(&event, unix_now()).await;
+        let Some(context) = decision.context.filter(|_| decision.is_authorized) else {
+            return with_request_id(json_response(StatusCode::FORBIDDEN, FORBIDDEN), &request_id);
+        };
+        let content_type = joined(request.headers(), CONTENT_TYPE.as_str());
+        let body = match read_body(request.into_body(), self.body_limit).await {
+            Ok(body) => body,
+            Err(_) => {
+                let body = r#"{"error":{"code":"malformed_body","message":"the request body could not be read"}}"#;
+                return with_request_id(json_response(StatusCode::BAD_REQUEST, body), &request_id);
+            }
+        };
+        // API Gateway passes text as it is and base64-encodes the rest.
+        let (body, is_base64_encoded) = match String::from_utf8(body) {
+            Ok(text) => (text, false),
+            Err(e) => (
+                base64::engine::general_purpose::STANDARD.encode(e.as_bytes()),
+                true,
+            ),
+        };
+        let event = IngestEvent {
+            headers: Headers {
+                content_type,
+                content_digest: Some(content_digest),
+            },
+            body: Some(body),
+            is_base64_encoded,
+            request_context: RequestContext {
+                request_id: Some(request_id.clone()),
+                authorizer: Some(AuthorizerContext {
+                    lambda: Some(LambdaContext {
+                        tenant_id: Some(context.tenant_id.to_string()),
+                        routing: Some(context.routing.as_str().to_owned()),
+                    }),
+                }),
+            },
+        };
+        let answer = self.ingest.handle(&event, SystemTime::now()).await;
+        let status =
+            StatusCode::from_u16(answer.status_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = with_request_id(json_response(status, &answer.body), &request_id);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // The queue is full: the client should come back shortly.
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+
+    fn health(&self) -> Response<Body> {
+        let body = serde_json::json!({ "status": "ok", "bus": self.bus.snapshot() });
+        json_response(StatusCode::OK, &body.to_string())
+    }
+}
+
+impl Handler for Gateway {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        let path = request.uri().path();
+        if let Some(tenant_id) = submissions_route(path) {
+            if request.method() == Method::POST {
+                let tenant_id = tenant_id.to_owned();
+                return self.submit(&tenant_id, request).await;
+            }
+        } else if request.method() == Method::GET {
+            match path {
+                "/healthz" => return self.health(),
+                "/v1/dead-letters" => {
+                    return json_response(StatusCode::OK, &self.bus.dead_letters_json());
+                }
+                _ => {}
+            }
+        }
+        json_response(StatusCode::NOT_FOUND, NOT_FOUND)
+    }
+}
+
+/// The `{tenant_id}` of `/v1/tenants/{tenant_id}/submissions`: one
+/// non-empty path segment, as API Gateway matches it.
+fn submissions_route(path: &str) -> Option<&str> {
+    let tenant = path
+        .strip_prefix("/v1/tenants/")?
+        .strip_suffix("/submissions")?;
+    (!tenant.is_empty() && !tenant.contains('/')).then_some(tenant)
+}
+
+/// An identity source header: API Gateway answers 401 before calling the
+/// authorizer when one is missing or empty.
+fn identity(headers: &HeaderMap, name: &str) -> Option<String> {
+    joined(headers, name).filter(|v| !v.is_empty())
+}
+
+/// A header's values as API Gateway's payload 2.0 passes them: repeated
+/// headers joined with commas. A value that is not visible ASCII becomes a
+/// NUL, which every check downstream refuses as malformed.
+fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut values = headers
+        .get_all(HeaderName::from_bytes(name.as_bytes()).ok()?)
+        .iter();
+    let text = |v: &HeaderValue| v.to_str().unwrap_or("\0").to_owned();
+    let mut joined = text(values.next()?);
+    for value in values {
+        joined.push(',');
+        joined.push_str(&text(value));
+    }
+    Some(joined)
+}
+
+fn with_request_id(mut response: Response<Body>, id: &str) -> Response<Body> {
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_submissions_route_takes_one_segment() {
+        assert_eq!(
+            submissions_route("/v1/tenants/acme/submissions"),
+            Some("acme")
+        );
+        assert_eq!(
+            submissions_route("/v1/tenants/Not%20Valid/submissions"),
+            Some("Not%20Valid")
+        );
+        for path in [
+            "/v1/tenants//submissions",
+            "/v1/tenants/a/b/submissions",
+            "/v1/tenants/acme/submissions/",
+            "/v1/tenants/acme",
+            "/healthz",
+        ] {
+            assert_eq!(submissions_route(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn repeated_headers_are_joined_and_non_ascii_is_malformed() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-formbridge-signature", HeaderValue::from_static("v1=aa"));
+        headers.append("x-formbridge-signature", HeaderValue::from_static("v1=bb"));
+        headers.append(
+            "content-digest",
+            HeaderValue::from_bytes(b"sha-256=:\xff:").unwrap_or(HeaderValue::from_static("")),
+        );
+        headers.append("x-formbridge-timestamp", HeaderValue::from_static(""));
+        assert_eq!(
+            joined(&headers, SIGNATURE_HEADER).as_deref(),
+            Some("v1=aa,v1=bb")
+        );
+        assert_eq!(
+            joined(&headers, CONTENT_DIGEST_HEADER).as_deref(),
+            Some("\0")
+        );
+        assert_eq!(identity(&headers, TIMESTAMP_HEADER), None);
+        assert_eq!(identity(&headers, "content-type"), None);
+    }
+}
