@@ -22,23 +22,23 @@ pub struct MemoryTenantStore {
 #[derive(Debug, thiserror::Error)]
 pub enum TenantsFileError {
     /// The file could not be read.
-    #[error("cannot read tenants file {path}: {source}")]
+    #[error("cannot read tenants file {path}: {error}")]
     Io {
         /// The file.
         path: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, so not also a `source`).
+        error: std::io::Error,
     },
     /// The file is not a JSON array.
     #[error("tenants file must be a JSON array of tenant records ({0})")]
     NotAnArray(String),
     /// One record is invalid.
-    #[error("tenants file record {index}: {source}")]
+    #[error("tenants file record {index}: {error}")]
     Record {
         /// Position in the array, from 0.
         index: usize,
-        /// What is wrong with it.
-        source: RecordError,
+        /// What is wrong with it (in the message, so not also a `source`).
+        error: RecordError,
     },
     /// Two records have the same tenant ID.
     #[error("tenants file has tenant {0} more than once")]
@@ -64,7 +64,7 @@ impl MemoryTenantStore {
         let mut records = HashMap::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
             let record = TenantRecord::from_value(item)
-                .map_err(|source| TenantsFileError::Record { index, source })?;
+                .map_err(|error| TenantsFileError::Record { index, error })?;
             let id = record.tenant_id.clone();
             if records.insert(id.clone(), record).is_some() {
                 return Err(TenantsFileError::Duplicate(id));
@@ -77,9 +77,9 @@ impl MemoryTenantStore {
 
     /// Reads and parses a tenants file.
     pub fn from_file(path: &Path) -> Result<Self, TenantsFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TenantsFileError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| TenantsFileError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         Self::from_json(&text)
     }

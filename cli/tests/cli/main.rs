@@ -1,0 +1,9 @@
+//! Black-box tests of the `formbridge` binary: the local gateway driven over
+//! HTTP like a real sender, with real local receivers, and the sender's and
+//! operator's commands.
+
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+mod serve;
+mod tools;

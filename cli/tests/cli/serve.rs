@@ -1,0 +1,564 @@
+//! `formbridge serve` end to end: submissions in over HTTP, deliveries out
+//! to real local receivers.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use standardwebhooks::Webhook;
+use testkit::{HttpServer, RecordedRequest, Reply};
+
+use crate::harness::{
+    Gateway, SIGNING_SECRET, Submission, WEBHOOK_SECRET, answer, get_json, ids, run, scratch_dir,
+    tenant, tenants_file, wait_until,
+};
+
+/// Checks a delivery as a receiver using the official Standard Webhooks
+/// library would; returns its body.
+fn verified(request: &RecordedRequest) -> Value {
+    let mut headers = http::HeaderMap::new();
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        headers.insert(name, request.header(name).unwrap().parse().unwrap());
+    }
+    Webhook::new(WEBHOOK_SECRET)
+        .unwrap()
+        .verify(&request.body, &headers)
+        .unwrap();
+    serde_json::from_slice(&request.body).unwrap()
+}
+
+fn gateway_for(receiver: &HttpServer, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
+    let dir = scratch_dir();
+    let tenants = tenants_file(&dir, &[tenant("acme", Some(&receiver.url()))]);
+    let mut args = vec![
+        "--tenants",
+        tenants.to_str().unwrap(),
+        "--allow-private-destinations",
+    ];
+    args.extend_from_slice(extra);
+    Gateway::start(&args, env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submissions_reach_the_receiver_signed_and_unchanged() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let gateway = gateway_for(&receiver, &[], &[]);
+    let client = reqwest::Client::new();
+    let url = gateway.submissions("acme");
+
+    let single = r#"{"email":"ada@example.com","n":12345678901234567890}"#;
+    let (status, body) = answer(Submission::json("acme", single).request(&client, &url)).await;
+    assert_eq!(status, 202, "{body}");
+    let mut expected: Vec<(String, String)> = vec![(ids(&body)[0].clone(), single.to_owned())];
+
+    let batch = r#"[{"a":1},{"b":"two"},{"c":[3]}]"#;
+    let (status, body) = answer(Submission::json("acme", batch).request(&client, &url)).await;
+    assert_eq!(status, 202, "{body}");
+    for (id, payload) in
+        ids(&body)
+            .into_iter()
+            .zip([r#"{"a":1}"#, r#"{"b":"two"}"#, r#"{"c":[3]}"#])
+    {
+        expected.push((id, payload.to_owned()));
+    }
+
+    let mut form = Submission::json("acme", "name=Ada+Lovelace&tag=a&tag=b");
+    form.content_type = "application/x-www-form-urlencoded".to_owned();
+    let (status, body) = answer(form.request(&client, &url)).await;
+    assert_eq!(status, 202, "{body}");
+    expected.push((
+        ids(&body)[0].clone(),
+        r#"{"name":"Ada Lovelace","tag":["a","b"]}"#.to_owned(),
+    ));
+
+    wait_until("5 deliveries", || receiver.requests().len() >= 5);
+    let deliveries = receiver.requests();
+    assert_eq!(deliveries.len(), 5);
+    for (id, payload) in expected {
+        let delivery = deliveries
+            .iter()
+            .find(|d| d.header("webhook-id") == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("{id} not delivered"));
+        let body = verified(delivery);
+        assert_eq!(body["type"], "form.submission");
+        assert_eq!(body["data"]["submission_id"], id);
+        assert_eq!(body["data"]["tenant_id"], "acme");
+        assert_eq!(body["timestamp"], body["data"]["received_at"]);
+        // The payload's JSON text reaches the tenant byte for byte.
+        assert!(
+            delivery.text().contains(&format!("\"payload\":{payload}")),
+            "{}",
+            delivery.text()
+        );
+        assert_eq!(delivery.header("content-type"), Some("application/json"));
+    }
+    let health: Value = get_json(&client, &format!("{}/healthz", gateway.url)).await;
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["bus"]["delivered"], 5);
+    assert_eq!(health["bus"]["accepted"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_has_the_deployed_status_and_body() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let dir = scratch_dir();
+    let mut suspended = tenant("paused", None);
+    suspended["status"] = json!("suspended");
+    let mut limited = tenant("limited", None);
+    limited["rate_limit"] = json!({"requests_per_second": 1, "burst": 1});
+    let tenants = tenants_file(
+        &dir,
+        &[tenant("acme", Some(&receiver.url())), suspended, limited],
+    );
+    let gateway = Gateway::start(
+        &[
+            "--tenants",
+            tenants.to_str().unwrap(),
+            "--allow-private-destinations",
+        ],
+        &[("MAX_BODY_BYTES", "2048")],
+    );
+    let client = reqwest::Client::new();
+    let url = gateway.submissions("acme");
+    let ok = || Submission::json("acme", r#"{"a":1}"#);
+
+    // API Gateway's identity sources: a missing header never reaches the
+    // authorizer.
+    for missing in [
+        "content-digest",
+        "x-formbridge-timestamp",
+        "x-formbridge-signature",
+    ] {
+        let request = ok().request(&client, &url).build().unwrap();
+        let mut request = request;
+        request.headers_mut().remove(missing);
+        let response = client.execute(request).await.unwrap();
+        assert_eq!(response.status(), 401, "{missing}");
+        assert_eq!(
+            response.text().await.unwrap(),
+            r#"{"message":"Unauthorized"}"#
+        );
+    }
+
+    let forbidden = |submission: Submission, url: String| {
+        let client = client.clone();
+        async move {
+            let (status, body) = answer(submission.request(&client, &url)).await;
+            (status, body)
+        }
+    };
+    let mut bad_secret = ok();
+    bad_secret.secret = "fb_not_the_secret_0000000000000000000000".to_owned();
+    let mut stale = ok();
+    stale.timestamp -= 301;
+    let mut future = ok();
+    future.timestamp += 301;
+    let cases = [
+        ("bad signature", bad_secret, url.clone()),
+        ("stale", stale, url.clone()),
+        ("future", future, url.clone()),
+        (
+            "unknown tenant",
+            Submission::json("nobody", "{}"),
+            gateway.submissions("nobody"),
+        ),
+        (
+            "suspended",
+            Submission::json("paused", "{}"),
+            gateway.submissions("paused"),
+        ),
+        (
+            "invalid tenant id",
+            Submission::json("acme", "{}"),
+            gateway.submissions("ACME"),
+        ),
+    ];
+    for (what, submission, url) in cases {
+        assert_eq!(
+            forbidden(submission, url).await,
+            (403, json!({"message": "Forbidden"})),
+            "{what}"
+        );
+    }
+    let limited_url = gateway.submissions("limited");
+    let (first, _) = answer(Submission::json("limited", "{}").request(&client, &limited_url)).await;
+    let (second, _) =
+        answer(Submission::json("limited", "{}").request(&client, &limited_url)).await;
+    assert_eq!(
+        (first, second),
+        (202, 403),
+        "rate limit of 1 request, burst 1"
+    );
+
+    // Ingest's refusals, with its error bodies.
+    let mut tampered = ok().request(&client, &url).build().unwrap();
+    *tampered.body_mut() = Some(r#"{"a":2}"#.into());
+    let response = client.execute(tampered).await.unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "digest_mismatch");
+
+    let mut form_typed = Submission::json("acme", "{}");
+    form_typed.content_type = "text/plain".to_owned();
+    let too_many = format!("[{}]", ["{}"; 101].join(","));
+    let cases = [
+        (Submission::json("acme", "not json"), 400, "malformed_json"),
+        (Submission::json("acme", "[]"), 400, "empty_batch"),
+        (Submission::json("acme", &too_many), 400, "batch_too_large"),
+        (Submission::json("acme", "42"), 400, "not_an_object"),
+        (Submission::json("acme", ""), 400, "empty_body"),
+        (form_typed, 415, "unsupported_content_type"),
+        (
+            Submission::json("acme", &format!(r#"{{"a":"{}"}}"#, "x".repeat(3000))),
+            413,
+            "body_too_large",
+        ),
+    ];
+    for (submission, status, code) in cases {
+        let (got, body) = answer(submission.request(&client, &url)).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+        assert!(body["error"]["message"].is_string());
+    }
+    // Bytes that are not UTF-8 are passed base64-encoded, as API Gateway
+    // does, and refused as JSON by ingest.
+    let mut binary = Submission::json("acme", "");
+    binary.body = vec![0xff, 0xfe, b'{', b'}'];
+    let (status, body) = answer(binary.request(&client, &url)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("malformed_json"))
+    );
+
+    for (method, path) in [
+        ("GET", "/v1/tenants/acme/submissions"),
+        ("POST", "/v1/tenants/acme"),
+        ("GET", "/"),
+    ] {
+        let response = client
+            .request(method.parse().unwrap(), format!("{}{path}", gateway.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{method} {path}");
+    }
+    // Only the rate-limited tenant's first request was accepted.
+    let health: Value = get_json(&client, &format!("{}/healthz", gateway.url)).await;
+    assert_eq!(health["bus"]["accepted"], 1);
+    assert!(receiver.requests().is_empty());
+    // Denials are logged with their reason; no secret or signature is.
+    let logs = gateway.stderr();
+    assert!(logs.contains("reason=\"bad_signature\""), "{logs}");
+    assert!(
+        !logs.contains(SIGNING_SECRET) && !logs.contains("v1="),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_hundred_concurrent_submissions_are_delivered_exactly_once() {
+    let receiver = HttpServer::start(|_, _| Reply::json(200, "{}"));
+    let gateway = gateway_for(&receiver, &[], &[]);
+    let client = reqwest::Client::new();
+    let url = gateway.submissions("acme");
+    let sends = (0..400).map(|i| {
+        let request = Submission::json("acme", &format!(r#"{{"i":{i}}}"#)).request(&client, &url);
+        tokio::spawn(answer(request))
+    });
+    let mut accepted = HashSet::new();
+    for send in sends.collect::<Vec<_>>() {
+        let (status, body) = send.await.unwrap();
+        assert_eq!(status, 202, "{body}");
+        assert!(accepted.insert(ids(&body)[0].clone()));
+    }
+    wait_until("400 deliveries", || receiver.requests().len() >= 400);
+    std::thread::sleep(Duration::from_millis(300)); // any duplicate would show by now
+    let delivered: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap().to_owned())
+        .collect();
+    assert_eq!(delivered.len(), 400, "no duplicates");
+    assert_eq!(delivered.into_iter().collect::<HashSet<_>>(), accepted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delivers_everything_accepted_first() {
+    // A slow receiver: 40 deliveries, 4 at a time, take about 2 s.
+    let receiver = HttpServer::start(|_, _| Reply::json(204, "").after(Duration::from_millis(200)));
+    let mut gateway = gateway_for(&receiver, &[], &[("DELIVERY_CONCURRENCY", "4")]);
+    let client = reqwest::Client::new();
+    let url = gateway.submissions("acme");
+    let mut accepted = HashSet::new();
+    for i in 0..4 {
+        let batch = format!(
+            "[{}]",
+            (0..10)
+                .map(|j| format!(r#"{{"n":{}}}"#, i * 10 + j))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let (status, body) = answer(Submission::json("acme", &batch).request(&client, &url)).await;
+        assert_eq!(status, 202);
+        accepted.extend(ids(&body));
+    }
+    assert!(
+        receiver.requests().len() < 40,
+        "the test needs deliveries still pending"
+    );
+    let status = gateway.terminate();
+    assert!(status.success(), "{status:?}: {}", gateway.stderr());
+    let delivered: HashSet<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap().to_owned())
+        .collect();
+    assert_eq!(delivered, accepted);
+    let out = gateway.stdout().join("\n");
+    assert!(out.contains("stopping: no new submissions"), "{out}");
+    assert!(
+        out.contains("stopped. accepted 40 · delivered 40 ·"),
+        "{out}"
+    );
+    // No longer accepting.
+    assert!(
+        client
+            .get(format!("{}/healthz", gateway.url))
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_and_shutdown_keeps_what_it_could_not_deliver() {
+    // A receiver that does not answer within the delivery timeout.
+    let receiver = HttpServer::start(|_, _| Reply::json(204, "").after(Duration::from_secs(5)));
+    let dir = scratch_dir();
+    let dead_letters = dir.join("dead.jsonl");
+    let mut gateway = gateway_for(
+        &receiver,
+        &[
+            "--queue-capacity",
+            "10",
+            "--shutdown-timeout",
+            "1",
+            "--dead-letters",
+            dead_letters.to_str().unwrap(),
+        ],
+        &[
+            ("DELIVERY_CONCURRENCY", "1"),
+            ("DELIVERY_TIMEOUT_MS", "3000"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let url = gateway.submissions("acme");
+    let batch = format!("[{}]", [r#"{"x":1}"#; 10].join(","));
+    let (status, body) = answer(Submission::json("acme", &batch).request(&client, &url)).await;
+    assert_eq!(status, 202, "{body}");
+    let mut accepted: HashSet<String> = ids(&body).into_iter().collect();
+    wait_until("the first delivery to start", || {
+        !receiver.requests().is_empty()
+    });
+    // 9 queued and 1 in flight: one more fits, ten more do not.
+    let (status, body) = answer(Submission::json("acme", &batch).request(&client, &url)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "bus_unavailable");
+    let (status, body) =
+        answer(Submission::json("acme", r#"{"y":1}"#).request(&client, &url)).await;
+    assert_eq!(status, 202, "{body}");
+    accepted.extend(ids(&body));
+    let response = Submission::json("acme", r#"{"z":1}"#)
+        .request(&client, &url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+
+    // Shutdown after 1 s: everything not delivered is dead-lettered to the
+    // file, none of it lost.
+    assert!(gateway.terminate().success());
+    let letters: Vec<Value> = std::fs::read_to_string(&dead_letters)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kept: HashSet<String> = letters
+        .iter()
+        .map(|l| {
+            l["event"]["detail"]["submission_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(kept.len(), letters.len());
+    assert_eq!(
+        kept, accepted,
+        "every accepted event is in the dead-letter file"
+    );
+    assert!(letters.iter().all(|l| l["reason"] == "shutdown_timeout"));
+    let out = gateway.stdout().join("\n");
+    assert!(out.contains("dead-lettered 11"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "11 dead letters are in {}",
+            dead_letters.display()
+        )),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deliveries_are_retried_then_dead_lettered_for_inspection() {
+    // /gone answers 400 (permanent); /down 503 (retryable); /flaky fails twice.
+    let receiver = HttpServer::start(|request, _| match request.path.as_str() {
+        "/gone" => Reply::json(400, "{}"),
+        "/down" => Reply::json(503, "{}"),
+        _ => Reply::json(204, ""),
+    });
+    let flaky = HttpServer::start(|_, n| Reply::json(if n < 2 { 500 } else { 204 }, ""));
+    let dir = scratch_dir();
+    let tenants = tenants_file(
+        &dir,
+        &[
+            tenant("gone", Some(&format!("{}/gone", receiver.url()))),
+            tenant("down", Some(&format!("{}/down", receiver.url()))),
+            tenant("flaky", Some(&flaky.url())),
+            tenant("nowhere", None),
+        ],
+    );
+    let gateway = Gateway::start(
+        &[
+            "--tenants",
+            tenants.to_str().unwrap(),
+            "--allow-private-destinations",
+            "--max-receives",
+            "3",
+        ],
+        &[("DELIVERY_ATTEMPTS", "1")],
+    );
+    let client = reqwest::Client::new();
+    let mut sent = Vec::new();
+    for tenant in ["gone", "down", "flaky", "nowhere"] {
+        let (status, body) =
+            answer(Submission::json(tenant, "{}").request(&client, &gateway.submissions(tenant)))
+                .await;
+        assert_eq!(status, 202, "{body}");
+        sent.push(ids(&body)[0].clone());
+    }
+    let dead_letters =
+        || async { get_json(&client, &format!("{}/v1/dead-letters", gateway.url)).await };
+    let mut listed = Value::Null;
+    for _ in 0..300 {
+        listed = dead_letters().await;
+        if listed["total"] == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed["total"], 3, "{listed}");
+    let by_tenant = |t: &str| {
+        listed["dead_letters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["tenant_id"] == t)
+            .unwrap_or_else(|| panic!("{t} not dead-lettered: {listed}"))
+            .clone()
+    };
+    let gone = by_tenant("gone");
+    assert_eq!(
+        (
+            gone["reason"].as_str(),
+            gone["class"].as_str(),
+            gone["receives"].as_u64()
+        ),
+        (Some("http_4xx"), Some("permanent"), Some(1))
+    );
+    assert_eq!(gone["submission_id"], sent[0]);
+    assert_eq!(gone["event"]["detail"]["submission_id"], sent[0]);
+    let down = by_tenant("down");
+    assert_eq!(
+        (
+            down["reason"].as_str(),
+            down["class"].as_str(),
+            down["receives"].as_u64()
+        ),
+        (Some("http_5xx"), Some("retryable"), Some(3))
+    );
+    let nowhere = by_tenant("nowhere");
+    assert_eq!(nowhere["reason"], "no_destination");
+    // The flaky destination got it on the third receive.
+    wait_until("the flaky delivery", || flaky.requests().len() >= 3);
+    assert_eq!(
+        flaky.requests()[2].header("webhook-id"),
+        Some(sent[2].as_str())
+    );
+    assert_eq!(
+        receiver
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/down")
+            .count(),
+        3,
+        "one request per receive with DELIVERY_ATTEMPTS=1"
+    );
+    let out = gateway.stdout().join("\n");
+    assert!(out.contains("tenant nowhere has no destination"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_destinations_are_refused_unless_allowed() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let dir = scratch_dir();
+    let tenants = tenants_file(&dir, &[tenant("acme", Some(&receiver.url()))]);
+    let gateway = Gateway::start(&["--tenants", tenants.to_str().unwrap()], &[]);
+    let out = gateway.wait_for_line("a warning", |l| {
+        l.contains("warning: tenant acme's destination")
+    });
+    assert!(out.contains("--allow-private-destinations"), "{out}");
+    let client = reqwest::Client::new();
+    let (status, _) =
+        answer(Submission::json("acme", "{}").request(&client, &gateway.submissions("acme"))).await;
+    assert_eq!(status, 202);
+    let mut listed = Value::Null;
+    for _ in 0..300 {
+        listed = get_json(&client, &format!("{}/v1/dead-letters", gateway.url)).await;
+        if listed["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        listed["dead_letters"][0]["reason"], "destination_not_allowed",
+        "{listed}"
+    );
+    assert!(receiver.requests().is_empty());
+}
+
+#[test]
+fn starts_with_no_arguments_on_a_demo_tenant_and_its_own_receiver() {
+    let gateway = Gateway::start(&[], &[]);
+    let hint = gateway.wait_for_line("the send command", |l| l.contains("formbridge send --url"));
+    // Run the printed command as a person would (with our binary).
+    let args: Vec<&str> = hint.split_whitespace().collect();
+    let start = args.iter().position(|a| *a == "send").unwrap();
+    let body = br#"{"email":"ada@example.com","message":"Hello"}"#;
+    let (code, out, err) = run(&args[start..], body, &[]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.lines().nth(1).unwrap().to_owned();
+    assert_eq!(out.lines().next(), Some("202 Accepted"));
+    let line = gateway.wait_for_line("the receiver's line", |l| l.contains(&id));
+    assert_eq!(
+        line,
+        format!(
+            "receiver: delivered {id} for demo (signature verified): {}",
+            std::str::from_utf8(body).unwrap()
+        )
+    );
+}

@@ -1,0 +1,263 @@
+//! `sign`, `send`, `tenant new` and the command line's errors.
+
+use shared::store::MemoryTenantStore;
+use testkit::{HttpServer, Reply};
+
+use crate::harness::{Gateway, SIGNING_SECRET, run, scratch_dir, tenant, tenants_file};
+
+const VECTOR_BODY: &[u8] = br#"{"email":"ada@example.com","message":"Hello"}"#;
+
+#[test]
+fn sign_prints_the_published_test_vector() {
+    let dir = scratch_dir();
+    let file = dir.join("vector.json");
+    std::fs::write(&file, VECTOR_BODY).unwrap();
+    let expected = "Content-Digest: sha-256=:kLZCCKh+RzacssrmVJu0nqgcAB6+8wBJdYBvr/uyQc8=:\n\
+                    X-FormBridge-Timestamp: 1767225600\n\
+                    X-FormBridge-Signature: v1=92f42e07398400bf7b1ec50fb0219ba4006c5243c4cb965976ac8ad22d76693f\n";
+    let from_file = run(
+        &[
+            "sign",
+            "--tenant",
+            "acme",
+            "--secret",
+            SIGNING_SECRET,
+            "--timestamp",
+            "1767225600",
+            file.to_str().unwrap(),
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(from_file, (0, expected.to_owned(), String::new()));
+    // From standard input, with the secret from the environment.
+    let from_stdin = run(
+        &["sign", "--tenant", "acme", "--timestamp", "1767225600", "-"],
+        VECTOR_BODY,
+        &[("FORMBRIDGE_SECRET", SIGNING_SECRET)],
+    );
+    assert_eq!(from_stdin, (0, expected.to_owned(), String::new()));
+}
+
+#[test]
+fn sign_and_send_errors_say_what_to_do() {
+    let (code, _, err) = run(
+        &["sign", "--tenant", "Acme!", "--secret", SIGNING_SECRET, "-"],
+        b"{}",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--tenant"), "{err}");
+    let (code, _, err) = run(
+        &[
+            "sign",
+            "--tenant",
+            "acme",
+            "--secret",
+            SIGNING_SECRET,
+            "/nonexistent/body.json",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot read the body from /nonexistent/body.json"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["sign", "--tenant", "acme", "-"], b"{}", &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--secret"), "{err}");
+    let (code, _, err) = run(
+        &[
+            "send",
+            "--url",
+            "localhost:3000",
+            "--tenant",
+            "acme",
+            "--secret",
+            "x",
+            "-",
+        ],
+        b"{}",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--url must be an http:// or https:// URL"),
+        "{err}"
+    );
+    let port = testkit::free_port();
+    let (code, _, err) = run(
+        &[
+            "send",
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--tenant",
+            "acme",
+            "--secret",
+            "x",
+            "-",
+        ],
+        b"{}",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot reach"), "{err}");
+    assert!(!err.contains("x-formbridge"), "{err}");
+}
+
+#[test]
+fn send_prints_the_status_and_ids_and_fails_on_refusal() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let dir = scratch_dir();
+    let tenants = tenants_file(&dir, &[tenant("acme", Some(&receiver.url()))]);
+    let gateway = Gateway::start(
+        &[
+            "--tenants",
+            tenants.to_str().unwrap(),
+            "--allow-private-destinations",
+        ],
+        &[],
+    );
+    let send = |secret: &str, body: &[u8]| {
+        run(
+            &[
+                "send",
+                "--url",
+                &gateway.url,
+                "--tenant",
+                "acme",
+                "--secret",
+                secret,
+                "-",
+            ],
+            body,
+            &[],
+        )
+    };
+    let (code, out, _) = send(SIGNING_SECRET, br#"[{"a":1},{"b":2}]"#);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "202 Accepted");
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines[1] < lines[2],
+        "IDs in request order sort by time: {out}"
+    );
+    let (code, out, err) = send("fb_wrong_secret_but_long_enough_000000000", b"{}");
+    assert_eq!((code, out.as_str()), (1, "403 Forbidden\n"));
+    assert!(err.contains("hint: refused by the authorizer"), "{err}");
+    let (code, out, err) = send(SIGNING_SECRET, b"not json");
+    assert_eq!((code, out.as_str()), (1, "400 Bad Request\n"));
+    assert!(err.contains("refused: malformed_json:"), "{err}");
+}
+
+#[test]
+fn tenant_new_prints_a_record_the_gateway_loads() {
+    let (code, out, err) = run(
+        &[
+            "tenant",
+            "new",
+            "acme",
+            "--destination",
+            "https://hooks.acme.example/forms",
+            "--rate-limit",
+            "100",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let record: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(record["tenant_id"], "acme");
+    assert_eq!(record["status"], "active");
+    assert!(record["signing_secrets"][0].as_str().unwrap().len() >= 32);
+    assert!(
+        record["destination"]["secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_")
+    );
+    assert_eq!(record["rate_limit"]["requests_per_second"], 100);
+    MemoryTenantStore::from_json(&format!("[{out}]")).unwrap();
+    let (_, again, _) = run(&["tenant", "new", "acme"], b"", &[]);
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_ne!(again["signing_secrets"][0], record["signing_secrets"][0]);
+    assert!(again.get("destination").is_none());
+
+    let (code, _, err) = run(&["tenant", "new", "-bad-"], b"", &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("tenant"), "{err}");
+    let (code, _, err) = run(
+        &[
+            "tenant",
+            "new",
+            "acme",
+            "--destination",
+            "hooks.acme.example",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("destination"), "{err}");
+    assert!(!err.contains("fb_"), "no secret in errors: {err}");
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["sign", "--help"],
+        &["send", "--help"],
+        &["tenant", "new", "--help"],
+    ] {
+        let (code, out, _) = run(args, b"", &[]);
+        assert_eq!(code, 0, "{args:?}");
+        assert!(out.contains("Examples:"), "{args:?}: {out}");
+    }
+}
+
+#[test]
+fn serve_refuses_bad_tenants_files_and_busy_ports() {
+    let dir = scratch_dir();
+    let run_serve = |args: &[&str], listen: &str| {
+        let mut full = vec!["serve"];
+        full.extend_from_slice(args);
+        run(&full, b"", &[("FORMBRIDGE_LISTEN", listen)])
+    };
+    let free = format!("127.0.0.1:{}", testkit::free_port());
+    let (code, _, err) = run_serve(&["--tenants", "/nonexistent/tenants.json"], &free);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot read tenants file /nonexistent/tenants.json"),
+        "{err}"
+    );
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"[{"tenant_id":"acme","status":"active","signing_secrets":["s3cr3t-value"]}]"#,
+    )
+    .unwrap();
+    let (code, _, err) = run_serve(&["--tenants", bad.to_str().unwrap()], &free);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("record 0") && err.contains("signing_secrets"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cr3t-value"), "no secret in errors: {err}");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = busy.local_addr().unwrap().to_string();
+    let (code, _, err) = run_serve(&[], &busy);
+    assert_eq!(code, 2);
+    assert!(err.contains(&format!("cannot listen on {busy}")), "{err}");
+    let (code, _, err) = run(
+        &["serve"],
+        b"",
+        &[("FORMBRIDGE_LISTEN", &free), ("DELIVERY_ATTEMPTS", "lots")],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("DELIVERY_ATTEMPTS"), "{err}");
+}
