@@ -1,8 +1,21 @@
 //! A webhook receiver that verifies each delivery's Standard Webhooks
-//! signature and prints it: the built-in default destination of
-//! `formbridge serve`, so the run command shows the whole path working.
+//! signature, counts deliveries by ID and prints each: the built-in
+//! default destination of `formbridge serve` (so the run command shows the
+//! whole path working) and `formbridge receive` (a destination for local
+//! tenants and load tests, whose `GET /stats` tells whether every accepted
+//! submission arrived exactly once).
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -18,26 +31,54 @@ const MAX_DELIVERY_BYTES: usize = 7 * 1024 * 1024;
 /// How much of a payload a printed line shows.
 const PRINTED_PAYLOAD_CHARS: usize = 300;
 
-/// Verifies deliveries signed with one `whsec_` secret and prints each.
+/// Verifies deliveries signed with one `whsec_` secret, counts them by
+/// `webhook-id` (to tell duplicates from new deliveries) and prints each
+/// unless quiet.
 pub struct Receiver {
     secret: WebhookSecret,
+    quiet: bool,
+    seen: Mutex<HashSet<Box<str>>>,
     verified: AtomicU64,
+    duplicates: AtomicU64,
     refused: AtomicU64,
 }
 
+/// What a receiver has seen, as `GET /stats` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Deliveries whose signature verified.
+    pub verified: u64,
+    /// Distinct `webhook-id`s among them.
+    pub unique: u64,
+    /// Verified deliveries of an ID already received.
+    pub duplicates: u64,
+    /// Deliveries refused (bad or missing signature).
+    pub refused: u64,
+}
+
 impl Receiver {
-    /// A receiver for deliveries signed with `secret`.
-    pub fn new(secret: WebhookSecret) -> Self {
+    /// A receiver for deliveries signed with `secret`; `quiet` prints
+    /// nothing per delivery (load tests).
+    pub fn new(secret: WebhookSecret, quiet: bool) -> Self {
         Self {
             secret,
+            quiet,
+            seen: Mutex::new(HashSet::new()),
             verified: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         }
     }
 
-    /// Deliveries verified and refused so far.
-    pub fn counts(&self) -> (u64, u64) {
-        (self.verified.load(Relaxed), self.refused.load(Relaxed))
+    /// What it has seen so far.
+    pub fn counts(&self) -> Counts {
+        let unique = self.seen.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
+        Counts {
+            verified: self.verified.load(Relaxed),
+            unique,
+            duplicates: self.duplicates.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+        }
     }
 
     fn refuse(&self, status: StatusCode, why: &str) -> Response<Body> {
@@ -45,13 +86,8 @@ impl Receiver {
         output::line(format_args!("receiver: refused a delivery: {why}"));
         json_response(status, &serde_json::json!({ "error": why }).to_string())
     }
-}
 
-impl Handler for Receiver {
-    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
-        if request.method() != Method::POST {
-            return json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"POST only"}"#);
-        }
+    async fn receive(&self, request: Request<Incoming>) -> Response<Body> {
         let header = |name: &str| {
             request
                 .headers()
@@ -82,13 +118,40 @@ impl Handler for Receiver {
             return self.refuse(StatusCode::UNAUTHORIZED, &e.to_string());
         }
         self.verified.fetch_add(1, Relaxed);
-        print_delivery(&id, &body);
+        let new = self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.as_str().into());
+        if !new {
+            self.duplicates.fetch_add(1, Relaxed);
+        }
+        if !self.quiet {
+            print_delivery(&id, &body, new);
+        }
         empty_response(StatusCode::NO_CONTENT)
     }
 }
 
+impl Handler for Receiver {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        match (request.method(), request.uri().path()) {
+            (&Method::GET, "/stats") => {
+                let counts = serde_json::to_string(&self.counts()).unwrap_or_default();
+                json_response(StatusCode::OK, &counts)
+            }
+            (&Method::POST, _) => self.receive(request).await,
+            _ => json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                r#"{"error":"POST a delivery, or GET /stats"}"#,
+            ),
+        }
+    }
+}
+
 /// One line per delivery: ID, tenant and the start of the payload.
-fn print_delivery(id: &str, body: &[u8]) {
+fn print_delivery(id: &str, body: &[u8], new: bool) {
+    let again = if new { "" } else { " again (a duplicate)" };
     #[derive(serde::Deserialize)]
     struct Delivery<'a> {
         #[serde(borrow)]
@@ -111,12 +174,41 @@ fn print_delivery(id: &str, body: &[u8]) {
                 ""
             };
             output::line(format_args!(
-                "receiver: delivered {id} for {} (signature verified): {shown}{more}",
+                "receiver: delivered {id}{again} for {} (signature verified): {shown}{more}",
                 delivery.data.tenant_id
             ));
         }
         Err(_) => output::line(format_args!(
-            "receiver: delivered {id} (signature verified), not a form.submission body"
+            "receiver: delivered {id}{again} (signature verified), not a form.submission body"
         )),
     }
+}
+
+/// `formbridge receive`: serves a receiver on `listen` until Ctrl-C or
+/// SIGTERM; returns its counts.
+pub async fn run(listen: SocketAddr, receiver: Receiver) -> anyhow::Result<Counts> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}: choose another address with --listen"))?;
+    let address = listener.local_addr().context("the listening address")?;
+    output::line(format_args!(
+        "receiver: listening on http://{address}; GET http://{address}/stats for counts"
+    ));
+    let receiver = Arc::new(receiver);
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        Arc::clone(&receiver),
+        stopped,
+        Duration::from_secs(5),
+    ));
+    crate::http::shutdown_signal().await;
+    let _ = stop.send(true);
+    let _ = server.await;
+    let counts = receiver.counts();
+    output::line(format_args!(
+        "receiver: stopped. verified {} · unique {} · duplicates {} · refused {}",
+        counts.verified, counts.unique, counts.duplicates, counts.refused
+    ));
+    Ok(counts)
 }

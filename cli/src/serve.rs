@@ -179,7 +179,7 @@ pub async fn run(options: Options) -> anyhow::Result<Snapshot> {
     });
     let progress = tokio::spawn(progress(Arc::clone(&bus), options.progress_interval));
 
-    shutdown_signal().await;
+    crate::http::shutdown_signal().await;
     let before = bus.snapshot();
     output::line(format_args!(
         "formbridge: stopping: no new submissions; delivering the {} accepted and not yet delivered (up to {} s)",
@@ -242,7 +242,7 @@ impl Demo {
             signing_secret,
             receiver_url,
             listener,
-            receiver: Arc::new(Receiver::new(secret)),
+            receiver: Arc::new(Receiver::new(secret, false)),
         })
     }
 }
@@ -351,29 +351,5 @@ async fn progress(bus: Arc<Bus>, interval: Duration) {
             output::line(format_args!("formbridge: {}", summary(&now)));
             last = now;
         }
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }
