@@ -207,21 +207,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 dead_letters: args.dead_letters,
                 progress_interval: Duration::from_secs(args.progress_interval),
             };
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?
-                .block_on(serve::run(options))?;
+            runtime(true)?.block_on(serve::run(options))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Receive(args) => {
             let secret = WebhookSecret::parse(&args.secret)
                 .map_err(|why| anyhow::anyhow!("--secret {why}"))?;
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?
-                .block_on(receiver::run(args.listen, Receiver::new(secret, args.quiet)))?;
+            // One thread: a receiver is a test tool sharing the machine with
+            // the gateway and the load generator; it needs little CPU.
+            runtime(false)?.block_on(receiver::run(args.listen, Receiver::new(secret, args.quiet)))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sign(args) => {
@@ -238,11 +232,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let body = sender::read_body(&args.signer.body)?;
             let headers =
                 sender::sign(&args.signer.tenant, &args.signer.secret, &body, unix_now())?;
-            let answer = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?
-                .block_on(sender::send(&url, &args.content_type, &headers, body))?;
+            let answer =
+                runtime(false)?.block_on(sender::send(&url, &args.content_type, &headers, body))?;
             Ok(report(&answer))
         }
         Command::Tenant {
@@ -263,6 +254,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A tokio runtime: one worker per core, or the current thread only.
+fn runtime(multi_thread: bool) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Prints `send`'s answer: the status, then the submission IDs one per

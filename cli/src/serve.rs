@@ -300,7 +300,8 @@ fn banner(
             ));
             output::line(format_args!("formbridge: try it from another terminal:"));
             output::line(format_args!(
-                "  echo '{{\"email\":\"ada@example.com\",\"message\":\"Hello\"}}' | formbridge send --url {url} --tenant {DEMO_TENANT} --secret {} -",
+                "  echo '{{\"email\":\"ada@example.com\",\"message\":\"Hello\"}}' | {} send --url {url} --tenant {DEMO_TENANT} --secret {} -",
+                this_program(),
                 demo.signing_secret
             ));
         }
@@ -327,6 +328,15 @@ fn banner(
     output::line(format_args!(
         "formbridge: Ctrl-C stops after delivering what was accepted"
     ));
+}
+
+/// How this program was started (`target/release/formbridge` under `cargo
+/// run`), so the printed command works as it is pasted.
+fn this_program() -> String {
+    std::env::args()
+        .next()
+        .filter(|arg0| arg0.contains('/'))
+        .unwrap_or_else(|| "formbridge".to_owned())
 }
 
 fn summary(s: &Snapshot) -> String {
