@@ -11,9 +11,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use formbridge::receiver::{self, Receiver};
 use formbridge::{output, sender, serve, tenant};
-use shared::tenant::WebhookSecret;
 use shared::config::Env;
 use shared::signature::unix_now;
+use shared::tenant::WebhookSecret;
 
 #[derive(Parser)]
 #[command(
@@ -115,7 +115,12 @@ struct ReceiveArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// The destination's whsec_ secret (or set FORMBRIDGE_WEBHOOK_SECRET).
-    #[arg(long, value_name = "WHSEC", env = "FORMBRIDGE_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "WHSEC",
+        env = "FORMBRIDGE_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
     secret: String,
     /// Print nothing per delivery, only the counts at exit.
     #[arg(long)]
@@ -215,7 +220,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .map_err(|why| anyhow::anyhow!("--secret {why}"))?;
             // One thread: a receiver is a test tool sharing the machine with
             // the gateway and the load generator; it needs little CPU.
-            runtime(false)?.block_on(receiver::run(args.listen, Receiver::new(secret, args.quiet)))?;
+            runtime(false)?.block_on(receiver::run(
+                args.listen,
+                Receiver::new(secret, args.quiet),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sign(args) => {

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
 
@@ -187,9 +187,9 @@ fn print_delivery(id: &str, body: &[u8], new: bool) {
 /// `formbridge receive`: serves a receiver on `listen` until Ctrl-C or
 /// SIGTERM; returns its counts.
 pub async fn run(listen: SocketAddr, receiver: Receiver) -> anyhow::Result<Counts> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}: choose another address with --listen"))?;
+    let listener = TcpListener::bind(listen).await.with_context(|| {
+        format!("cannot listen on {listen}: choose another address with --listen")
+    })?;
     let address = listener.local_addr().context("the listening address")?;
     output::line(format_args!(
         "receiver: listening on http://{address}; GET http://{address}/stats for counts"

@@ -562,3 +562,89 @@ fn starts_with_no_arguments_on_a_demo_tenant_and_its_own_receiver() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formbridge_receive_verifies_and_counts_deliveries() {
+    let port = testkit::free_port();
+    let receiver_url = format!("http://127.0.0.1:{port}");
+    let mut receiver = std::process::Command::new(crate::harness::BINARY)
+        .args(["receive", "--listen", &format!("127.0.0.1:{port}")])
+        .env("FORMBRIDGE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    wait_until("the receiver to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let dir = scratch_dir();
+    let tenants = tenants_file(
+        &dir,
+        &[tenant("acme", Some(&format!("{receiver_url}/hooks")))],
+    );
+    let gateway = Gateway::start(
+        &[
+            "--tenants",
+            tenants.to_str().unwrap(),
+            "--allow-private-destinations",
+        ],
+        &[],
+    );
+    let (status, body) = answer(
+        Submission::json("acme", r#"[{"a":1},{"b":2},{"c":3}]"#)
+            .request(&client, &gateway.submissions("acme")),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let stats = format!("{receiver_url}/stats");
+    let mut counts = Value::Null;
+    for _ in 0..300 {
+        counts = get_json(&client, &stats).await;
+        if counts["verified"] == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        counts,
+        json!({"verified": 3, "unique": 3, "duplicates": 0, "refused": 0})
+    );
+    // A forged delivery is refused.
+    let forged = client
+        .post(&receiver_url)
+        .header("webhook-id", "msg_1")
+        .header(
+            "webhook-timestamp",
+            shared::signature::unix_now().to_string(),
+        )
+        .header("webhook-signature", "v1,bm90IHRoZSBzaWduYXR1cmU=")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    assert_eq!(get_json(&client, &stats).await["refused"], 1);
+    std::process::Command::new("kill")
+        .args(["-TERM", &receiver.id().to_string()])
+        .status()
+        .unwrap();
+    let out = receiver.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let out = String::from_utf8(out.stdout).unwrap();
+    for id in ids(&body) {
+        assert!(
+            out.contains(&format!(
+                "receiver: delivered {id} for acme (signature verified)"
+            )),
+            "{out}"
+        );
+    }
+    assert!(
+        out.contains("receiver: refused a delivery: no v1 signature matches"),
+        "{out}"
+    );
+    assert!(
+        out.contains("receiver: stopped. verified 3 · unique 3 · duplicates 0 · refused 1"),
+        "{out}"
+    );
+}
