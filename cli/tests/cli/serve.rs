@@ -567,7 +567,7 @@ fn starts_with_no_arguments_on_a_demo_tenant_and_its_own_receiver() {
 async fn formbridge_receive_verifies_and_counts_deliveries() {
     let port = testkit::free_port();
     let receiver_url = format!("http://127.0.0.1:{port}");
-    let mut receiver = std::process::Command::new(crate::harness::BINARY)
+    let receiver = std::process::Command::new(crate::harness::BINARY)
         .args(["receive", "--listen", &format!("127.0.0.1:{port}")])
         .env("FORMBRIDGE_WEBHOOK_SECRET", WEBHOOK_SECRET)
         .stdout(std::process::Stdio::piped())
