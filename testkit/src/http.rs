@@ -31,6 +31,20 @@ impl RecordedRequest {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// Whether the official Standard Webhooks library accepts this request
+    /// as a delivery signed with `secret` (`whsec_...`).
+    pub fn webhook_verifies(&self, secret: &str) -> bool {
+        let mut headers = http::HeaderMap::new();
+        for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+            if let Some(value) = self.header(name).and_then(|v| v.parse().ok()) {
+                headers.insert(name, value);
+            }
+        }
+        standardwebhooks::Webhook::new(secret)
+            .and_then(|webhook| webhook.verify(&self.body, &headers))
+            .is_ok()
+    }
 }
 
 /// What the server does with a request.
