@@ -20,9 +20,10 @@
 //! than growing. Dead letters are kept for `GET /v1/dead-letters` and, with
 //! `--dead-letters FILE`, appended to that file as JSON lines.
 //!
-//! Shutdown ([`Bus::drain`]): retries waiting on a delay are tried at once,
-//! queued events are still delivered, and whatever is not done by the
-//! deadline is dead-lettered: nothing accepted is dropped.
+//! Shutdown ([`Bus::drain`]): retries waiting on a delay are tried at once
+//! and then every second at most, queued events are still delivered, and
+//! whatever is not done by the deadline is dead-lettered: nothing accepted
+//! is dropped.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -39,13 +40,15 @@ use shared::event::received_at;
 use shared::publish::{BusEntry, MemoryPublisher};
 use shared::store::MemoryTenantStore;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 /// The connector as the local gateway runs it.
 pub type LocalConnector = Connector<MemoryTenantStore, HttpDeliveryClient>;
 
 /// Dead letters kept in memory for `GET /v1/dead-letters` (the newest).
 const DEAD_LETTERS_IN_MEMORY: usize = 1_000;
+/// The longest wait between receives once shutdown has begun.
+const SHUTDOWN_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// How often a draining dispatcher checks whether everything is done.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 
@@ -230,14 +233,20 @@ impl Bus {
     /// `GET /v1/dead-letters`: the count, the file, and the newest dead
     /// letters (oldest first).
     pub fn dead_letters_json(&self) -> String {
+        let file = serde_json::to_string(&self.dead_letter_file()).unwrap_or_default();
         let recent = lock(&self.dead_letters.recent);
-        let listed: Vec<&RawValue> = recent.iter().map(AsRef::as_ref).collect();
-        serde_json::json!({
-            "total": self.dead_lettered.load(Relaxed),
-            "file": self.dead_letter_file(),
-            "dead_letters": listed,
-        })
-        .to_string()
+        let mut json = format!(
+            r#"{{"total":{},"file":{file},"dead_letters":["#,
+            self.dead_lettered.load(Relaxed)
+        );
+        for (i, letter) in recent.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(letter.get());
+        }
+        json.push_str("]}");
+        json
     }
 
     /// Takes events off the queue and delivers them until the shutdown
@@ -245,13 +254,6 @@ impl Bus {
     pub async fn run(self: Arc<Self>, mut queue: mpsc::Receiver<BusEntry>) {
         let mut phase = self.phase.subscribe();
         loop {
-            let slot = tokio::select! {
-                slot = Arc::clone(&self.slots).acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_) => break,
-                },
-                () = reached(&mut phase, Phase::Expired) => break,
-            };
             let entry = loop {
                 let draining = *phase.borrow() == Phase::Draining;
                 let next = if draining {
@@ -281,18 +283,36 @@ impl Bus {
             let event: Arc<str> = eventbridge_event(&entry).into();
             lock(&self.outstanding).insert(key, Arc::clone(&event));
             self.taken.fetch_add(1, Relaxed);
+            // The event is received before a delivery slot is awaited, so
+            // a redelivery waiting for a slot is never queued behind a
+            // dispatcher idling on an empty queue. Closed at the deadline:
+            // the event is outstanding, and `drain` dead-letters it.
+            let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
+                break;
+            };
             tokio::spawn(Arc::clone(&self).deliver(key, event, slot));
         }
         queue.close();
-        while let Ok(entry) = queue.try_recv() {
-            self.taken.fetch_add(1, Relaxed);
-            self.dead_letter(
-                None,
-                &eventbridge_event(&entry),
-                "shutdown_timeout",
-                "shutdown",
-                0,
-            );
+        // Until every sender's reserved slot is filled or released (retries
+        // release theirs once the slots are closed), so an entry being
+        // published right now is not dropped with the queue.
+        let rest = async {
+            while let Some(entry) = queue.recv().await {
+                self.taken.fetch_add(1, Relaxed);
+                self.dead_letter(
+                    None,
+                    &eventbridge_event(&entry),
+                    "shutdown_timeout",
+                    "shutdown",
+                    0,
+                );
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(1), rest)
+            .await
+            .is_err()
+        {
+            warn!("a publisher held a queue slot past the shutdown deadline");
         }
     }
 
@@ -308,15 +328,17 @@ impl Bus {
             drop(slot.take());
             let error = match result {
                 Ok(_) => {
-                    lock(&self.outstanding).remove(&key);
-                    self.delivered.fetch_add(1, Relaxed);
+                    if lock(&self.outstanding).remove(&key).is_some() {
+                        self.delivered.fetch_add(1, Relaxed);
+                    } else {
+                        // Dead-lettered at the shutdown deadline meanwhile.
+                        info!(key, "delivered after being dead-lettered at shutdown");
+                    }
                     return;
                 }
                 Err(error) => error,
             };
-            let last_chance =
-                receives >= self.redelivery.max_receives || *phase.borrow() != Phase::Running;
-            if error.class() == Class::Permanent || last_chance {
+            if error.class() == Class::Permanent || receives >= self.redelivery.max_receives {
                 self.dead_letter(Some(key), &event, error.code(), class(&error), receives);
                 return;
             }
@@ -329,7 +351,11 @@ impl Bus {
                 return;
             };
             self.held_slots.fetch_add(1, Relaxed);
-            let delay = self.redelivery.delay(receives);
+            // While shutting down, retries come quickly until the deadline.
+            let delay = match *phase.borrow() {
+                Phase::Running => self.redelivery.delay(receives),
+                _ => self.redelivery.delay(receives).min(SHUTDOWN_RETRY_DELAY),
+            };
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = reached(&mut phase, Phase::Draining) => {}

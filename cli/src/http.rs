@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -75,7 +75,7 @@ pub async fn serve<H: Handler>(
         .await
         .is_err()
     {
-        warn!("requests still in progress after {grace:?}; closing them");
+        warn!("requests still in progress after {grace:?}; no longer waiting for them");
     }
 }
 
@@ -117,15 +117,6 @@ pub async fn read_body(mut body: Incoming, limit: usize) -> Result<Vec<u8>, hype
         }
     }
     Ok(buffer)
-}
-
-/// The declared `Content-Length`, if any.
-pub fn content_length(request: &Request<Incoming>) -> Option<u64> {
-    request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
 }
 
 /// Ctrl-C or SIGTERM.

@@ -99,13 +99,13 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
     max_receives: u32,
     /// Seconds shutdown waits for accepted events to be delivered before dead-lettering the rest.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3_600))]
     shutdown_timeout: u64,
     /// Append dead letters to this file, as JSON lines (they are also listed by GET /v1/dead-letters).
     #[arg(long, value_name = "FILE")]
     dead_letters: Option<PathBuf>,
     /// Seconds between progress lines (0: none).
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     progress_interval: u64,
 }
 

@@ -30,6 +30,11 @@ pub enum SendError {
     /// The URL is not an http(s) URL.
     #[error("--url must be an http:// or https:// URL, such as http://127.0.0.1:3000")]
     Url,
+    /// The URL is a submissions URL of another tenant.
+    #[error(
+        "--url is the submissions URL of another tenant than --tenant; pass the API's base URL"
+    )]
+    OtherTenant,
     /// The request could not be made or answered.
     #[error("cannot reach {url}: {error}")]
     Http {
@@ -92,7 +97,14 @@ pub fn submissions_url(url: &str, tenant: &str) -> Result<reqwest::Url, SendErro
         return Err(SendError::Url);
     }
     if parsed.path().ends_with("/submissions") {
-        return Ok(parsed);
+        let names_tenant = parsed
+            .path()
+            .ends_with(&format!("/v1/tenants/{tenant}/submissions"));
+        return if names_tenant {
+            Ok(parsed)
+        } else {
+            Err(SendError::OtherTenant)
+        };
     }
     let mut full = parsed;
     let path = format!(
@@ -200,6 +212,7 @@ mod tests {
             url("http://h/v1/tenants/acme/submissions"),
             "http://h/v1/tenants/acme/submissions"
         );
+        assert!(submissions_url("http://h/v1/tenants/other/submissions", "acme").is_err());
         assert!(submissions_url("ftp://h", "acme").is_err());
         assert!(submissions_url("127.0.0.1:3000", "acme").is_err());
     }

@@ -359,14 +359,16 @@ async fn a_full_queue_answers_503_and_shutdown_keeps_what_it_could_not_deliver()
     wait_until("the first delivery to start", || {
         !receiver.requests().is_empty()
     });
-    // 9 queued and 1 in flight: one more fits, ten more do not.
+    // 1 in flight, 1 taken and waiting for a delivery slot, 8 queued: two
+    // more fit, ten more do not.
     let (status, body) = answer(Submission::json("acme", &batch).request(&client, &url)).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "bus_unavailable");
-    let (status, body) =
-        answer(Submission::json("acme", r#"{"y":1}"#).request(&client, &url)).await;
-    assert_eq!(status, 202, "{body}");
-    accepted.extend(ids(&body));
+    for fits in [r#"{"y":1}"#, r#"{"w":1}"#] {
+        let (status, body) = answer(Submission::json("acme", fits).request(&client, &url)).await;
+        assert_eq!(status, 202, "{body}");
+        accepted.extend(ids(&body));
+    }
     let response = Submission::json("acme", r#"{"z":1}"#)
         .request(&client, &url)
         .send()
@@ -399,10 +401,10 @@ async fn a_full_queue_answers_503_and_shutdown_keeps_what_it_could_not_deliver()
     );
     assert!(letters.iter().all(|l| l["reason"] == "shutdown_timeout"));
     let out = gateway.stdout().join("\n");
-    assert!(out.contains("dead-lettered 11"), "{out}");
+    assert!(out.contains("dead-lettered 12"), "{out}");
     assert!(
         out.contains(&format!(
-            "11 dead letters are in {}",
+            "12 dead letters are in {}",
             dead_letters.display()
         )),
         "{out}"
@@ -643,4 +645,22 @@ async fn formbridge_receive_verifies_and_counts_deliveries() {
         out.contains("receiver: stopped. verified 3 · unique 3 · duplicates 0 · refused 1"),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_is_delivered_without_further_traffic_at_concurrency_one() {
+    // The only event fails once; nothing else arrives to wake the bus.
+    let receiver = HttpServer::start(|_, n| Reply::json(if n == 0 { 503 } else { 204 }, ""));
+    let gateway = gateway_for(
+        &receiver,
+        &[],
+        &[("DELIVERY_CONCURRENCY", "1"), ("DELIVERY_ATTEMPTS", "1")],
+    );
+    let client = reqwest::Client::new();
+    let (status, body) =
+        answer(Submission::json("acme", "{}").request(&client, &gateway.submissions("acme"))).await;
+    assert_eq!(status, 202, "{body}");
+    wait_until("the second receive", || receiver.requests().len() >= 2);
+    let health = get_json(&client, &format!("{}/healthz", gateway.url)).await;
+    assert_eq!(health["bus"]["delivered"], 1, "{health}");
 }
