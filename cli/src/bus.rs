@@ -351,14 +351,16 @@ impl Bus {
                 return;
             };
             self.held_slots.fetch_add(1, Relaxed);
-            // While shutting down, retries come quickly until the deadline.
-            let delay = match *phase.borrow() {
-                Phase::Running => self.redelivery.delay(receives),
-                _ => self.redelivery.delay(receives).min(SHUTDOWN_RETRY_DELAY),
-            };
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = reached(&mut phase, Phase::Draining) => {}
+            let delay = self.redelivery.delay(receives);
+            if *phase.borrow() == Phase::Running {
+                // Shutdown cuts the wait short: one more try at once.
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = reached(&mut phase, Phase::Draining) => {}
+                }
+            } else {
+                // While shutting down, retries come quickly until the deadline.
+                tokio::time::sleep(delay.min(SHUTDOWN_RETRY_DELAY)).await;
             }
             let next = Arc::clone(&self.slots).acquire_owned().await;
             drop(queue_slot);

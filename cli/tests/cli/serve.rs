@@ -664,3 +664,26 @@ async fn a_retry_is_delivered_without_further_traffic_at_concurrency_one() {
     let health = get_json(&client, &format!("{}/healthz", gateway.url)).await;
     assert_eq!(health["bus"]["delivered"], 1, "{health}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_keeps_retrying_until_delivered() {
+    // Fails three times, then recovers while the gateway is shutting down.
+    let receiver = HttpServer::start(|_, n| Reply::json(if n < 3 { 503 } else { 204 }, ""));
+    let mut gateway = gateway_for(
+        &receiver,
+        &["--max-receives", "5"],
+        &[("DELIVERY_ATTEMPTS", "1")],
+    );
+    let client = reqwest::Client::new();
+    let (status, body) =
+        answer(Submission::json("acme", "{}").request(&client, &gateway.submissions("acme"))).await;
+    assert_eq!(status, 202, "{body}");
+    wait_until("the first failure", || !receiver.requests().is_empty());
+    assert!(gateway.terminate().success());
+    assert_eq!(receiver.requests().len(), 4);
+    let out = gateway.stdout().join("\n");
+    assert!(
+        out.contains("stopped. accepted 1 · delivered 1 · retrying 0 · dead-lettered 0"),
+        "{out}"
+    );
+}
