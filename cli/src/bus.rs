@@ -385,7 +385,6 @@ impl Bus {
         {
             return;
         }
-        self.dead_lettered.fetch_add(1, Relaxed);
         let ids = EventIds::read(event);
         warn!(
             tenant_id = ids.tenant_id,
@@ -395,7 +394,9 @@ impl Bus {
             "dead-lettered"
         );
         let Ok(event) = RawValue::from_string(event.to_owned()) else {
-            return; // built by `eventbridge_event`: always JSON
+            // Built by `eventbridge_event`: always JSON.
+            self.dead_lettered.fetch_add(1, Relaxed);
+            return;
         };
         let letter = DeadLetter {
             submission_id: ids.submission_id,
@@ -407,6 +408,7 @@ impl Bus {
             event: &event,
         };
         let Ok(line) = serde_json::value::to_raw_value(&letter) else {
+            self.dead_lettered.fetch_add(1, Relaxed); // strings and JSON only: cannot fail
             return;
         };
         if let Some((path, file)) = &self.dead_letters.file {
@@ -423,6 +425,9 @@ impl Bus {
             recent.pop_front();
         }
         recent.push_back(line);
+        // Counted under the list's lock, so a listing's total and its
+        // entries agree.
+        self.dead_lettered.fetch_add(1, Relaxed);
     }
 
     /// Shutdown: delivers what was accepted, for up to `timeout`; then

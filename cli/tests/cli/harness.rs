@@ -264,3 +264,24 @@ pub(crate) async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     let text = client.get(url).send().await.unwrap().text().await.unwrap();
     serde_json::from_str(&text).unwrap()
 }
+
+/// `GET /healthz` until `done` holds for its body (the bus counts a
+/// delivery just after the receiver has seen it); returns that body.
+pub(crate) async fn health_when(
+    client: &reqwest::Client,
+    gateway: &Gateway,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let health = get_json(client, &format!("{}/healthz", gateway.url)).await;
+        if done(&health) {
+            return health;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "healthz never got there: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
