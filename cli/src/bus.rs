@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use anyhow::Context as _;
 use connectors::{Class, Connector, DeliveryError, HttpDeliveryClient};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -80,15 +81,7 @@ impl Redelivery {
     /// The delay after receive number `receives` (1-based): half fixed,
     /// half random, so a burst that failed together is spread out.
     fn delay(&self, receives: u32) -> Duration {
-        let full = shared::backoff::full_jitter(self.first_delay, self.max_delay, receives);
-        let ceiling = self
-            .first_delay
-            .saturating_mul(
-                1u32.checked_shl(receives.saturating_sub(1))
-                    .unwrap_or(u32::MAX),
-            )
-            .min(self.max_delay);
-        ceiling / 2 + full / 2
+        shared::backoff::equal_jitter(self.first_delay, self.max_delay, receives)
     }
 }
 
@@ -154,7 +147,7 @@ pub struct Bus {
     redelivery: Redelivery,
     /// Events taken off the queue and not yet delivered or dead-lettered,
     /// by key: what the shutdown deadline dead-letters.
-    outstanding: Mutex<HashMap<u64, Arc<str>>>,
+    outstanding: Mutex<HashMap<u64, Arc<String>>>,
     next_key: AtomicU64,
     taken: AtomicU64,
     delivered: AtomicU64,
@@ -177,11 +170,17 @@ impl Bus {
         concurrency: usize,
         redelivery: Redelivery,
         dead_letter_file: Option<&Path>,
-    ) -> std::io::Result<Self> {
+    ) -> anyhow::Result<Self> {
         let file = match dead_letter_file {
             None => None,
             Some(path) => {
-                let file = File::options().create(true).append(true).open(path)?;
+                let file = File::options()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| {
+                        format!("cannot open the dead-letter file {}", path.display())
+                    })?;
                 Some((path.to_owned(), Mutex::new(file)))
             }
         };
@@ -280,7 +279,7 @@ impl Bus {
             };
             let Some(entry) = entry else { break };
             let key = self.next_key.fetch_add(1, Relaxed);
-            let event: Arc<str> = eventbridge_event(&entry).into();
+            let event = Arc::new(eventbridge_event(&entry));
             lock(&self.outstanding).insert(key, Arc::clone(&event));
             self.taken.fetch_add(1, Relaxed);
             // The event is received before a delivery slot is awaited, so
@@ -317,7 +316,7 @@ impl Bus {
     }
 
     /// Delivers one event, receiving it again after retryable failures.
-    async fn deliver(self: Arc<Self>, key: u64, event: Arc<str>, slot: OwnedSemaphorePermit) {
+    async fn deliver(self: Arc<Self>, key: u64, event: Arc<String>, slot: OwnedSemaphorePermit) {
         let mut slot = Some(slot);
         let mut receives = 1;
         let mut phase = self.phase.subscribe();
@@ -443,7 +442,7 @@ impl Bus {
         self.phase.send_replace(Phase::Expired);
         self.slots.close();
         let _ = dispatcher.await;
-        let left: Vec<(u64, Arc<str>)> = lock(&self.outstanding)
+        let left: Vec<(u64, Arc<String>)> = lock(&self.outstanding)
             .iter()
             .map(|(key, event)| (*key, Arc::clone(event)))
             .collect();

@@ -136,7 +136,7 @@ impl Gateway {
         let answer = self.ingest.handle(&event, SystemTime::now()).await;
         let status =
             StatusCode::from_u16(answer.status_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = with_request_id(json_response(status, &answer.body), &request_id);
+        let mut response = with_request_id(json_response(status, answer.body), &request_id);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // The queue is full: the client should come back shortly.
             response
@@ -148,7 +148,7 @@ impl Gateway {
 
     fn health(&self) -> Response<Body> {
         let body = serde_json::json!({ "status": "ok", "bus": self.bus.snapshot() });
-        json_response(StatusCode::OK, &body.to_string())
+        json_response(StatusCode::OK, body.to_string())
     }
 }
 
@@ -164,7 +164,7 @@ impl Handler for Gateway {
             match path {
                 "/healthz" => return self.health(),
                 "/v1/dead-letters" => {
-                    return json_response(StatusCode::OK, &self.bus.dead_letters_json());
+                    return json_response(StatusCode::OK, self.bus.dead_letters_json());
                 }
                 _ => {}
             }

@@ -85,9 +85,10 @@ pub async fn until_true(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|set| *set).await;
 }
 
-/// A response with a JSON body.
-pub fn json_response(status: StatusCode, body: &str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+/// A response with a JSON body (a `String` or a `&'static str`, taken
+/// without copying).
+pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response
         .headers_mut()

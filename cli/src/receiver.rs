@@ -84,7 +84,7 @@ impl Receiver {
     fn refuse(&self, status: StatusCode, why: &str) -> Response<Body> {
         self.refused.fetch_add(1, Relaxed);
         output::line(format_args!("receiver: refused a delivery: {why}"));
-        json_response(status, &serde_json::json!({ "error": why }).to_string())
+        json_response(status, serde_json::json!({ "error": why }).to_string())
     }
 
     async fn receive(&self, request: Request<Incoming>) -> Response<Body> {
@@ -138,7 +138,7 @@ impl Handler for Receiver {
         match (request.method(), request.uri().path()) {
             (&Method::GET, "/stats") => {
                 let counts = serde_json::to_string(&self.counts()).unwrap_or_default();
-                json_response(StatusCode::OK, &counts)
+                json_response(StatusCode::OK, counts)
             }
             (&Method::POST, _) => self.receive(request).await,
             _ => json_response(

@@ -47,20 +47,21 @@ pub enum SendError {
 
 /// Reads the body to sign: a file, or standard input for `-`.
 pub fn read_body(path: &Path) -> Result<Vec<u8>, SendError> {
-    let mut body = Vec::new();
-    let (result, source_name) = if path == Path::new("-") {
-        (
-            std::io::stdin().lock().read_to_end(&mut body).map(|_| ()),
-            "standard input".to_owned(),
-        )
-    } else {
-        (
-            std::fs::read(path).map(|bytes| body = bytes),
-            path.display().to_string(),
-        )
-    };
-    result.map_err(|error| SendError::Read { source_name, error })?;
-    Ok(body)
+    if path == Path::new("-") {
+        let mut body = Vec::new();
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut body)
+            .map_err(|error| SendError::Read {
+                source_name: "standard input".to_owned(),
+                error,
+            })?;
+        return Ok(body);
+    }
+    std::fs::read(path).map_err(|error| SendError::Read {
+        source_name: path.display().to_string(),
+        error,
+    })
 }
 
 /// The three headers for `body`, signed with `secret` at `timestamp`.

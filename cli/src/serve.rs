@@ -115,25 +115,13 @@ pub async fn run(options: Options) -> anyhow::Result<Snapshot> {
         max_receives: options.max_receives.max(1),
         ..Redelivery::default()
     };
-    let bus = Arc::new(
-        Bus::new(
-            connector,
-            &publisher,
-            connector_config.concurrency,
-            redelivery,
-            options.dead_letters.as_deref(),
-        )
-        .with_context(|| {
-            format!(
-                "cannot open the dead-letter file {}",
-                options
-                    .dead_letters
-                    .as_deref()
-                    .unwrap_or_else(|| std::path::Path::new(""))
-                    .display()
-            )
-        })?,
-    );
+    let bus = Arc::new(Bus::new(
+        connector,
+        &publisher,
+        connector_config.concurrency,
+        redelivery,
+        options.dead_letters.as_deref(),
+    )?);
     let dispatcher = tokio::spawn(Arc::clone(&bus).run(queue));
 
     // A full queue answers 503 at once: waiting would only hold the

@@ -14,12 +14,23 @@ use time::macros::format_description;
 /// they do not return together (AWS Architecture Blog, "Exponential
 /// Backoff And Jitter").
 pub fn full_jitter(base: Duration, max: Duration, retry: u32) -> Duration {
+    ceiling(base, max, retry).mul_f64(fastrand::f64())
+}
+
+/// Equal jitter: half of the capped exponential backoff, plus a random
+/// part up to the other half. For waits that must not collapse to zero
+/// (the local gateway's redeliveries, which count against a receive limit).
+pub fn equal_jitter(base: Duration, max: Duration, retry: u32) -> Duration {
+    let ceiling = ceiling(base, max, retry) / 2;
+    ceiling + ceiling.mul_f64(fastrand::f64())
+}
+
+/// `base` doubled for each retry after the first, capped at `max`.
+fn ceiling(base: Duration, max: Duration, retry: u32) -> Duration {
     let factor = 1u32
         .checked_shl(retry.saturating_sub(1))
         .unwrap_or(u32::MAX);
-    base.saturating_mul(factor)
-        .min(max)
-        .mul_f64(fastrand::f64())
+    base.saturating_mul(factor).min(max)
 }
 
 /// IMF-fixdate, the HTTP date format (RFC 9110 section 5.6.7).

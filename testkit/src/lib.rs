@@ -45,6 +45,12 @@ pub fn loader_for(endpoint: &str) -> aws_config::ConfigLoader {
         ))
 }
 
+/// A fixture from a crate's `tests/data/` (pass `env!("CARGO_MANIFEST_DIR")`).
+pub fn test_data(crate_dir: &str, name: &str) -> String {
+    let path = Path::new(crate_dir).join("tests/data").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -12,8 +12,6 @@ mod bootstrap;
 mod handler;
 mod secrets_manager;
 
-use std::path::Path;
-
 use authorizer::AuthorizerEvent;
 use serde_json::Value;
 
@@ -27,10 +25,7 @@ pub const UMBRELLA_SECRET: &str = "fb_test_umbrella_secret_000000000000000";
 pub const GLOBEX_SECRET: &str = "fb_test_globex_secret_0000000000000000";
 
 pub fn data(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    testkit::test_data(env!("CARGO_MANIFEST_DIR"), name)
 }
 
 /// The fixture event, as JSON.

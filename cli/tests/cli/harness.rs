@@ -147,11 +147,7 @@ impl Gateway {
     /// Sends SIGTERM and waits for the process to exit.
     pub(crate) fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
-        let killed = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        sigterm(child.id());
         let started = Instant::now();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -265,6 +261,26 @@ pub(crate) async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// `GET url` until `done` holds for its body; returns that body.
+pub(crate) async fn get_json_when(
+    client: &reqwest::Client,
+    url: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let body = get_json(client, url).await;
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{url} never got there: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `GET /healthz` until `done` holds for its body (the bus counts a
 /// delivery just after the receiver has seen it); returns that body.
 pub(crate) async fn health_when(
@@ -272,16 +288,14 @@ pub(crate) async fn health_when(
     gateway: &Gateway,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let started = Instant::now();
-    loop {
-        let health = get_json(client, &format!("{}/healthz", gateway.url)).await;
-        if done(&health) {
-            return health;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "healthz never got there: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    get_json_when(client, &format!("{}/healthz", gateway.url), done).await
+}
+
+/// Sends SIGTERM to a process.
+pub(crate) fn sigterm(pid: u32) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
 }

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use testkit::{HttpServer, RecordedRequest, Reply};
 
 use crate::harness::{
-    Gateway, SIGNING_SECRET, Submission, WEBHOOK_SECRET, answer, get_json, health_when, ids, run,
-    scratch_dir, tenant, tenants_file, wait_until,
+    Gateway, SIGNING_SECRET, Submission, WEBHOOK_SECRET, answer, get_json, get_json_when,
+    health_when, ids, run, scratch_dir, sigterm, tenant, tenants_file, wait_until,
 };
 
 /// Checks a delivery as a receiver using the official Standard Webhooks
@@ -448,16 +448,8 @@ async fn failed_deliveries_are_retried_then_dead_lettered_for_inspection() {
         assert_eq!(status, 202, "{body}");
         sent.push(ids(&body)[0].clone());
     }
-    let dead_letters =
-        || async { get_json(&client, &format!("{}/v1/dead-letters", gateway.url)).await };
-    let mut listed = Value::Null;
-    for _ in 0..300 {
-        listed = dead_letters().await;
-        if listed["total"] == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let dead_letters = format!("{}/v1/dead-letters", gateway.url);
+    let listed = get_json_when(&client, &dead_letters, |l| l["total"] == 3).await;
     assert_eq!(listed["total"], 3, "{listed}");
     let by_tenant = |t: &str| {
         listed["dead_letters"]
@@ -523,14 +515,8 @@ async fn private_destinations_are_refused_unless_allowed() {
     let (status, _) =
         answer(Submission::json("acme", "{}").request(&client, &gateway.submissions("acme"))).await;
     assert_eq!(status, 202);
-    let mut listed = Value::Null;
-    for _ in 0..300 {
-        listed = get_json(&client, &format!("{}/v1/dead-letters", gateway.url)).await;
-        if listed["total"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let dead_letters = format!("{}/v1/dead-letters", gateway.url);
+    let listed = get_json_when(&client, &dead_letters, |l| l["total"] == 1).await;
     assert_eq!(
         listed["dead_letters"][0]["reason"], "destination_not_allowed",
         "{listed}"
@@ -594,14 +580,7 @@ async fn formbridge_receive_verifies_and_counts_deliveries() {
     .await;
     assert_eq!(status, 202, "{body}");
     let stats = format!("{receiver_url}/stats");
-    let mut counts = Value::Null;
-    for _ in 0..300 {
-        counts = get_json(&client, &stats).await;
-        if counts["verified"] == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let counts = get_json_when(&client, &stats, |c| c["verified"] == 3).await;
     assert_eq!(
         counts,
         json!({"verified": 3, "unique": 3, "duplicates": 0, "refused": 0})
@@ -621,10 +600,7 @@ async fn formbridge_receive_verifies_and_counts_deliveries() {
         .unwrap();
     assert_eq!(forged.status(), 401);
     assert_eq!(get_json(&client, &stats).await["refused"], 1);
-    std::process::Command::new("kill")
-        .args(["-TERM", &receiver.id().to_string()])
-        .status()
-        .unwrap();
+    sigterm(receiver.id());
     let out = receiver.wait_with_output().unwrap();
     assert!(out.status.success());
     let out = String::from_utf8(out.stdout).unwrap();

@@ -19,7 +19,6 @@ mod delivery;
 mod moto;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use connectors::{
@@ -37,10 +36,7 @@ use shared::telemetry::{CapturedMetrics, Metrics};
 pub const DELIVERY_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo=";
 
 pub fn data(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    testkit::test_data(env!("CARGO_MANIFEST_DIR"), name)
 }
 
 /// A tenant record delivering to `url`; `destination` fields in `extra`

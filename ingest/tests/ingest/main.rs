@@ -17,7 +17,6 @@ mod faults;
 mod handler;
 mod moto;
 
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -34,10 +33,7 @@ pub fn now() -> SystemTime {
 }
 
 pub fn data(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    testkit::test_data(env!("CARGO_MANIFEST_DIR"), name)
 }
 
 /// The fixture event (the published test vector's body, from acme).
