@@ -1,4 +1,4 @@
-//! `sign`, `send`, `tenant new` and the command line's errors.
+//! `sign`, `send`, `tenants new` and the command line's errors.
 
 use shared::store::MemoryTenantStore;
 use testkit::{HttpServer, Reply};
@@ -213,6 +213,13 @@ fn every_command_has_help_with_examples() {
         &["sign", "--help"],
         &["send", "--help"],
         &["tenant", "new", "--help"],
+        &["tenants", "--help"],
+        &["tenants", "new", "--help"],
+        &["tenants", "create", "--help"],
+        &["tenants", "rotate", "--help"],
+        &["tenants", "delete", "--help"],
+        &["dlq", "--help"],
+        &["dlq", "redrive", "--help"],
     ] {
         let (code, out, _) = run(args, b"", &[]);
         assert_eq!(code, 0, "{args:?}");

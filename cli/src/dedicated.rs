@@ -1,0 +1,494 @@
+//! A dedicated tenant's own delivery path: a rule on the stack's bus that
+//! matches only its events, its own queue and dead-letter queue, its own
+//! event source mapping on the connector with its own maximum concurrency,
+//! and a depth alarm on its dead-letter queue. A noisy or failing tenant
+//! then fills and retries only its own queue.
+//!
+//! Every step is idempotent, so running `tenants create --dedicated` again
+//! after a failure completes what is missing.
+
+use anyhow::{Context as _, anyhow, bail};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::json;
+use shared::tenant_id::TenantId;
+
+use crate::aws::{Clients, describe, is_not_found};
+use crate::stack::{self, Stack};
+
+/// SQS's longest queue name.
+const MAX_QUEUE_NAME: usize = 80;
+/// Six times the connector's 60 s timeout, as in `template.yaml`.
+const VISIBILITY_TIMEOUT_SECONDS: &str = "360";
+/// Dead letters are kept 14 days, SQS's longest.
+const DEAD_LETTER_RETENTION_SECONDS: &str = "1209600";
+/// Undelivered records are kept 4 days, as in the shared queue.
+const RETENTION_SECONDS: &str = "345600";
+/// Receives before a record is dead-lettered, as the template's default.
+pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
+/// The rule target's ID.
+const TARGET_ID: &str = "queue";
+/// EventBridge keeps retrying a target for 24 hours (185 attempts).
+const TARGET_MAX_ATTEMPTS: i32 = 185;
+const TARGET_MAX_AGE_SECONDS: i32 = 86_400;
+
+/// How the connector reads a dedicated tenant's queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Scaling {
+    /// Records per invocation (1 to 10).
+    pub batch_size: i32,
+    /// Most concurrent invocations for this tenant (2 to 1000).
+    pub max_concurrency: i32,
+}
+
+/// The names of a dedicated tenant's resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// Its queue.
+    pub queue: String,
+    /// Its dead-letter queue.
+    pub dead_letter_queue: String,
+    /// Its rule on the stack's bus (rules are per bus, so the tenant ID).
+    pub rule: String,
+    /// Its dead-letter depth alarm.
+    pub alarm: String,
+}
+
+impl Names {
+    /// Names from the stack's queue prefix; refuses names SQS would.
+    pub fn new(queue_prefix: &str, tenant: &TenantId) -> anyhow::Result<Self> {
+        let queue = format!("{queue_prefix}{tenant}");
+        let dead_letter_queue = format!("{queue}-dlq");
+        if dead_letter_queue.len() > MAX_QUEUE_NAME {
+            bail!(
+                "the queue name {dead_letter_queue} would be {} characters; SQS allows {MAX_QUEUE_NAME}: \
+                 use a shorter tenant ID or deploy the stack under a shorter name",
+                dead_letter_queue.len()
+            );
+        }
+        Ok(Self {
+            alarm: format!("{dead_letter_queue}-depth"),
+            rule: tenant.to_string(),
+            queue,
+            dead_letter_queue,
+        })
+    }
+}
+
+/// What `ensure` made or found.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    /// Its names.
+    pub names: Names,
+    /// The queue's URL.
+    pub queue_url: String,
+    /// The event source mapping's ID.
+    pub mapping: String,
+}
+
+/// Events left in a dedicated tenant's queues.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Waiting for delivery, in flight or delayed.
+    pub queued: u64,
+    /// Dead-lettered.
+    pub dead_lettered: u64,
+}
+
+/// Creates (or completes) a dedicated tenant's resources.
+pub async fn ensure(
+    aws: &Clients,
+    stack: &Stack,
+    tenant: &TenantId,
+    scaling: Scaling,
+) -> anyhow::Result<Resources> {
+    let names = Names::new(stack.require(stack::QUEUE_PREFIX)?, tenant)?;
+    let bus = stack.require(stack::BUS)?;
+    let source = stack.event_source();
+    let events_dlq = stack.require(stack::EVENTS_DLQ_ARN)?;
+    let connector = stack.require(stack::CONNECTOR)?;
+    let max_receives = stack.max_receive_count()?;
+
+    let dlq_url = create_queue(
+        aws,
+        &names.dead_letter_queue,
+        &[(
+            QueueAttributeName::MessageRetentionPeriod,
+            DEAD_LETTER_RETENTION_SECONDS.to_owned(),
+        )],
+    )
+    .await?;
+    let dlq_arn = queue_arn(aws, &dlq_url).await?;
+    // Same account and region, so the queue's ARN is known before it exists.
+    let queue_arn = dlq_arn
+        .strip_suffix("-dlq")
+        .context("dead-letter queue ARN without its -dlq suffix")?
+        .to_owned();
+
+    let pattern = json!({
+        "source": [source],
+        "detail-type": [shared::event::DETAIL_TYPE],
+        "detail": {"tenant_id": [tenant.as_str()], "routing": ["dedicated"]},
+    });
+    let rule_arn = aws
+        .events
+        .put_rule()
+        .name(&names.rule)
+        .event_bus_name(bus)
+        .event_pattern(pattern.to_string())
+        .state(aws_sdk_eventbridge::types::RuleState::Enabled)
+        .description(format!("Form-Bridge: dedicated tenant {tenant}"))
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot create rule {} on bus {bus}: {}",
+                names.rule,
+                describe(&e)
+            )
+        })?
+        .rule_arn
+        .context("PutRule answered without the rule's ARN")?;
+
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "tenant-rule",
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": queue_arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+        }],
+    });
+    let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives});
+    let queue_url = create_queue(
+        aws,
+        &names.queue,
+        &[
+            (
+                QueueAttributeName::VisibilityTimeout,
+                VISIBILITY_TIMEOUT_SECONDS.to_owned(),
+            ),
+            (
+                QueueAttributeName::MessageRetentionPeriod,
+                RETENTION_SECONDS.to_owned(),
+            ),
+            (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+            (QueueAttributeName::Policy, policy.to_string()),
+        ],
+    )
+    .await?;
+
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id(TARGET_ID)
+        .arn(&queue_arn)
+        .retry_policy(
+            aws_sdk_eventbridge::types::RetryPolicy::builder()
+                .maximum_retry_attempts(TARGET_MAX_ATTEMPTS)
+                .maximum_event_age_in_seconds(TARGET_MAX_AGE_SECONDS)
+                .build(),
+        )
+        .dead_letter_config(
+            aws_sdk_eventbridge::types::DeadLetterConfig::builder()
+                .arn(events_dlq)
+                .build(),
+        )
+        .build()
+        .context("rule target")?;
+    let answer = aws
+        .events
+        .put_targets()
+        .rule(&names.rule)
+        .event_bus_name(bus)
+        .targets(target)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot target rule {} at its queue: {}",
+                names.rule,
+                describe(&e)
+            )
+        })?;
+    if answer.failed_entry_count > 0 {
+        let why = answer
+            .failed_entries()
+            .first()
+            .and_then(|f| f.error_message())
+            .unwrap_or("no reason given");
+        bail!("cannot target rule {} at its queue: {why}", names.rule);
+    }
+
+    let mapping = ensure_mapping(aws, connector, &queue_arn, scaling).await?;
+    put_alarm(aws, stack, &names).await?;
+    Ok(Resources {
+        names,
+        queue_url,
+        mapping,
+    })
+}
+
+/// The events still in a dedicated tenant's queues; zero for queues that
+/// do not exist.
+pub async fn pending(aws: &Clients, stack: &Stack, tenant: &TenantId) -> anyhow::Result<Pending> {
+    let names = Names::new(stack.require(stack::QUEUE_PREFIX)?, tenant)?;
+    Ok(Pending {
+        queued: depth(aws, &names.queue).await?,
+        dead_lettered: depth(aws, &names.dead_letter_queue).await?,
+    })
+}
+
+/// Removes a dedicated tenant's resources; those already gone are skipped.
+pub async fn remove(aws: &Clients, stack: &Stack, tenant: &TenantId) -> anyhow::Result<()> {
+    let names = Names::new(stack.require(stack::QUEUE_PREFIX)?, tenant)?;
+    let bus = stack.require(stack::BUS)?;
+    let connector = stack.require(stack::CONNECTOR)?;
+
+    if let Some(url) = queue_url(aws, &names.queue).await? {
+        let arn = queue_arn(aws, &url).await?;
+        for uuid in mappings(aws, connector, &arn).await? {
+            match aws
+                .lambda
+                .delete_event_source_mapping()
+                .uuid(&uuid)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => bail!(
+                    "cannot delete event source mapping {uuid}: {}",
+                    describe(&e)
+                ),
+            }
+        }
+    }
+    match aws
+        .events
+        .remove_targets()
+        .rule(&names.rule)
+        .event_bus_name(bus)
+        .ids(TARGET_ID)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => bail!(
+            "cannot remove rule {}'s target: {}",
+            names.rule,
+            describe(&e)
+        ),
+    }
+    match aws
+        .events
+        .delete_rule()
+        .name(&names.rule)
+        .event_bus_name(bus)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => bail!("cannot delete rule {}: {}", names.rule, describe(&e)),
+    }
+    for name in [&names.queue, &names.dead_letter_queue] {
+        if let Some(url) = queue_url(aws, name).await? {
+            aws.sqs
+                .delete_queue()
+                .queue_url(&url)
+                .send()
+                .await
+                .map_err(|e| anyhow!("cannot delete queue {name}: {}", describe(&e)))?;
+        }
+    }
+    aws.cloudwatch
+        .delete_alarms()
+        .alarm_names(&names.alarm)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot delete alarm {}: {}", names.alarm, describe(&e)))?;
+    Ok(())
+}
+
+/// Creates a queue with SQS-managed encryption, or finds it when it exists
+/// with the same attributes.
+async fn create_queue(
+    aws: &Clients,
+    name: &str,
+    attributes: &[(QueueAttributeName, String)],
+) -> anyhow::Result<String> {
+    let mut request = aws
+        .sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::SqsManagedSseEnabled, "true");
+    for (key, value) in attributes {
+        request = request.attributes(key.clone(), value);
+    }
+    request
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot create queue {name}: {}", describe(&e)))?
+        .queue_url
+        .with_context(|| format!("CreateQueue answered without {name}'s URL"))
+}
+
+/// A queue's URL, or `None` when there is no such queue.
+pub async fn queue_url(aws: &Clients, name: &str) -> anyhow::Result<Option<String>> {
+    match aws.sqs.get_queue_url().queue_name(name).send().await {
+        Ok(answer) => Ok(answer.queue_url),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => bail!("cannot look up queue {name}: {}", describe(&e)),
+    }
+}
+
+async fn queue_arn(aws: &Clients, url: &str) -> anyhow::Result<String> {
+    attributes(aws, url, &[QueueAttributeName::QueueArn])
+        .await?
+        .remove(&QueueAttributeName::QueueArn)
+        .with_context(|| format!("queue {url} has no ARN"))
+}
+
+async fn attributes(
+    aws: &Clients,
+    url: &str,
+    names: &[QueueAttributeName],
+) -> anyhow::Result<std::collections::HashMap<QueueAttributeName, String>> {
+    Ok(aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .set_attribute_names(Some(names.to_vec()))
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot read queue {url}: {}", describe(&e)))?
+        .attributes
+        .unwrap_or_default())
+}
+
+/// Messages waiting, in flight and delayed in the queue `name`.
+pub async fn depth(aws: &Clients, name: &str) -> anyhow::Result<u64> {
+    let Some(url) = queue_url(aws, name).await? else {
+        return Ok(0);
+    };
+    let counts = attributes(
+        aws,
+        &url,
+        &[
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ],
+    )
+    .await?;
+    Ok(counts.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+}
+
+/// The event source mappings from `queue_arn` to the connector.
+async fn mappings(aws: &Clients, connector: &str, queue_arn: &str) -> anyhow::Result<Vec<String>> {
+    let answer = aws
+        .lambda
+        .list_event_source_mappings()
+        .function_name(connector)
+        .event_source_arn(queue_arn)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot list {connector}'s event source mappings: {}",
+                describe(&e)
+            )
+        })?;
+    Ok(answer
+        .event_source_mappings()
+        .iter()
+        .filter_map(|m| m.uuid().map(str::to_owned))
+        .collect())
+}
+
+async fn ensure_mapping(
+    aws: &Clients,
+    connector: &str,
+    queue_arn: &str,
+    scaling: Scaling,
+) -> anyhow::Result<String> {
+    if let Some(uuid) = mappings(aws, connector, queue_arn)
+        .await?
+        .into_iter()
+        .next()
+    {
+        return Ok(uuid);
+    }
+    aws.lambda
+        .create_event_source_mapping()
+        .function_name(connector)
+        .event_source_arn(queue_arn)
+        .batch_size(scaling.batch_size)
+        .maximum_batching_window_in_seconds(0)
+        .scaling_config(
+            aws_sdk_lambda::types::ScalingConfig::builder()
+                .maximum_concurrency(scaling.max_concurrency)
+                .build(),
+        )
+        .function_response_types(
+            aws_sdk_lambda::types::FunctionResponseType::ReportBatchItemFailures,
+        )
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot connect the queue to {connector}: {}", describe(&e)))?
+        .uuid
+        .context("CreateEventSourceMapping answered without an ID")
+}
+
+async fn put_alarm(aws: &Clients, stack: &Stack, names: &Names) -> anyhow::Result<()> {
+    let topic = stack.get(stack::ALARM_TOPIC);
+    aws.cloudwatch
+        .put_metric_alarm()
+        .alarm_name(&names.alarm)
+        .alarm_description(format!(
+            "Form-Bridge: undelivered events in {} (formbridge dlq redrive)",
+            names.dead_letter_queue
+        ))
+        .namespace("AWS/SQS")
+        .metric_name("ApproximateNumberOfMessagesVisible")
+        .dimensions(
+            aws_sdk_cloudwatch::types::Dimension::builder()
+                .name("QueueName")
+                .value(&names.dead_letter_queue)
+                .build(),
+        )
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Maximum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(
+            aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
+        )
+        .treat_missing_data("notBreaching")
+        .set_alarm_actions(topic.map(|t| vec![t.to_owned()]))
+        .set_ok_actions(topic.map(|t| vec![t.to_owned()]))
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot create alarm {}: {}", names.alarm, describe(&e)))?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_stack_prefix_and_fit_sqs() {
+        let id = TenantId::parse("acme").unwrap();
+        let names = Names::new("form-bridge-t-", &id).unwrap();
+        assert_eq!(names.queue, "form-bridge-t-acme");
+        assert_eq!(names.dead_letter_queue, "form-bridge-t-acme-dlq");
+        assert_eq!(names.rule, "acme");
+        let long = TenantId::parse(&"a".repeat(63)).unwrap();
+        let error = Names::new("form-bridge-t-", &long).unwrap_err().to_string();
+        assert!(error.contains("SQS allows 80"), "{error}");
+        assert!(Names::new("fb-t-", &long).is_ok());
+    }
+}

@@ -1,0 +1,344 @@
+//! `formbridge dlq redrive`: dead-lettered events back to their delivery
+//! queue.
+//!
+//! - the shared dead-letter queue → the shared queue;
+//! - each dedicated tenant's dead-letter queue → its queue;
+//! - the events dead-letter queue (events EventBridge could not put on a
+//!   queue) → the queue its event's routing names.
+//!
+//! Each message is sent to its destination first and deleted from the
+//! dead-letter queue only once sent, so a failure part-way leaves it where
+//! it was (visible again after [`RECEIVE_VISIBILITY_SECONDS`]); at worst an
+//! event is delivered twice, with the same `webhook-id`. SQS's own
+//! `StartMessageMoveTask` cannot route events by tenant, which the events
+//! dead-letter queue needs.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, anyhow};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use serde_json::Value;
+use shared::tenant_id::TenantId;
+
+use crate::aws::{Clients, describe};
+use crate::dedicated::{self, queue_url};
+use crate::stack::{self, Stack};
+
+/// How long a received message stays hidden while it is being moved.
+pub const RECEIVE_VISIBILITY_SECONDS: i32 = 120;
+/// SQS's largest batch.
+const BATCH: i32 = 10;
+
+/// Which dead-letter queues to redrive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The shared dead-letter queue.
+    Shared,
+    /// The events dead-letter queue.
+    Events,
+    /// A dedicated tenant's dead-letter queue.
+    Tenant(TenantId),
+}
+
+impl Source {
+    /// `shared`, `events`, or a tenant ID.
+    pub fn parse(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "shared" => Ok(Self::Shared),
+            "events" => Ok(Self::Events),
+            id => TenantId::parse(id)
+                .map(Self::Tenant)
+                .map_err(|e| anyhow!("--from {id:?}: not shared, events or a tenant ID ({e})")),
+        }
+    }
+}
+
+/// The outcome for one dead-letter queue.
+#[derive(Debug, Clone, Default)]
+pub struct Redriven {
+    /// The dead-letter queue's name.
+    pub queue: String,
+    /// Messages moved back for delivery.
+    pub moved: u64,
+    /// Messages left where they were (no queue to go to, or a failed send).
+    pub left: u64,
+    /// Why messages were left, once per reason.
+    pub problems: Vec<String>,
+}
+
+/// Redrives `sources` (every dead-letter queue of the stack when empty),
+/// at most `limit` messages from each.
+pub async fn redrive(
+    aws: &Clients,
+    stack: &Stack,
+    sources: &[Source],
+    limit: Option<u64>,
+) -> anyhow::Result<Vec<Redriven>> {
+    let sources = if sources.is_empty() {
+        every_source(aws, stack).await?
+    } else {
+        sources.to_vec()
+    };
+    let mut results = Vec::new();
+    for source in sources {
+        let mut router = Router::new(aws, stack);
+        let (dlq, name) = match &source {
+            Source::Shared => (
+                stack.require(stack::SHARED_DLQ)?.to_owned(),
+                "shared dead-letter queue".to_owned(),
+            ),
+            Source::Events => (
+                stack.require(stack::EVENTS_DLQ)?.to_owned(),
+                "events dead-letter queue".to_owned(),
+            ),
+            Source::Tenant(id) => {
+                let names = dedicated::Names::new(stack.require(stack::QUEUE_PREFIX)?, id)?;
+                let url = queue_url(aws, &names.dead_letter_queue)
+                    .await?
+                    .with_context(|| {
+                        format!(
+                            "tenant {id} has no dead-letter queue {}",
+                            names.dead_letter_queue
+                        )
+                    })?;
+                router.fixed = queue_url(aws, &names.queue).await?;
+                (url, names.dead_letter_queue)
+            }
+        };
+        if source == Source::Shared {
+            router.fixed = Some(stack.require(stack::SHARED_QUEUE)?.to_owned());
+        }
+        results.push(drain(aws, &dlq, name, &mut router, limit).await?);
+    }
+    Ok(results)
+}
+
+/// The shared and events dead-letter queues, then every dedicated one.
+async fn every_source(aws: &Clients, stack: &Stack) -> anyhow::Result<Vec<Source>> {
+    let mut sources = vec![Source::Shared, Source::Events];
+    let prefix = stack.require(stack::QUEUE_PREFIX)?;
+    let urls: Vec<String> = aws
+        .sqs
+        .list_queues()
+        .queue_name_prefix(prefix)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| anyhow!("cannot list queues named {prefix}*: {}", describe(&e)))?;
+    for url in urls {
+        let name = url.rsplit('/').next().unwrap_or_default();
+        let tenant = name
+            .strip_prefix(prefix)
+            .and_then(|n| n.strip_suffix("-dlq"))
+            .and_then(|id| TenantId::parse(id).ok());
+        sources.extend(tenant.map(Source::Tenant));
+    }
+    Ok(sources)
+}
+
+/// Where each message goes: one fixed queue, or by the event's routing.
+struct Router<'a> {
+    aws: &'a Clients,
+    stack: &'a Stack,
+    fixed: Option<String>,
+    dedicated: HashMap<String, Option<String>>,
+}
+
+impl<'a> Router<'a> {
+    fn new(aws: &'a Clients, stack: &'a Stack) -> Self {
+        Self {
+            aws,
+            stack,
+            fixed: None,
+            dedicated: HashMap::new(),
+        }
+    }
+
+    /// The queue URL for a message body, or why it has none.
+    async fn route(&mut self, body: &str) -> Result<String, String> {
+        if let Some(url) = &self.fixed {
+            return Ok(url.clone());
+        }
+        let event: Value =
+            serde_json::from_str(body).map_err(|_| "a message that is not an event".to_owned())?;
+        let detail = &event["detail"];
+        if detail["routing"] != "dedicated" {
+            return self
+                .stack
+                .require(stack::SHARED_QUEUE)
+                .map(str::to_owned)
+                .map_err(|e| e.to_string());
+        }
+        let tenant = detail["tenant_id"].as_str().unwrap_or_default().to_owned();
+        if !self.dedicated.contains_key(&tenant) {
+            let url = match TenantId::parse(&tenant) {
+                Ok(id) => {
+                    let prefix = self
+                        .stack
+                        .require(stack::QUEUE_PREFIX)
+                        .map_err(|e| e.to_string())?;
+                    let names = dedicated::Names::new(prefix, &id).map_err(|e| e.to_string())?;
+                    queue_url(self.aws, &names.queue)
+                        .await
+                        .map_err(|e| e.to_string())?
+                }
+                Err(_) => None,
+            };
+            self.dedicated.insert(tenant.clone(), url);
+        }
+        self.dedicated[&tenant]
+            .clone()
+            .ok_or_else(|| format!("dedicated tenant {tenant:?} has no queue"))
+    }
+}
+
+async fn drain(
+    aws: &Clients,
+    dlq: &str,
+    name: String,
+    router: &mut Router<'_>,
+    limit: Option<u64>,
+) -> anyhow::Result<Redriven> {
+    let mut result = Redriven {
+        queue: name,
+        ..Redriven::default()
+    };
+    loop {
+        let seen = result.moved + result.left;
+        let want = limit.map_or(BATCH, |l| l.saturating_sub(seen).min(BATCH as u64) as i32);
+        if want == 0 {
+            break;
+        }
+        let messages = aws
+            .sqs
+            .receive_message()
+            .queue_url(dlq)
+            .max_number_of_messages(want)
+            .visibility_timeout(RECEIVE_VISIBILITY_SECONDS)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot receive from {}: {}", result.queue, describe(&e)))?
+            .messages
+            .unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        // Group by destination queue, keeping each message's receipt.
+        let mut batches: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for message in messages {
+            let (Some(body), Some(receipt)) = (message.body, message.receipt_handle) else {
+                continue;
+            };
+            match router.route(&body).await {
+                Ok(url) => batches.entry(url).or_default().push((body, receipt)),
+                Err(why) => result.leave(why),
+            }
+        }
+        for (url, batch) in batches {
+            let sent = send(aws, &url, &batch, &mut result).await;
+            if sent.is_empty() {
+                continue;
+            }
+            let entries: Vec<DeleteMessageBatchRequestEntry> = sent
+                .iter()
+                .map(|&i| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&batch[i].1)
+                        .build()
+                })
+                .collect::<Result<_, _>>()
+                .context("delete entry")?;
+            let deleted = aws
+                .sqs
+                .delete_message_batch()
+                .queue_url(dlq)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow!(
+                        "cannot delete moved messages from {}: {}",
+                        result.queue,
+                        describe(&e)
+                    )
+                })?;
+            // A message sent but not deleted reappears and would be moved
+            // again: report it rather than hide a possible duplicate.
+            if let Some(failed) = deleted.failed.first() {
+                result.problems.push(format!(
+                    "{} moved messages could not be deleted and may be moved again ({})",
+                    deleted.failed.len(),
+                    failed.code
+                ));
+            }
+            result.moved += sent.len() as u64;
+        }
+    }
+    Ok(result)
+}
+
+/// Sends a batch; returns the indexes that were sent.
+async fn send(
+    aws: &Clients,
+    url: &str,
+    batch: &[(String, String)],
+    result: &mut Redriven,
+) -> Vec<usize> {
+    let entries: Result<Vec<_>, _> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, (body, _))| {
+            SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(body)
+                .build()
+        })
+        .collect();
+    let answer = match entries {
+        Ok(entries) => {
+            aws.sqs
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+        }
+        Err(e) => {
+            result.left += batch.len() as u64;
+            result.problems.push(format!("cannot build a batch: {e}"));
+            return Vec::new();
+        }
+    };
+    match answer {
+        Ok(answer) => {
+            for failed in &answer.failed {
+                result.leave(format!("a send failed ({})", failed.code));
+            }
+            answer
+                .successful
+                .iter()
+                .filter_map(|s| s.id.parse().ok())
+                .collect()
+        }
+        Err(e) => {
+            result.left += batch.len() as u64;
+            result
+                .problems
+                .push(format!("cannot send to {url}: {}", describe(&e)));
+            Vec::new()
+        }
+    }
+}
+
+impl Redriven {
+    fn leave(&mut self, why: String) {
+        self.left += 1;
+        if !self.problems.contains(&why) {
+            self.problems.push(why);
+        }
+    }
+}
