@@ -238,9 +238,10 @@ class Checker:
             esm.get("ScalingConfig", {}).get("MaximumConcurrency") == {"Ref": "ConnectorMaxConcurrency"},
             "ScalingConfig.MaximumConcurrency is not the ConnectorMaxConcurrency parameter",
         )
-        for name in ("SharedDeadLetterQueue", "EventTargetDeadLetterQueue"):
+        for name in ("SharedQueue", "SharedDeadLetterQueue", "EventTargetDeadLetterQueue"):
             props = self.res.get(name, {}).get("Properties", {})
             self.check(props.get("MessageRetentionPeriod") == 1_209_600, f"{name} does not keep messages 14 days")
+            self.check(props.get("MaximumMessageSize") == 1_048_576, f"{name} does not take 1 MiB events")
         policies = self.of_type("AWS::SQS::QueuePolicy")
         covered = {ref(q) for p in policies.values() for q in p["Properties"].get("Queues", [])}
         for name in ("SharedQueue", "EventTargetDeadLetterQueue"):
@@ -293,6 +294,7 @@ class Checker:
 
         for queue in ("SharedDeadLetterQueue", "EventTargetDeadLetterQueue"):
             self.check(watched("ApproximateNumberOfMessagesVisible", queue), f"no depth alarm on {queue}")
+        self.check(watched("ApproximateAgeOfOldestMessage", "SharedQueue"), "no age alarm on SharedQueue (a stalled connector)")
         self.check(watched("Errors", "ConnectorFunction"), "no alarm on connector errors")
         self.check(watched("Authorizations", dimension_value="deny"), "no alarm on authorizer deny spikes")
 

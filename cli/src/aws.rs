@@ -63,6 +63,7 @@ pub fn is_not_found<E: ProvideErrorMetadata>(error: &E) -> bool {
         error.code(),
         Some(
             "ResourceNotFoundException"
+                | "ResourceNotFound"
                 | "AWS.SimpleQueueService.NonExistentQueue"
                 | "QueueDoesNotExist"
         )

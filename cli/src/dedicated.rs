@@ -1,16 +1,25 @@
 //! A dedicated tenant's own delivery path: a rule on the stack's bus that
 //! matches only its events, its own queue and dead-letter queue, its own
 //! event source mapping on the connector with its own maximum concurrency,
-//! and a depth alarm on its dead-letter queue. A noisy or failing tenant
-//! then fills and retries only its own queue.
+//! and alarms on its queue's age and its dead-letter queue's depth. A noisy
+//! or failing tenant then fills and retries only its own queue.
 //!
-//! Every step is idempotent, so running `tenants create --dedicated` again
-//! after a failure completes what is missing.
+//! Names: queue `{prefix}{tenant}` and `{prefix}{tenant}_dlq`, where the
+//! stack's prefix is `{stack}_t_`. Stack names and tenant IDs never contain
+//! `_`, so no tenant's queue can be taken for another's or for another
+//! stack's, and the connector's permission (`{stack}_t_*`) covers nothing
+//! else.
+//!
+//! Every step converges (creates what is missing, sets what differs), so
+//! running `tenants create --dedicated` again after a failure, or `tenants
+//! resume` after a record was restored, completes the path.
 
 use anyhow::{Context as _, anyhow, bail};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::json;
 use shared::tenant_id::TenantId;
+
+use aws_sdk_sqs::error::ProvideErrorMetadata as _;
 
 use crate::aws::{Clients, describe, is_not_found};
 use crate::stack::{self, Stack};
@@ -21,8 +30,14 @@ const MAX_QUEUE_NAME: usize = 80;
 const VISIBILITY_TIMEOUT_SECONDS: &str = "360";
 /// Dead letters are kept 14 days, SQS's longest.
 const DEAD_LETTER_RETENTION_SECONDS: &str = "1209600";
-/// Undelivered records are kept 4 days, as in the shared queue.
-const RETENTION_SECONDS: &str = "345600";
+/// Undelivered records are kept 14 days, as in the shared queue.
+const RETENTION_SECONDS: &str = "1209600";
+/// Events of up to 1 MiB, EventBridge's limit.
+const MAX_MESSAGE_BYTES: &str = "1048576";
+/// The dead-letter queue's suffix.
+pub const DLQ_SUFFIX: &str = "_dlq";
+/// The queue-age alarm's threshold unless the stack says otherwise.
+const DEFAULT_AGE_ALARM_SECONDS: f64 = 3600.0;
 /// Receives before a record is dead-lettered, as the template's default.
 pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
 /// The rule target's ID.
@@ -40,6 +55,16 @@ pub struct Scaling {
     pub max_concurrency: i32,
 }
 
+impl Default for Scaling {
+    /// Full batches, and at most 5 invocations at once.
+    fn default() -> Self {
+        Self {
+            batch_size: 10,
+            max_concurrency: 5,
+        }
+    }
+}
+
 /// The names of a dedicated tenant's resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
@@ -49,15 +74,17 @@ pub struct Names {
     pub dead_letter_queue: String,
     /// Its rule on the stack's bus (rules are per bus, so the tenant ID).
     pub rule: String,
-    /// Its dead-letter depth alarm.
-    pub alarm: String,
+    /// Its dead-letter queue's depth alarm.
+    pub depth_alarm: String,
+    /// Its queue's age alarm.
+    pub age_alarm: String,
 }
 
 impl Names {
     /// Names from the stack's queue prefix; refuses names SQS would.
     pub fn new(queue_prefix: &str, tenant: &TenantId) -> anyhow::Result<Self> {
         let queue = format!("{queue_prefix}{tenant}");
-        let dead_letter_queue = format!("{queue}-dlq");
+        let dead_letter_queue = format!("{queue}{DLQ_SUFFIX}");
         if dead_letter_queue.len() > MAX_QUEUE_NAME {
             bail!(
                 "the queue name {dead_letter_queue} would be {} characters; SQS allows {MAX_QUEUE_NAME}: \
@@ -66,7 +93,8 @@ impl Names {
             );
         }
         Ok(Self {
-            alarm: format!("{dead_letter_queue}-depth"),
+            depth_alarm: format!("{dead_letter_queue}-depth"),
+            age_alarm: format!("{queue}-age"),
             rule: tenant.to_string(),
             queue,
             dead_letter_queue,
@@ -94,12 +122,14 @@ pub struct Pending {
     pub dead_lettered: u64,
 }
 
-/// Creates (or completes) a dedicated tenant's resources.
+/// Creates (or completes) a dedicated tenant's resources. With `scaling`,
+/// the event source mapping is created or updated to it; without, an
+/// existing mapping is kept as it is and a missing one gets the defaults.
 pub async fn ensure(
     aws: &Clients,
     stack: &Stack,
     tenant: &TenantId,
-    scaling: Scaling,
+    scaling: Option<Scaling>,
 ) -> anyhow::Result<Resources> {
     let names = Names::new(stack.require(stack::QUEUE_PREFIX)?, tenant)?;
     let bus = stack.require(stack::BUS)?;
@@ -111,17 +141,23 @@ pub async fn ensure(
     let dlq_url = create_queue(
         aws,
         &names.dead_letter_queue,
-        &[(
-            QueueAttributeName::MessageRetentionPeriod,
-            DEAD_LETTER_RETENTION_SECONDS.to_owned(),
-        )],
+        &[
+            (
+                QueueAttributeName::MessageRetentionPeriod,
+                DEAD_LETTER_RETENTION_SECONDS.to_owned(),
+            ),
+            (
+                QueueAttributeName::MaximumMessageSize,
+                MAX_MESSAGE_BYTES.to_owned(),
+            ),
+        ],
     )
     .await?;
     let dlq_arn = queue_arn(aws, &dlq_url).await?;
     // Same account and region, so the queue's ARN is known before it exists.
     let queue_arn = dlq_arn
-        .strip_suffix("-dlq")
-        .context("dead-letter queue ARN without its -dlq suffix")?
+        .strip_suffix(DLQ_SUFFIX)
+        .context("dead-letter queue ARN without its suffix")?
         .to_owned();
 
     let pattern = json!({
@@ -173,6 +209,10 @@ pub async fn ensure(
                 QueueAttributeName::MessageRetentionPeriod,
                 RETENTION_SECONDS.to_owned(),
             ),
+            (
+                QueueAttributeName::MaximumMessageSize,
+                MAX_MESSAGE_BYTES.to_owned(),
+            ),
             (QueueAttributeName::RedrivePolicy, redrive.to_string()),
             (QueueAttributeName::Policy, policy.to_string()),
         ],
@@ -220,7 +260,7 @@ pub async fn ensure(
     }
 
     let mapping = ensure_mapping(aws, connector, &queue_arn, scaling).await?;
-    put_alarm(aws, stack, &names).await?;
+    put_alarms(aws, stack, &names).await?;
     Ok(Resources {
         names,
         queue_url,
@@ -239,30 +279,21 @@ pub async fn pending(aws: &Clients, stack: &Stack, tenant: &TenantId) -> anyhow:
 }
 
 /// Removes a dedicated tenant's resources; those already gone are skipped.
-pub async fn remove(aws: &Clients, stack: &Stack, tenant: &TenantId) -> anyhow::Result<()> {
+///
+/// The rule goes first, so no new event can arrive; then, unless
+/// `discard`, the queues must be empty (else nothing more is removed, and
+/// running it again later continues); then the mapping, the queues and the
+/// alarms.
+pub async fn remove(
+    aws: &Clients,
+    stack: &Stack,
+    tenant: &TenantId,
+    discard: bool,
+) -> anyhow::Result<()> {
     let names = Names::new(stack.require(stack::QUEUE_PREFIX)?, tenant)?;
     let bus = stack.require(stack::BUS)?;
     let connector = stack.require(stack::CONNECTOR)?;
 
-    if let Some(url) = queue_url(aws, &names.queue).await? {
-        let arn = queue_arn(aws, &url).await?;
-        for uuid in mappings(aws, connector, &arn).await? {
-            match aws
-                .lambda
-                .delete_event_source_mapping()
-                .uuid(&uuid)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => bail!(
-                    "cannot delete event source mapping {uuid}: {}",
-                    describe(&e)
-                ),
-            }
-        }
-    }
     match aws
         .events
         .remove_targets()
@@ -292,6 +323,36 @@ pub async fn remove(aws: &Clients, stack: &Stack, tenant: &TenantId) -> anyhow::
         Err(e) if is_not_found(&e) => {}
         Err(e) => bail!("cannot delete rule {}: {}", names.rule, describe(&e)),
     }
+    if !discard {
+        let left = pending(aws, stack, tenant).await?;
+        if left != Pending::default() {
+            bail!(
+                "tenant {tenant}'s rule is removed, but its queue still holds {} events and its \
+                 dead-letter queue {}: run delete again once they are delivered or redriven",
+                left.queued,
+                left.dead_lettered
+            );
+        }
+    }
+    if let Some(url) = queue_url(aws, &names.queue).await? {
+        let arn = queue_arn(aws, &url).await?;
+        for uuid in mappings(aws, connector, &arn).await? {
+            match aws
+                .lambda
+                .delete_event_source_mapping()
+                .uuid(&uuid)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => bail!(
+                    "cannot delete event source mapping {uuid}: {}",
+                    describe(&e)
+                ),
+            }
+        }
+    }
     for name in [&names.queue, &names.dead_letter_queue] {
         if let Some(url) = queue_url(aws, name).await? {
             aws.sqs
@@ -302,36 +363,69 @@ pub async fn remove(aws: &Clients, stack: &Stack, tenant: &TenantId) -> anyhow::
                 .map_err(|e| anyhow!("cannot delete queue {name}: {}", describe(&e)))?;
         }
     }
-    aws.cloudwatch
+    match aws
+        .cloudwatch
         .delete_alarms()
-        .alarm_names(&names.alarm)
+        .alarm_names(&names.depth_alarm)
+        .alarm_names(&names.age_alarm)
         .send()
         .await
-        .map_err(|e| anyhow!("cannot delete alarm {}: {}", names.alarm, describe(&e)))?;
-    Ok(())
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => bail!(
+            "cannot delete alarms {} and {}: {}",
+            names.depth_alarm,
+            names.age_alarm,
+            describe(&e)
+        ),
+    }
 }
 
-/// Creates a queue with SQS-managed encryption, or finds it when it exists
-/// with the same attributes.
+/// Creates a queue with SQS-managed encryption and these attributes; if
+/// it exists, sets them (a re-run converges).
 async fn create_queue(
     aws: &Clients,
     name: &str,
     attributes: &[(QueueAttributeName, String)],
 ) -> anyhow::Result<String> {
-    let mut request = aws
+    let mut wanted: std::collections::HashMap<QueueAttributeName, String> =
+        attributes.iter().cloned().collect();
+    wanted.insert(QueueAttributeName::SqsManagedSseEnabled, "true".to_owned());
+    match aws
         .sqs
         .create_queue()
         .queue_name(name)
-        .attributes(QueueAttributeName::SqsManagedSseEnabled, "true");
-    for (key, value) in attributes {
-        request = request.attributes(key.clone(), value);
-    }
-    request
+        .set_attributes(Some(wanted.clone()))
         .send()
         .await
-        .map_err(|e| anyhow!("cannot create queue {name}: {}", describe(&e)))?
-        .queue_url
-        .with_context(|| format!("CreateQueue answered without {name}'s URL"))
+    {
+        Ok(answer) => answer
+            .queue_url
+            .with_context(|| format!("CreateQueue answered without {name}'s URL")),
+        Err(e) if e.code().is_some_and(|c| c.contains("QueueDeletedRecently")) => bail!(
+            "queue {name} was deleted less than 60 seconds ago and SQS does not allow its name yet: \
+             try again in a minute"
+        ),
+        Err(e)
+            if e.code().is_some_and(|c| {
+                c.contains("QueueAlreadyExists") || c.contains("QueueNameExists")
+            }) =>
+        {
+            let url = queue_url(aws, name)
+                .await?
+                .with_context(|| format!("queue {name} exists but cannot be found"))?;
+            aws.sqs
+                .set_queue_attributes()
+                .queue_url(&url)
+                .set_attributes(Some(wanted))
+                .send()
+                .await
+                .map_err(|e| anyhow!("cannot update queue {name}: {}", describe(&e)))?;
+            Ok(url)
+        }
+        Err(e) => bail!("cannot create queue {name}: {}", describe(&e)),
+    }
 }
 
 /// A queue's URL, or `None` when there is no such queue.
@@ -411,15 +505,39 @@ async fn ensure_mapping(
     aws: &Clients,
     connector: &str,
     queue_arn: &str,
-    scaling: Scaling,
+    scaling: Option<Scaling>,
 ) -> anyhow::Result<String> {
     if let Some(uuid) = mappings(aws, connector, queue_arn)
         .await?
         .into_iter()
         .next()
     {
+        if let Some(scaling) = scaling {
+            aws.lambda
+                .update_event_source_mapping()
+                .uuid(&uuid)
+                .enabled(true)
+                .batch_size(scaling.batch_size)
+                .scaling_config(
+                    aws_sdk_lambda::types::ScalingConfig::builder()
+                        .maximum_concurrency(scaling.max_concurrency)
+                        .build(),
+                )
+                .function_response_types(
+                    aws_sdk_lambda::types::FunctionResponseType::ReportBatchItemFailures,
+                )
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow!(
+                        "cannot update event source mapping {uuid}: {}",
+                        describe(&e)
+                    )
+                })?;
+        }
         return Ok(uuid);
     }
+    let scaling = scaling.unwrap_or_default();
     aws.lambda
         .create_event_source_mapping()
         .function_name(connector)
@@ -441,36 +559,68 @@ async fn ensure_mapping(
         .context("CreateEventSourceMapping answered without an ID")
 }
 
-async fn put_alarm(aws: &Clients, stack: &Stack, names: &Names) -> anyhow::Result<()> {
-    let topic = stack.get(stack::ALARM_TOPIC);
-    aws.cloudwatch
-        .put_metric_alarm()
-        .alarm_name(&names.alarm)
-        .alarm_description(format!(
-            "Form-Bridge: undelivered events in {} (formbridge dlq redrive)",
-            names.dead_letter_queue
-        ))
-        .namespace("AWS/SQS")
-        .metric_name("ApproximateNumberOfMessagesVisible")
-        .dimensions(
-            aws_sdk_cloudwatch::types::Dimension::builder()
-                .name("QueueName")
-                .value(&names.dead_letter_queue)
-                .build(),
-        )
-        .statistic(aws_sdk_cloudwatch::types::Statistic::Maximum)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(1.0)
-        .comparison_operator(
-            aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
-        )
-        .treat_missing_data("notBreaching")
-        .set_alarm_actions(topic.map(|t| vec![t.to_owned()]))
-        .set_ok_actions(topic.map(|t| vec![t.to_owned()]))
-        .send()
-        .await
-        .map_err(|e| anyhow!("cannot create alarm {}: {}", names.alarm, describe(&e)))?;
+/// The dead-letter queue's depth alarm and the queue's age alarm, to the
+/// stack's alarm topic.
+async fn put_alarms(aws: &Clients, stack: &Stack, names: &Names) -> anyhow::Result<()> {
+    let age = match stack.get(stack::QUEUE_AGE_ALARM) {
+        None => DEFAULT_AGE_ALARM_SECONDS,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|s: &f64| *s >= 60.0)
+            .with_context(|| {
+                format!(
+                    "{} must be 60 or more seconds, not {v:?}",
+                    stack::QUEUE_AGE_ALARM.flag
+                )
+            })?,
+    };
+    let alarms = [
+        (
+            &names.depth_alarm,
+            &names.dead_letter_queue,
+            "ApproximateNumberOfMessagesVisible",
+            60,
+            1.0,
+            "undelivered events; fix the cause, then formbridge dlq redrive",
+        ),
+        (
+            &names.age_alarm,
+            &names.queue,
+            "ApproximateAgeOfOldestMessage",
+            300,
+            age,
+            "the oldest event has waited too long (a stalled connector or a failing destination)",
+        ),
+    ];
+    let topic = stack.get(stack::ALARM_TOPIC).map(|t| vec![t.to_owned()]);
+    for (alarm, queue, metric, period, threshold, what) in alarms {
+        aws.cloudwatch
+            .put_metric_alarm()
+            .alarm_name(alarm)
+            .alarm_description(format!("Form-Bridge {queue}: {what}"))
+            .namespace("AWS/SQS")
+            .metric_name(metric)
+            .dimensions(
+                aws_sdk_cloudwatch::types::Dimension::builder()
+                    .name("QueueName")
+                    .value(queue)
+                    .build(),
+            )
+            .statistic(aws_sdk_cloudwatch::types::Statistic::Maximum)
+            .period(period)
+            .evaluation_periods(1)
+            .threshold(threshold)
+            .comparison_operator(
+                aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
+            )
+            .treat_missing_data("notBreaching")
+            .set_alarm_actions(topic.clone())
+            .set_ok_actions(topic.clone())
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot create alarm {alarm}: {}", describe(&e)))?;
+    }
     Ok(())
 }
 
@@ -482,13 +632,16 @@ mod tests {
     #[test]
     fn names_follow_the_stack_prefix_and_fit_sqs() {
         let id = TenantId::parse("acme").unwrap();
-        let names = Names::new("form-bridge-t-", &id).unwrap();
-        assert_eq!(names.queue, "form-bridge-t-acme");
-        assert_eq!(names.dead_letter_queue, "form-bridge-t-acme-dlq");
+        let names = Names::new("form-bridge_t_", &id).unwrap();
+        assert_eq!(names.queue, "form-bridge_t_acme");
+        assert_eq!(names.dead_letter_queue, "form-bridge_t_acme_dlq");
         assert_eq!(names.rule, "acme");
+        // Tenant "acme-dlq" cannot collide with acme's dead-letter queue.
+        let other = Names::new("form-bridge_t_", &TenantId::parse("acme-dlq").unwrap()).unwrap();
+        assert_ne!(other.queue, names.dead_letter_queue);
         let long = TenantId::parse(&"a".repeat(63)).unwrap();
-        let error = Names::new("form-bridge-t-", &long).unwrap_err().to_string();
+        let error = Names::new("form-bridge_t_", &long).unwrap_err().to_string();
         assert!(error.contains("SQS allows 80"), "{error}");
-        assert!(Names::new("fb-t-", &long).is_ok());
+        assert!(Names::new("fb_t_", &long).is_ok());
     }
 }

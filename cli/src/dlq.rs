@@ -28,6 +28,9 @@ use crate::stack::{self, Stack};
 pub const RECEIVE_VISIBILITY_SECONDS: i32 = 120;
 /// SQS's largest batch.
 const BATCH: i32 = 10;
+/// SQS's limit on a batch's total size, with room for the request's own
+/// bytes; a message larger than this is sent alone.
+const BATCH_BYTES: usize = 1_000_000;
 
 /// Which dead-letter queues to redrive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,14 +44,18 @@ pub enum Source {
 }
 
 impl Source {
-    /// `shared`, `events`, or a tenant ID.
+    /// `shared`, `events`, a tenant ID, or `tenant:ID` (for tenants named
+    /// `shared` or `events`).
     pub fn parse(s: &str) -> anyhow::Result<Self> {
         match s {
             "shared" => Ok(Self::Shared),
             "events" => Ok(Self::Events),
-            id => TenantId::parse(id)
-                .map(Self::Tenant)
-                .map_err(|e| anyhow!("--from {id:?}: not shared, events or a tenant ID ({e})")),
+            other => {
+                let id = other.strip_prefix("tenant:").unwrap_or(other);
+                TenantId::parse(id).map(Self::Tenant).map_err(|e| {
+                    anyhow!("--from {other:?}: not shared, events or a tenant ID ({e})")
+                })
+            }
         }
     }
 }
@@ -131,7 +138,7 @@ async fn every_source(aws: &Clients, stack: &Stack) -> anyhow::Result<Vec<Source
         let name = url.rsplit('/').next().unwrap_or_default();
         let tenant = name
             .strip_prefix(prefix)
-            .and_then(|n| n.strip_suffix("-dlq"))
+            .and_then(|n| n.strip_suffix(dedicated::DLQ_SUFFIX))
             .and_then(|id| TenantId::parse(id).ok());
         sources.extend(tenant.map(Source::Tenant));
     }
@@ -237,7 +244,10 @@ async fn drain(
                 Err(why) => result.leave(why),
             }
         }
-        for (url, batch) in batches {
+        for (url, batch) in batches
+            .into_iter()
+            .flat_map(|(url, all)| by_size(all).into_iter().map(move |b| (url.clone(), b)))
+        {
             let sent = send(aws, &url, &batch, &mut result).await;
             if sent.is_empty() {
                 continue;
@@ -279,6 +289,27 @@ async fn drain(
         }
     }
     Ok(result)
+}
+
+/// Splits messages into batches whose bodies add up to at most
+/// [`BATCH_BYTES`] (a larger message alone).
+fn by_size(messages: Vec<(String, String)>) -> Vec<Vec<(String, String)>> {
+    let mut batches: Vec<Vec<(String, String)>> = Vec::new();
+    let mut bytes = 0;
+    for message in messages {
+        let size = message.0.len();
+        match batches.last_mut() {
+            Some(batch) if bytes + size <= BATCH_BYTES => {
+                bytes += size;
+                batch.push(message);
+            }
+            _ => {
+                bytes = size;
+                batches.push(vec![message]);
+            }
+        }
+    }
+    batches
 }
 
 /// Sends a batch; returns the indexes that were sent.
@@ -340,5 +371,38 @@ impl Redriven {
         if !self.problems.contains(&why) {
             self.problems.push(why);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_stay_under_sqs_size_limit() {
+        let message = |kib: usize| ("x".repeat(kib * 1024), String::new());
+        let sizes = |batches: Vec<Vec<(String, String)>>| -> Vec<usize> {
+            batches.iter().map(Vec::len).collect()
+        };
+        assert_eq!(sizes(by_size((0..10).map(|_| message(1)).collect())), [10]);
+        // 300 KiB each: three fit in 1 MB, the fourth starts a new batch.
+        assert_eq!(
+            sizes(by_size((0..5).map(|_| message(300)).collect())),
+            [3, 2]
+        );
+        // A message over the budget goes alone.
+        assert_eq!(
+            sizes(by_size(vec![message(1), message(1000), message(1)])),
+            [1, 1, 1]
+        );
+    }
+
+    #[test]
+    fn sources_parse() {
+        assert_eq!(Source::parse("shared").ok(), Some(Source::Shared));
+        assert_eq!(Source::parse("events").ok(), Some(Source::Events));
+        let shared_tenant = Source::parse("tenant:shared").ok();
+        assert!(matches!(shared_tenant, Some(Source::Tenant(id)) if id.as_str() == "shared"));
+        assert!(Source::parse("Nope!").is_err());
     }
 }

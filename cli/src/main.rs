@@ -189,7 +189,7 @@ enum DlqCommand {
         twice, with the same webhook-id). Fix the cause first, or the events come back.\n\
         Exit status: 0 when everything was moved, 1 when some messages were left.")]
     Redrive {
-        /// A dead-letter queue to redrive: shared, events or a dedicated tenant's ID (repeatable; default: all).
+        /// A dead-letter queue to redrive: shared, events or a dedicated tenant's ID (or tenant:ID); repeatable; default: all.
         #[arg(long, value_name = "QUEUE")]
         from: Vec<String>,
         /// Move at most this many messages from each queue.
@@ -541,8 +541,10 @@ async fn tenants_command(
             Rotation::Added { secret, active } => {
                 output::line(format_args!("{secret}"));
                 eprintln!(
-                    "formbridge: tenant {id} now has {active} active signing secrets, this one first; \
-                     once the sender uses it: formbridge tenants rotate {id} --expire"
+                    "formbridge: tenant {id} now has {active} active signing secrets, this one first. \
+                     The functions accept it within their cache TTL (SECRET_CACHE_TTL_SECONDS, 300 s \
+                     by default): give it to the sender after that, and once the sender uses it, \
+                     run formbridge tenants rotate {id} --expire"
                 );
             }
             Rotation::Expired { removed } => output::line(format_args!(

@@ -7,9 +7,11 @@ use anyhow::{Context as _, anyhow, bail};
 
 /// The stack outputs the command line reads (`scripts/check-template.py`
 /// checks that `template.yaml` declares each of them).
-pub const OUTPUTS: [&str; 12] = [
+pub const OUTPUTS: [&str; 14] = [
     "ApiUrl",
     "TenantSecretPrefix",
+    "SecretCacheTtlSeconds",
+    "QueueAgeAlarmSeconds",
     "EventBusName",
     "EventSource",
     "MaxReceiveCount",
@@ -26,6 +28,10 @@ pub const OUTPUTS: [&str; 12] = [
 /// (contract section 7).
 pub const DEFAULT_SECRET_PREFIX: &str = "form-bridge/tenants/";
 
+/// The functions' record cache TTL when neither a stack nor a flag gives
+/// one (contract section 7).
+pub const DEFAULT_CACHE_TTL_SECONDS: u64 = 300;
+
 /// One resource name: which output carries it and which flag overrides it.
 #[derive(Debug, Clone, Copy)]
 pub struct Name {
@@ -39,6 +45,16 @@ pub struct Name {
 pub const SECRET_PREFIX: Name = Name {
     output: "TenantSecretPrefix",
     flag: "--secret-prefix",
+};
+/// How long the functions cache a record (optional: 300).
+pub const CACHE_TTL: Name = Name {
+    output: "SecretCacheTtlSeconds",
+    flag: "--secret-cache-ttl",
+};
+/// The dedicated queues' age alarm threshold (optional: 3600).
+pub const QUEUE_AGE_ALARM: Name = Name {
+    output: "QueueAgeAlarmSeconds",
+    flag: "--queue-age-alarm",
 };
 /// The bus ingest publishes to.
 pub const BUS: Name = Name {
@@ -186,6 +202,17 @@ impl Stack {
         }
     }
 
+    /// How long the functions cache a tenant record: flag, stack output,
+    /// or the default 300 s.
+    pub fn cache_ttl(&self) -> anyhow::Result<u64> {
+        match self.get(CACHE_TTL) {
+            None => Ok(DEFAULT_CACHE_TTL_SECONDS),
+            Some(n) => n.parse().ok().filter(|n| *n <= 86_400).with_context(|| {
+                format!("{} must be 0 to 86400 seconds, not {n:?}", CACHE_TTL.flag)
+            }),
+        }
+    }
+
     /// The API's base URL, when the stack gives it.
     pub fn api_url(&self) -> Option<&str> {
         self.outputs.get("ApiUrl").map(String::as_str)
@@ -220,6 +247,8 @@ mod tests {
     fn every_name_is_an_output() {
         for name in [
             SECRET_PREFIX,
+            CACHE_TTL,
+            QUEUE_AGE_ALARM,
             BUS,
             EVENT_SOURCE,
             MAX_RECEIVES,

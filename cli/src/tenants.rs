@@ -11,6 +11,7 @@ use anyhow::{Context as _, anyhow, bail};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use shared::TenantRecord;
+use shared::signature::unix_now;
 use shared::tenant::{MAX_SIGNING_SECRETS, Routing, TenantStatus};
 use shared::tenant_id::TenantId;
 
@@ -23,6 +24,11 @@ use crate::tenant;
 pub const REDACTED: &str = "<redacted>";
 /// Days a deleted record can be restored (`aws secretsmanager restore-secret`).
 pub const RECOVERY_WINDOW_DAYS: i64 = 7;
+/// The record field `suspend` sets to the Unix time intake stopped.
+pub const SUSPENDED_AT: &str = "suspended_at";
+/// Seconds a request authorized just before a suspension may still take
+/// to publish (ingest's timeout).
+const IN_FLIGHT_SECONDS: i64 = 15;
 /// Records read at once by `list`.
 const LIST_CONCURRENCY: usize = 8;
 
@@ -122,7 +128,7 @@ impl<'a> Tenants<'a> {
             Err(e) => bail!("cannot look up secret {name}: {}", describe(&e)),
         }
         if let Some(scaling) = new.dedicated {
-            dedicated::ensure(self.aws, self.stack, &id, scaling).await?;
+            dedicated::ensure(self.aws, self.stack, &id, Some(scaling)).await?;
             record["routing"] = json!(Routing::Dedicated.as_str());
         }
         validate(&record)?;
@@ -222,16 +228,35 @@ impl<'a> Tenants<'a> {
     /// Sets a tenant's status; returns whether it changed.
     pub async fn set_status(&self, id: &str, status: TenantStatus) -> anyhow::Result<bool> {
         let mut record = self.read(id).await?;
-        let wanted = match status {
-            TenantStatus::Active => "active",
-            TenantStatus::Suspended => "suspended",
+        let changed = match status {
+            TenantStatus::Suspended => {
+                let changed = record["status"] != "suspended";
+                // When intake stopped, for `delete` (functions ignore
+                // fields they do not know). Kept if already suspended.
+                if changed || record.get(SUSPENDED_AT).is_none() {
+                    record[SUSPENDED_AT] = json!(unix_now());
+                }
+                record["status"] = json!("suspended");
+                changed
+            }
+            TenantStatus::Active => {
+                let changed = record["status"] != "active";
+                record["status"] = json!("active");
+                if let Some(fields) = record.as_object_mut() {
+                    fields.remove(SUSPENDED_AT);
+                }
+                changed
+            }
         };
-        if record["status"] == wanted {
-            return Ok(false);
+        if changed || status == TenantStatus::Suspended {
+            self.write(id, &record).await?;
         }
-        record["status"] = json!(wanted);
-        self.write(id, &record).await?;
-        Ok(true)
+        // A dedicated tenant's path is completed on resume: after a restored
+        // record, or a failed create, its events must have a route.
+        if status == TenantStatus::Active && record["routing"] == "dedicated" {
+            dedicated::ensure(self.aws, self.stack, &parse_id(id)?, None).await?;
+        }
+        Ok(changed)
     }
 
     /// Every tenant under the prefix, sorted by ID, each record read.
@@ -294,13 +319,16 @@ impl<'a> Tenants<'a> {
         force: bool,
         without_recovery: bool,
     ) -> anyhow::Result<()> {
-        let record = self.read(id).await?;
+        let mut record = self.read(id).await?;
         let tenant = parse_id(id)?;
-        if !force && record["status"] != "suspended" {
-            bail!(
-                "tenant {id} is active: suspend it first (`formbridge tenants suspend {id}`), \
-                 let its accepted events be delivered, then delete it; or pass --force"
-            );
+        if force {
+            if record["status"] != "suspended" {
+                // Stop intake before anything is removed.
+                record["status"] = json!("suspended");
+                self.write(id, &record).await?;
+            }
+        } else {
+            self.check_intake_stopped(id, &record)?;
         }
         if record["routing"] == "dedicated" {
             let pending = dedicated::pending(self.aws, self.stack, &tenant).await?;
@@ -313,7 +341,7 @@ impl<'a> Tenants<'a> {
                     pending.dead_lettered
                 );
             }
-            dedicated::remove(self.aws, self.stack, &tenant).await?;
+            dedicated::remove(self.aws, self.stack, &tenant, force).await?;
         }
         let name = self.secret_name(&tenant);
         let request = self.aws.secrets.delete_secret().secret_id(&name);
@@ -328,10 +356,42 @@ impl<'a> Tenants<'a> {
             .map_err(|e| anyhow!("cannot delete secret {name}: {}", describe(&e)))?;
         Ok(())
     }
+
+    /// A tenant may be deleted once it is suspended and the functions'
+    /// caches have seen it (their TTL, plus ingest's timeout for requests
+    /// authorized just before): only then can no new event arrive.
+    fn check_intake_stopped(&self, id: &str, record: &Value) -> anyhow::Result<()> {
+        if record["status"] != "suspended" {
+            bail!(
+                "tenant {id} is active: suspend it first (`formbridge tenants suspend {id}`), \
+                 let its accepted events be delivered, then delete it; or pass --force"
+            );
+        }
+        let Some(since) = record[SUSPENDED_AT].as_i64() else {
+            bail!(
+                "tenant {id} was suspended without a time: run `formbridge tenants suspend {id}` \
+                 again, and delete it once the functions' caches have expired; or pass --force"
+            );
+        };
+        let wait = i64::try_from(self.stack.cache_ttl()?)
+            .unwrap_or(i64::MAX)
+            .saturating_add(IN_FLIGHT_SECONDS);
+        let left = since.saturating_add(wait).saturating_sub(unix_now());
+        if left > 0 {
+            bail!(
+                "tenant {id} was suspended {}s ago; the functions may still accept its requests \
+                 from cached records for {left}s more (SECRET_CACHE_TTL_SECONDS plus in-flight \
+                 requests): delete it then, or pass --force",
+                unix_now().saturating_sub(since)
+            );
+        }
+        Ok(())
+    }
 }
 
 /// A record with every secret replaced by [`REDACTED`]: signing secrets,
-/// the delivery secret and destination header values.
+/// the delivery secret, destination header values, and the destination
+/// URL beyond its scheme and host.
 pub fn redact(mut record: Value) -> Value {
     if let Some(secrets) = record
         .get_mut("signing_secrets")
@@ -358,20 +418,21 @@ pub fn redact(mut record: Value) -> Value {
     record
 }
 
-/// A URL without its query or password, which may be credentials.
+/// A URL shown as its scheme, host and port only: hook URLs often carry
+/// a credential in the path (Slack, Discord), the query or the user info.
 fn redact_url(url: &str) -> String {
-    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
         return REDACTED.to_owned();
     };
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("redacted"));
-    }
-    let query = parsed.query().is_some();
-    parsed.set_query(None);
-    if query {
-        format!("{parsed}?{REDACTED}")
+    let origin = parsed.origin().ascii_serialization();
+    let bare = parsed.path() == "/"
+        && parsed.query().is_none()
+        && parsed.password().is_none()
+        && parsed.username().is_empty();
+    if bare {
+        format!("{origin}/")
     } else {
-        parsed.to_string()
+        format!("{origin}/{REDACTED}")
     }
 }
 
@@ -421,11 +482,12 @@ mod tests {
             "Bearer",
             "pa55",
             "t0k",
+            "forms",
         ] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         for kept in [
-            "https://user:redacted@hooks.acme.example/forms?<redacted>",
+            "https://hooks.acme.example/<redacted>",
             "Authorization",
             "5000",
             "future_field",

@@ -71,6 +71,20 @@ impl Deployed {
         serde_json::from_str(answer.secret_string().unwrap()).unwrap()
     }
 
+    /// Moves a suspension an hour into the past, as if the functions'
+    /// caches had long expired.
+    async fn age_suspension(&self, id: &str) {
+        let mut record = self.record(id).await;
+        record["suspended_at"] = json!(record["suspended_at"].as_i64().unwrap() - 3600);
+        aws_sdk_secretsmanager::Client::new(&self.config)
+            .put_secret_value()
+            .secret_id(format!("{PREFIX}{id}"))
+            .secret_string(record.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+
     async fn queue_url(&self, name: &str) -> Option<String> {
         self.sqs()
             .get_queue_url()
@@ -178,7 +192,7 @@ async fn tenants_lifecycle_on_a_stack() {
         assert!(!shown.contains(secret), "{secret} shown: {shown}");
     }
     assert!(
-        shown.contains("https://hooks.acme.example/forms?<redacted>"),
+        shown.contains("https://hooks.acme.example/<redacted>"),
         "{shown}"
     );
     let revealed: Value =
@@ -201,6 +215,14 @@ async fn tenants_lifecycle_on_a_stack() {
         after["destination"], record["destination"],
         "the rest is kept"
     );
+    // At most five at once.
+    for _ in 0..4 {
+        stack.ok(&["tenants", "rotate", "acme"]);
+    }
+    let (code, _, err) = stack.formbridge(&["tenants", "rotate", "acme"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already has 5 signing secrets"), "{err}");
+    stack.ok(&["tenants", "rotate", "acme", "--expire"]);
 
     // Suspend and resume; delete only once suspended.
     assert_eq!(
@@ -217,7 +239,15 @@ async fn tenants_lifecycle_on_a_stack() {
     let (code, _, err) = stack.formbridge(&["tenants", "delete", "acme"]);
     assert_eq!(code, 2);
     assert!(err.contains("suspend it first"), "{err}");
+    // Not until the functions' caches can no longer hold an active record.
     stack.ok(&["tenants", "suspend", "acme"]);
+    let (code, _, err) = stack.formbridge(&["tenants", "delete", "acme"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("suspended 0s ago") && err.contains("315s more"),
+        "{err}"
+    );
+    stack.age_suspension("acme").await;
     let (code, out, err) = stack.formbridge(&["tenants", "delete", "acme"]);
     assert_eq!((code, out.as_str()), (0, "tenant acme: deleted\n"), "{err}");
     assert!(
@@ -272,11 +302,11 @@ async fn dedicated_tenants_get_their_own_path_and_delete_removes_it() {
 
     // Its queue, dead-letter queue, rule, target, mapping and alarm.
     let queue = stack
-        .queue_url("fb-t-bigco")
+        .queue_url("fb_t_bigco")
         .await
         .expect("the tenant's queue");
     assert!(
-        stack.queue_url("fb-t-bigco-dlq").await.is_some(),
+        stack.queue_url("fb_t_bigco_dlq").await.is_some(),
         "its dead-letter queue"
     );
     let attributes = stack
@@ -296,7 +326,7 @@ async fn dedicated_tenants_get_their_own_path_and_delete_removes_it() {
         redrive["deadLetterTargetArn"]
             .as_str()
             .unwrap()
-            .ends_with(":fb-t-bigco-dlq")
+            .ends_with(":fb_t_bigco_dlq")
     );
     assert_eq!(
         redrive["maxReceiveCount"].to_string().trim_matches('"'),
@@ -329,7 +359,7 @@ async fn dedicated_tenants_get_their_own_path_and_delete_removes_it() {
         .await
         .unwrap();
     let target = &targets.targets()[0];
-    assert!(target.arn().ends_with(":fb-t-bigco"));
+    assert!(target.arn().ends_with(":fb_t_bigco"));
     assert_eq!(
         target.retry_policy().unwrap().maximum_retry_attempts(),
         Some(185)
@@ -350,7 +380,7 @@ async fn dedicated_tenants_get_their_own_path_and_delete_removes_it() {
         .await
         .unwrap();
     let mapping = &mappings.event_source_mappings()[0];
-    assert!(mapping.event_source_arn().unwrap().ends_with(":fb-t-bigco"));
+    assert!(mapping.event_source_arn().unwrap().ends_with(":fb_t_bigco"));
     assert_eq!(mapping.batch_size(), Some(5));
     assert_eq!(
         mapping.scaling_config().unwrap().maximum_concurrency(),
@@ -362,35 +392,48 @@ async fn dedicated_tenants_get_their_own_path_and_delete_removes_it() {
     );
     let alarms = aws_sdk_cloudwatch::Client::new(&stack.config)
         .describe_alarms()
-        .alarm_names("fb-t-bigco-dlq-depth")
+        .alarm_names("fb_t_bigco_dlq-depth")
+        .alarm_names("fb_t_bigco-age")
         .send()
         .await
         .unwrap();
-    assert_eq!(alarms.metric_alarms().len(), 1);
-    assert!(alarms.metric_alarms()[0].alarm_actions()[0].contains(":sns:"));
+    let alarms = alarms.metric_alarms();
+    assert_eq!(alarms.len(), 2);
+    assert!(
+        alarms
+            .iter()
+            .all(|a| a.alarm_actions()[0].contains(":sns:"))
+    );
+    let age = alarms
+        .iter()
+        .find(|a| a.alarm_name() == Some("fb_t_bigco-age"))
+        .unwrap();
+    assert_eq!(age.metric_name(), Some("ApproximateAgeOfOldestMessage"));
+    assert_eq!(age.threshold(), Some(3600.0));
 
     // Its events go to its own queue; a shared tenant's do not.
     stack.publish("bigco", "dedicated").await;
     stack.publish("acme", "shared").await;
-    let bodies = stack.bodies("fb-t-bigco", 2).await;
+    let bodies = stack.bodies("fb_t_bigco", 2).await;
     assert_eq!(bodies.len(), 1, "{bodies:?}");
-    assert!(
-        bodies[0].contains(r#""tenant_id":"bigco""#)
-            || bodies[0].contains(r#""tenant_id": "bigco""#)
-    );
+    assert!(bodies[0].contains("bigco-1"), "{bodies:?}");
+    let shared = stack.bodies("fb-shared", 2).await;
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    assert!(shared[0].contains("acme-1"), "{shared:?}");
 
     // Deleting refuses while events wait, and removes everything after.
     stack.ok(&["tenants", "suspend", "bigco"]);
+    stack.age_suspension("bigco").await;
     stack
-        .send_messages("fb-t-bigco", &[event("bigco", "dedicated")])
+        .send_messages("fb_t_bigco", &[event("bigco", "dedicated")])
         .await;
     let (code, _, err) = stack.formbridge(&["tenants", "delete", "bigco"]);
     assert_eq!(code, 2);
     assert!(err.contains("queue still holds 1 events"), "{err}");
-    assert_eq!(stack.bodies("fb-t-bigco", 1).await.len(), 1);
+    assert_eq!(stack.bodies("fb_t_bigco", 1).await.len(), 1);
     stack.ok(&["tenants", "delete", "bigco", "--without-recovery"]);
-    assert!(stack.queue_url("fb-t-bigco").await.is_none());
-    assert!(stack.queue_url("fb-t-bigco-dlq").await.is_none());
+    assert!(stack.queue_url("fb_t_bigco").await.is_none());
+    assert!(stack.queue_url("fb_t_bigco_dlq").await.is_none());
     assert!(
         stack
             .events()
@@ -410,7 +453,8 @@ async fn dedicated_tenants_get_their_own_path_and_delete_removes_it() {
     assert!(mappings.event_source_mappings().is_empty());
     let alarms = aws_sdk_cloudwatch::Client::new(&stack.config)
         .describe_alarms()
-        .alarm_names("fb-t-bigco-dlq-depth")
+        .alarm_names("fb_t_bigco_dlq-depth")
+        .alarm_names("fb_t_bigco-age")
         .send()
         .await
         .unwrap();
@@ -431,7 +475,7 @@ async fn dlq_redrive_moves_each_event_back_to_its_queue() {
         )
         .await;
     stack
-        .send_messages("fb-t-bigco-dlq", &[event("bigco", "dedicated")])
+        .send_messages("fb_t_bigco_dlq", &[event("bigco", "dedicated")])
         .await;
     stack
         .send_messages(
@@ -451,7 +495,7 @@ async fn dlq_redrive_moves_each_event_back_to_its_queue() {
         out,
         "shared dead-letter queue: moved 2, left 0\n\
          events dead-letter queue: moved 2, left 2\n\
-         fb-t-bigco-dlq: moved 1, left 0\n"
+         fb_t_bigco_dlq: moved 1, left 0\n"
     );
     assert!(
         err.contains(r#"dedicated tenant "gone" has no queue"#),
@@ -460,7 +504,7 @@ async fn dlq_redrive_moves_each_event_back_to_its_queue() {
     assert!(err.contains("not an event"), "{err}");
     let shared = stack.bodies("fb-shared", 4).await;
     assert_eq!(shared.len(), 3, "{shared:?}");
-    let dedicated = stack.bodies("fb-t-bigco", 3).await;
+    let dedicated = stack.bodies("fb_t_bigco", 3).await;
     assert_eq!(dedicated.len(), 2, "{dedicated:?}");
     assert!(dedicated.iter().all(|b| b.contains("sub-bigco")));
 
@@ -536,5 +580,91 @@ async fn names_come_from_flags_without_a_stack_and_errors_say_which() {
     assert!(
         err.contains("cannot list secrets under form-bridge/tenants/"),
         "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_dedicated_create_completes_when_run_again_and_resume_repairs_the_path() {
+    let stack = Deployed::start().await;
+    // The event source mapping cannot be made (no such function): the
+    // queues and rule exist, the record does not.
+    let (code, _, err) = stack.formbridge(&[
+        "tenants",
+        "create",
+        "bigco",
+        "--dedicated",
+        "--connector-function",
+        "missing-function",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot connect the queue to missing-function"),
+        "{err}"
+    );
+    assert!(stack.queue_url("fb_t_bigco").await.is_some());
+    let (code, _, err) = stack.formbridge(&["tenants", "show", "bigco"]);
+    assert_eq!(code, 2, "no record yet: {err}");
+
+    // The same command again completes it; the second run with other
+    // scaling updates the mapping instead of adding one.
+    stack.ok(&[
+        "tenants",
+        "create",
+        "bigco",
+        "--dedicated",
+        "--max-concurrency",
+        "3",
+    ]);
+    let lambda = aws_sdk_lambda::Client::new(&stack.config);
+    let mappings = lambda
+        .list_event_source_mappings()
+        .function_name("fb-connector")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mappings.event_source_mappings().len(), 1);
+    assert_eq!(
+        mappings.event_source_mappings()[0]
+            .scaling_config()
+            .unwrap()
+            .maximum_concurrency(),
+        Some(3)
+    );
+
+    // A rule lost (say, the record restored after a delete): resume puts
+    // the path back.
+    stack
+        .events()
+        .remove_targets()
+        .rule("bigco")
+        .event_bus_name("fb-bus")
+        .ids("queue")
+        .send()
+        .await
+        .unwrap();
+    stack
+        .events()
+        .delete_rule()
+        .name("bigco")
+        .event_bus_name("fb-bus")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stack.ok(&["tenants", "resume", "bigco"]),
+        "tenant bigco: already active\n"
+    );
+    stack.publish("bigco", "dedicated").await;
+    assert_eq!(stack.bodies("fb_t_bigco", 1).await.len(), 1);
+    let mappings = lambda
+        .list_event_source_mappings()
+        .function_name("fb-connector")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        mappings.event_source_mappings().len(),
+        1,
+        "kept, not duplicated"
     );
 }
