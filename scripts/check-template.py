@@ -299,6 +299,14 @@ class Checker:
         self.check(watched("Authorizations", dimension_value="deny"), "no alarm on authorizer deny spikes")
 
     def outputs(self) -> None:
+        # The connector may read exactly the queues the CLI names with the
+        # stack's DedicatedQueuePrefix.
+        prefix = self.t.get("Outputs", {}).get("DedicatedQueuePrefix", {}).get("Value", {}).get("Fn::Sub", "")
+        connector = json.dumps(self.res.get("ConnectorRole", {}).get("Properties", {}).get("Policies", []))
+        self.check(
+            prefix.endswith("_t_") and f":{prefix}*" in connector,
+            f"the connector's queue permission does not match DedicatedQueuePrefix {prefix!r}",
+        )
         outputs = set(self.t.get("Outputs", {}))
         wanted = cli_outputs()
         self.check(bool(wanted), "cannot read the output names from cli/src/stack.rs")
@@ -390,6 +398,7 @@ MUTATIONS = {
     "a wildcard action": ("Action: events:PutEvents", "Action: events:*"),
     "no target dead-letter queue": ("          DeadLetterConfig:\n", "          DeadLetterConfg:\n"),
     "a misspelt variable": ("          EVENT_SOURCE: !Ref EventSource", "          EVENT_SOURCES: !Ref EventSource"),
+    "queue prefix and permission apart": ('Value: !Sub "${AWS::StackName}_t_"', 'Value: !Sub "${AWS::StackName}-t-"'),
     "payload format 1.0": ('AuthorizerPayloadFormatVersion: "2.0"', 'AuthorizerPayloadFormatVersion: "1.0"'),
 }
 

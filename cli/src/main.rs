@@ -307,6 +307,13 @@ enum TenantsCommand {
         #[arg(long, value_name = "RPS", value_parser = clap::value_parser!(u32).range(1..=500_000))]
         rate_limit: Option<u32>,
     },
+    #[command(flatten)]
+    Stack(StackTenantsCommand),
+}
+
+/// The `tenants` commands that operate on a deployed stack.
+#[derive(Subcommand)]
+enum StackTenantsCommand {
     /// Create a tenant on the stack: fresh secrets, its record, and with --dedicated its own delivery path.
     #[command(after_help = "Examples:\n  \
         formbridge tenants --stack form-bridge create acme --destination https://hooks.acme.example/forms\n  \
@@ -351,7 +358,7 @@ enum TenantsCommand {
         /// The tenant ID.
         id: String,
     },
-    /// Accept a suspended tenant's requests again.
+    /// Accept a suspended tenant's requests again (and put back a dedicated tenant's missing resources).
     Resume {
         /// The tenant ID.
         id: String,
@@ -370,7 +377,9 @@ enum TenantsCommand {
     #[command(after_help = "Examples:\n  \
         formbridge tenants --stack form-bridge suspend acme\n  \
         formbridge tenants --stack form-bridge delete acme\n\n\
-        A tenant must be suspended, and a dedicated tenant's queues empty, unless --force.")]
+        A tenant must have been suspended for longer than the functions' cache TTL\n\
+        (SECRET_CACHE_TTL_SECONDS, output SecretCacheTtlSeconds) plus 15 s, so no cached record can\n\
+        still accept its requests, and a dedicated tenant's queues must be empty, unless --force.")]
     Delete {
         /// The tenant ID.
         id: String,
@@ -458,7 +467,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Tenants(TenantsArgs { stack, command }) => runtime(false)?.block_on(async {
+        Command::Tenants(TenantsArgs {
+            stack,
+            command: TenantsCommand::Stack(command),
+        }) => runtime(false)?.block_on(async {
             let (aws, stack) = stack.resolve().await?;
             tenants_command(&Tenants::new(&aws, &stack), &stack, command).await
         }),
@@ -498,11 +510,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 async fn tenants_command(
     tenants: &Tenants<'_>,
     stack: &Stack,
-    command: TenantsCommand,
+    command: StackTenantsCommand,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        TenantsCommand::New { .. } => unreachable!("handled without AWS"),
-        TenantsCommand::Create {
+        StackTenantsCommand::Create {
             id,
             destination,
             rate_limit,
@@ -537,7 +548,7 @@ async fn tenants_command(
                 );
             }
         }
-        TenantsCommand::Rotate { id, expire } => match tenants.rotate(&id, expire).await? {
+        StackTenantsCommand::Rotate { id, expire } => match tenants.rotate(&id, expire).await? {
             Rotation::Added { secret, active } => {
                 output::line(format_args!("{secret}"));
                 eprintln!(
@@ -551,9 +562,13 @@ async fn tenants_command(
                 "tenant {id}: {removed} previous signing secrets removed; only the current one is accepted"
             )),
         },
-        TenantsCommand::Suspend { id } => set_status(tenants, &id, TenantStatus::Suspended).await?,
-        TenantsCommand::Resume { id } => set_status(tenants, &id, TenantStatus::Active).await?,
-        TenantsCommand::List => {
+        StackTenantsCommand::Suspend { id } => {
+            set_status(tenants, &id, TenantStatus::Suspended).await?
+        }
+        StackTenantsCommand::Resume { id } => {
+            set_status(tenants, &id, TenantStatus::Active).await?
+        }
+        StackTenantsCommand::List => {
             output::line(format_args!(
                 "{:<24} {:<10} {:<10} DESTINATION",
                 "TENANT", "STATUS", "ROUTING"
@@ -562,7 +577,7 @@ async fn tenants_command(
                 output::line(format_args!("{summary}"));
             }
         }
-        TenantsCommand::Show { id, reveal } => {
+        StackTenantsCommand::Show { id, reveal } => {
             let record = tenants.read(&id).await?;
             let record = if reveal {
                 record
@@ -571,7 +586,7 @@ async fn tenants_command(
             };
             output::line(format_args!("{}", serde_json::to_string_pretty(&record)?));
         }
-        TenantsCommand::Delete {
+        StackTenantsCommand::Delete {
             id,
             force,
             without_recovery,
