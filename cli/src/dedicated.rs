@@ -19,7 +19,8 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::json;
 use shared::tenant_id::TenantId;
 
-use aws_sdk_sqs::error::ProvideErrorMetadata as _;
+use aws_sdk_sqs::config::http::HttpResponse;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 
 use crate::aws::{Clients, describe, is_not_found};
 use crate::stack::{self, Stack};
@@ -53,6 +54,14 @@ pub struct Scaling {
     pub batch_size: i32,
     /// Most concurrent invocations for this tenant (2 to 1000).
     pub max_concurrency: i32,
+}
+
+impl Scaling {
+    fn config(&self) -> aws_sdk_lambda::types::ScalingConfig {
+        aws_sdk_lambda::types::ScalingConfig::builder()
+            .maximum_concurrency(self.max_concurrency)
+            .build()
+    }
 }
 
 impl Default for Scaling {
@@ -294,35 +303,24 @@ pub async fn remove(
     let bus = stack.require(stack::BUS)?;
     let connector = stack.require(stack::CONNECTOR)?;
 
-    match aws
+    let rule = &names.rule;
+    let removed = aws
         .events
         .remove_targets()
-        .rule(&names.rule)
+        .rule(rule)
         .event_bus_name(bus)
         .ids(TARGET_ID)
         .send()
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => bail!(
-            "cannot remove rule {}'s target: {}",
-            names.rule,
-            describe(&e)
-        ),
-    }
-    match aws
+        .await;
+    unless_gone(removed, || format!("cannot remove rule {rule}'s target"))?;
+    let deleted = aws
         .events
         .delete_rule()
-        .name(&names.rule)
+        .name(rule)
         .event_bus_name(bus)
         .send()
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => bail!("cannot delete rule {}: {}", names.rule, describe(&e)),
-    }
+        .await;
+    unless_gone(deleted, || format!("cannot delete rule {rule}"))?;
     if !discard {
         let left = pending(aws, stack, tenant).await?;
         if left != Pending::default() {
@@ -337,20 +335,15 @@ pub async fn remove(
     if let Some(url) = queue_url(aws, &names.queue).await? {
         let arn = queue_arn(aws, &url).await?;
         for uuid in mappings(aws, connector, &arn).await? {
-            match aws
+            let deleted = aws
                 .lambda
                 .delete_event_source_mapping()
                 .uuid(&uuid)
                 .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => bail!(
-                    "cannot delete event source mapping {uuid}: {}",
-                    describe(&e)
-                ),
-            }
+                .await;
+            unless_gone(deleted, || {
+                format!("cannot delete event source mapping {uuid}")
+            })?;
         }
     }
     for name in [&names.queue, &names.dead_letter_queue] {
@@ -363,22 +356,33 @@ pub async fn remove(
                 .map_err(|e| anyhow!("cannot delete queue {name}: {}", describe(&e)))?;
         }
     }
-    match aws
+    let deleted = aws
         .cloudwatch
         .delete_alarms()
         .alarm_names(&names.depth_alarm)
         .alarm_names(&names.age_alarm)
         .send()
-        .await
-    {
+        .await;
+    unless_gone(deleted, || {
+        format!(
+            "cannot delete alarms {} and {}",
+            names.depth_alarm, names.age_alarm
+        )
+    })
+}
+
+/// Success, or the thing was already gone; else the error, described.
+fn unless_gone<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    what: impl FnOnce() -> String,
+) -> anyhow::Result<()>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => bail!(
-            "cannot delete alarms {} and {}: {}",
-            names.depth_alarm,
-            names.age_alarm,
-            describe(&e)
-        ),
+        Err(e) => bail!("{}: {}", what(), describe(&e)),
     }
 }
 
@@ -518,11 +522,7 @@ async fn ensure_mapping(
                 .uuid(&uuid)
                 .enabled(true)
                 .batch_size(scaling.batch_size)
-                .scaling_config(
-                    aws_sdk_lambda::types::ScalingConfig::builder()
-                        .maximum_concurrency(scaling.max_concurrency)
-                        .build(),
-                )
+                .scaling_config(scaling.config())
                 .function_response_types(
                     aws_sdk_lambda::types::FunctionResponseType::ReportBatchItemFailures,
                 )
@@ -544,11 +544,7 @@ async fn ensure_mapping(
         .event_source_arn(queue_arn)
         .batch_size(scaling.batch_size)
         .maximum_batching_window_in_seconds(0)
-        .scaling_config(
-            aws_sdk_lambda::types::ScalingConfig::builder()
-                .maximum_concurrency(scaling.max_concurrency)
-                .build(),
-        )
+        .scaling_config(scaling.config())
         .function_response_types(
             aws_sdk_lambda::types::FunctionResponseType::ReportBatchItemFailures,
         )
