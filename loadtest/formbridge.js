@@ -7,7 +7,7 @@
 //   smoke    a short check: 10 s at RATE (default 500/s) over every tenant,
 //            with INVALID_SHARE (default 5%) of invalid requests
 //   steady   RATE/s (default 1000) for DURATION (default 30s)
-//   spike    ramping-arrival-rate: RATE for 10 s, up to SPIKE_RATE (3x RATE)
+//   spike    ramping-arrival-rate: RATE for 10 s, up to SPIKE_RATE (2x RATE)
 //            in 5 s, held 10 s, back to RATE for 10 s
 //   tenants  every tenant of TENANTS_FILE, HOT_SHARE (default 50%) of the
 //            traffic to the first one, the rest spread evenly
@@ -47,7 +47,7 @@ const BASE_URL = env('BASE_URL', 'http://127.0.0.1:3000').replace(/\/+$/, '');
 const DEFAULT_RATE = { smoke: 500, large: 50 }[SCENARIO] || (TARGET === 'deployed' ? 500 : 1000);
 const RATE = number('RATE', DEFAULT_RATE);
 const DURATION = env('DURATION', SCENARIO === 'smoke' ? '10s' : '30s');
-const SPIKE_RATE = number('SPIKE_RATE', RATE * 3);
+const SPIKE_RATE = number('SPIKE_RATE', RATE * 2);
 const HOT_SHARE = number('HOT_SHARE', 0.5);
 const DEFAULT_INVALID = { smoke: 0.05, invalid: 0.1 }[SCENARIO] || 0;
 const INVALID_SHARE = number('INVALID_SHARE', DEFAULT_INVALID);
