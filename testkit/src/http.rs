@@ -1,4 +1,5 @@
-//! A scripted HTTP/1.1 server on a loopback port.
+//! A scripted HTTP/1.1 server on a loopback port, and free ports for the
+//! servers a test starts itself.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -237,4 +238,12 @@ pub(crate) fn read_request(r: &mut impl BufRead) -> Option<RecordedRequest> {
         headers,
         body,
     })
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port on loopback")
+        .port()
 }
