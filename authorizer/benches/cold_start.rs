@@ -10,17 +10,17 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use serde_json::json;
-use testkit::{Answer, ColdStart, FakeRuntimeApi, MotoServer, bench_cold_starts, cold_start};
-
-const SECRET: &str = "fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c";
+use testkit::{
+    Answer, ColdStart, FakeRuntimeApi, MotoServer, TenantRecordBuilder, VECTOR, bench_cold_starts,
+    cold_start,
+};
 
 fn signed_event() -> String {
     let mut event: serde_json::Value =
         serde_json::from_str(include_str!("../tests/data/authorizer-request.json")).unwrap();
     let tenant = shared::TenantId::parse("acme").unwrap();
     let h = shared::signature::sign_request(
-        &shared::Secret::new(SECRET),
+        &shared::Secret::new(VECTOR.secret),
         &tenant,
         b"{}",
         shared::signature::unix_now(),
@@ -48,8 +48,10 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let record = json!({"tenant_id": "acme", "status": "active", "signing_secrets": [SECRET]});
-    rt.block_on(moto.put_secret("form-bridge/tenants/acme", &record.to_string()));
+    let record = TenantRecordBuilder::new("acme")
+        .secret(VECTOR.secret)
+        .json();
+    rt.block_on(moto.put_secret("form-bridge/tenants/acme", &record));
 
     bench_cold_starts(c, "authorizer_cold_start", || one_cold_start(&moto));
 }

@@ -28,7 +28,10 @@ pub mod moto;
 pub mod runtime_api;
 
 pub use cold_start::{ColdStart, bench_cold_starts, cold_start, cold_start_summary, peak_rss_kib};
-pub use fixtures::test_data;
+pub use fixtures::{
+    DELIVERY_SECRET, TenantRecordBuilder, TestVector, VECTOR, assert_start_up_fails,
+    signing_secret, test_data,
+};
 pub use http::{HttpServer, RecordedRequest, Reply, free_port};
 pub use moto::{MotoServer, loader_for, workspace_root};
 pub use runtime_api::{Answer, FakeRuntimeApi, assert_json_logs};

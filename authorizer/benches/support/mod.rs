@@ -8,18 +8,18 @@ use authorizer::{Authorizer, Config};
 use shared::store::MemoryTenantStore;
 use shared::telemetry::Metrics;
 
-/// The fixture's signing time.
-pub(crate) const NOW: i64 = 1_767_225_600;
+/// The fixture's signing time (the published test vector's).
+pub(crate) const NOW: i64 = testkit::VECTOR.timestamp;
 
 /// An authorizer with acme's record cached after the first request, and
 /// metrics written (then discarded) as in production.
 pub(crate) fn warm_authorizer() -> Authorizer<MemoryTenantStore> {
-    let store = MemoryTenantStore::from_json(
-        r#"[{"tenant_id":"acme","status":"active","routing":"shared",
-             "signing_secrets":["fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c"],
-             "rate_limit":{"requests_per_second":1000000,"burst":1000000}}]"#,
-    )
-    .unwrap();
+    let acme = testkit::TenantRecordBuilder::new("acme")
+        .secret(testkit::VECTOR.secret)
+        .routing("shared")
+        .rate_limit(1_000_000, 1_000_000)
+        .build();
+    let store = MemoryTenantStore::from_json(&format!("[{acme}]")).unwrap();
     let config = Config::from_env(&shared::config::Env::new(|_| None)).unwrap();
     Authorizer::new(
         store,

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use serde_json::{Value, json};
-use testkit::{Answer, FakeRuntimeApi, MotoServer};
+use testkit::{Answer, FakeRuntimeApi, MotoServer, TenantRecordBuilder};
 
 use super::*;
 
@@ -17,8 +17,8 @@ fn bootstrap(runtime: &FakeRuntimeApi, moto: &MotoServer, extra: &[(&str, &str)]
 #[tokio::test]
 async fn the_bootstrap_serves_invocations_and_never_returns_an_error() {
     let moto = MotoServer::start();
-    let record = json!({"tenant_id": "acme", "status": "active", "signing_secrets": [ACME_SECRET]});
-    moto.put_secret("custom/acme", &record.to_string()).await;
+    let record = TenantRecordBuilder::new("acme").secret(ACME_SECRET).json();
+    moto.put_secret("custom/acme", &record).await;
 
     let now = shared::signature::unix_now();
     let events = [
@@ -68,18 +68,9 @@ fn events_signature(event: &str) -> String {
 
 #[test]
 fn invalid_configuration_fails_start_up_naming_the_variable() {
-    let moto_env_only = FakeRuntimeApi::start([]);
-    let output = moto_env_only
-        .command(env!("CARGO_BIN_EXE_authorizer"))
-        .env("AWS_REGION", "us-east-1")
-        .env("REPLAY_WINDOW_SECONDS", "five minutes")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("REPLAY_WINDOW_SECONDS"), "{stderr}");
-    assert!(
-        moto_env_only.first_poll().is_none(),
-        "must not serve with bad config"
+    testkit::assert_start_up_fails(
+        env!("CARGO_BIN_EXE_authorizer"),
+        &[("REPLAY_WINDOW_SECONDS", "five minutes")],
+        "REPLAY_WINDOW_SECONDS",
     );
 }

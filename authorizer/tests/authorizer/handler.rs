@@ -227,10 +227,11 @@ async fn never_fails_on_events_that_are_not_authorizer_requests() {
 async fn both_secrets_work_during_rotation() {
     let store = MemoryTenantStore::from_json(&data("tenants.json")).unwrap();
     let new_secret = "fb_test_rotated_in_1111111111111111111";
-    let record = shared::TenantRecord::from_value(json!({
-        "tenant_id": "acme", "status": "active",
-        "signing_secrets": [new_secret, ACME_SECRET]
-    }))
+    let record = shared::TenantRecord::from_value(
+        testkit::TenantRecordBuilder::new("acme")
+            .secrets(&[new_secret, ACME_SECRET])
+            .build(),
+    )
     .unwrap();
     store.upsert(record);
     let (metrics, _) = Metrics::in_memory("authorizer");

@@ -16,9 +16,9 @@ use authorizer::AuthorizerEvent;
 use serde_json::Value;
 
 /// The published test vector's timestamp (the fixture is signed at it).
-pub const NOW: i64 = 1_767_225_600;
-/// acme's signing secret in `tests/data/tenants.json`.
-pub const ACME_SECRET: &str = "fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c";
+pub const NOW: i64 = testkit::VECTOR.timestamp;
+/// acme's signing secret in `tests/data/tenants.json`: the test vector's.
+pub const ACME_SECRET: &str = testkit::VECTOR.secret;
 /// umbrella's signing secret in `tests/data/tenants.json`.
 pub const UMBRELLA_SECRET: &str = "fb_test_umbrella_secret_000000000000000";
 /// globex's signing secret in `tests/data/tenants.json`.

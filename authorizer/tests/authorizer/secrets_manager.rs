@@ -2,10 +2,9 @@
 
 use authorizer::{Authorizer, Config};
 use aws_sdk_secretsmanager::Client;
-use serde_json::json;
 use shared::store::SecretsManagerStore;
 use shared::telemetry::{CapturedMetrics, Metrics};
-use testkit::MotoServer;
+use testkit::{MotoServer, TenantRecordBuilder};
 
 use super::*;
 
@@ -32,7 +31,7 @@ async fn authorizer(client: Client) -> (Authorizer<SecretsManagerStore>, Capture
 }
 
 fn acme_record() -> String {
-    json!({"tenant_id": "acme", "status": "active", "signing_secrets": [ACME_SECRET]}).to_string()
+    TenantRecordBuilder::new("acme").secret(ACME_SECRET).json()
 }
 
 #[tokio::test]
