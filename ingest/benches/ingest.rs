@@ -17,7 +17,7 @@ use shared::signature::{content_digest, verify_content_digest};
 use shared::telemetry::Metrics;
 
 fn now() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+    UNIX_EPOCH + Duration::from_secs(testkit::VECTOR.timestamp as u64)
 }
 
 /// The fixture carrying `body`, as the runtime receives it.

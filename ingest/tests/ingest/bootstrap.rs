@@ -55,14 +55,5 @@ async fn the_bootstrap_publishes_and_answers_every_event() {
 
 #[test]
 fn a_missing_bus_name_fails_start_up_naming_the_variable() {
-    let runtime = FakeRuntimeApi::start([]);
-    let output = runtime
-        .command(env!("CARGO_BIN_EXE_ingest"))
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("EVENT_BUS_NAME"), "{stderr}");
-    assert!(runtime.first_poll().is_none());
+    testkit::assert_start_up_fails(env!("CARGO_BIN_EXE_ingest"), &[], "EVENT_BUS_NAME");
 }

@@ -26,7 +26,7 @@ use shared::publish::{BusEntry, EventPublisher, MemoryPublisher};
 use shared::telemetry::{CapturedMetrics, Metrics};
 
 /// The published test vector's timestamp; the fixture's body is signed then.
-pub const NOW_SECS: u64 = 1_767_225_600;
+pub const NOW_SECS: u64 = testkit::VECTOR.timestamp as u64;
 
 pub fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(NOW_SECS)
@@ -118,6 +118,7 @@ pub fn message(body: &Value) -> &str {
 
 /// The detail the fixture becomes, with submission ID `id`.
 pub fn fixture_detail(id: &str) -> Value {
+    let payload: Value = serde_json::from_slice(testkit::VECTOR.body).unwrap();
     json!({
         "version": "1",
         "submission_id": id,
@@ -125,7 +126,7 @@ pub fn fixture_detail(id: &str) -> Value {
         "routing": "shared",
         "received_at": "2026-01-01T00:00:00.000Z",
         "content_type": "application/json",
-        "payload": {"email": "ada@example.com", "message": "Hello"}
+        "payload": payload
     })
 }
 
