@@ -1,0 +1,589 @@
+#!/usr/bin/env python3
+"""Checks the published docs against the product, so they cannot drift.
+
+    .venv/bin/python scripts/check-docs.py PATH/TO/formbridge
+
+1. docs/openapi.yaml is a valid OpenAPI 3.1 document (openapi-spec-validator),
+   and its request examples are well formed: each says the status it gets,
+   that status is documented, and its error code is one the status lists.
+2. docs/protocol.md has its sections numbered as code comments cite them.
+3. Every request example is signed as it says (at run time, fresh
+   timestamp), posted to `formbridge serve --tenants examples/tenants.json`,
+   and gets its status; the answer matches the documented schema and code.
+   Documented statuses and codes that no example produces must be listed in
+   NOT_EXERCISED below with the reason; the list is checked both ways.
+4. Each sender example (examples/send.mjs, send.py, send.sh) reproduces the
+   test vector and gets 202 for a JSON body and a form.
+5. The code blocks of docs/senders.md are the example files, byte for byte.
+
+A missing tool (node, python3, curl, openssl) is a failure, never a skip.
+Prints one line per check and ends with `check-docs: N passed, M failed`;
+exits 1 when anything failed.
+"""
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate as validate_openapi
+
+ROOT = Path(__file__).resolve().parent.parent
+OPENAPI = ROOT / "docs" / "openapi.yaml"
+PROTOCOL = ROOT / "docs" / "protocol.md"
+SENDERS = ROOT / "docs" / "senders.md"
+EXAMPLES = ROOT / "examples"
+TENANTS = EXAMPLES / "tenants.json"
+ROUTE = "/v1/tenants/{tenant_id}/submissions"
+
+# The published test vector (docs/protocol.md, section 1).
+VECTOR = {
+    "secret": "fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c",
+    "tenant": "acme",
+    "timestamp": "1767225600",
+    "body": b'{"email":"ada@example.com","message":"Hello"}',
+    "digest": "sha-256=:kLZCCKh+RzacssrmVJu0nqgcAB6+8wBJdYBvr/uyQc8=:",
+    "signature": "v1=92f42e07398400bf7b1ec50fb0219ba4006c5243c4cb965976ac8ad22d76693f",
+}
+# A secret acme does not have (wrong-secret; the old half of rotation).
+OTHER_SECRET = "fb_retired_0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+
+PROTOCOL_SECTIONS = [
+    "1. Sending a submission",
+    "2. Responses",
+    "3. The authorizer",
+    "4. The tenant record",
+    "5. The event on the bus",
+    "6. Delivery to the tenant's endpoint",
+    "7. Configuration",
+    "8. Binaries and the local gateway",
+]
+
+# Documented (status, code) pairs that no example can produce against
+# `formbridge serve`, and why. For answers from API Gateway the "code" is
+# its `message`. Checked both ways: a documented pair neither exercised nor
+# listed here fails, and so does an entry here that is exercised or no
+# longer documented.
+NOT_EXERCISED = {
+    (400, "malformed_body"): (
+        "needs a body marked base64 that is not base64; API Gateway and the local "
+        "gateway only mark bodies they encoded themselves"
+    ),
+    (401, "missing_digest"): (
+        "Content-Digest is an identity source: API Gateway and the local gateway answer "
+        "401 Unauthorized before ingest runs (exercised as missing-digest)"
+    ),
+    (429, "Too Many Requests"): "API Gateway's stage throttling: deployed stacks only",
+    (500, "missing_authorizer_context"): (
+        "a stack deployed without its authorizer; the local gateway always passes "
+        "the authorizer's context"
+    ),
+}
+
+SIGNING_MODES = {
+    "valid", "rotation", "omit-signature", "omit-timestamp", "omit-digest",
+    "wrong-secret", "stale-timestamp", "future-timestamp", "malformed-signature",
+    "tamper-body", "bad-digest",
+}
+
+# The gateway's own settings come from the command line and the examples'
+# `x-formbridge-gateway`, never from the caller's shell.
+GATEWAY_ENV_PREFIXES = (
+    "REPLAY_WINDOW_SECONDS", "MAX_BODY_BYTES", "SECRET_CACHE_TTL_SECONDS",
+    "TENANT_SECRET_PREFIX", "EVENT_SOURCE", "ALLOW_PRIVATE_DESTINATIONS",
+    "DELIVERY_", "BREAKER_", "FORMBRIDGE_", "LOG_LEVEL", "AWS_LAMBDA_LOG_LEVEL",
+)
+
+passed = 0
+failed = 0
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"ok    {name}")
+    else:
+        failed += 1
+        print(f"FAIL  {name}" + (f": {detail}" if detail else ""))
+    return ok
+
+
+# ---------------------------------------------------------------- signing
+
+
+def content_digest(body):
+    return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
+
+
+def v1(secret, timestamp, tenant, digest):
+    message = f"{timestamp}\n{tenant}\n{digest}".encode()
+    return "v1=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signed_request(mode, tenant, body):
+    """The headers and the body to send for an example signed as `mode`."""
+    now = int(time.time())
+    timestamp = {"stale-timestamp": now - 3600, "future-timestamp": now + 3600}.get(mode, now)
+    timestamp = str(timestamp)
+    digest = content_digest(body)
+    if mode == "bad-digest":
+        digest = "sha-256=:" + base64.b64encode(b"not a sha-256 digest").decode() + ":"
+    secret = OTHER_SECRET if mode == "wrong-secret" else VECTOR["secret"]
+    signature = v1(secret, timestamp, tenant, digest)
+    if mode == "rotation":
+        signature = v1(OTHER_SECRET, timestamp, tenant, digest) + ", " + signature
+    if mode == "malformed-signature":
+        signature = "v1=not-a-hex-signature"
+    headers = {
+        "Content-Digest": digest,
+        "X-FormBridge-Timestamp": timestamp,
+        "X-FormBridge-Signature": signature,
+    }
+    omitted = {
+        "omit-signature": "X-FormBridge-Signature",
+        "omit-timestamp": "X-FormBridge-Timestamp",
+        "omit-digest": "Content-Digest",
+    }.get(mode)
+    if omitted:
+        del headers[omitted]
+    if mode == "tamper-body":
+        at = next(i for i, b in enumerate(body) if chr(b).isalpha())
+        body = body[:at] + bytes([body[at] ^ 0x20]) + body[at + 1:]
+    return headers, body
+
+
+# ---------------------------------------------------------------- the spec
+
+
+def node_ref_parts(ref):
+    return [p.replace("~1", "/").replace("~0", "~") for p in ref.lstrip("#/").split("/")]
+
+
+def deref(spec, node):
+    """`node` with `$ref`s followed (local references only)."""
+    while isinstance(node, dict) and "$ref" in node:
+        target = spec
+        for part in node_ref_parts(node["$ref"]):
+            target = target[part]
+        node = target
+    return node
+
+
+def documented_codes(spec, schema):
+    """The error codes (or API Gateway messages) a response schema lists."""
+    schema = deref(spec, schema)
+    codes = set()
+    for key in ("allOf", "oneOf", "anyOf"):
+        for sub in schema.get(key, []):
+            codes |= documented_codes(spec, sub)
+    props = schema.get("properties", {})
+    code = deref(spec, deref(spec, props.get("error", {})).get("properties", {}).get("code", {}))
+    codes |= set(code.get("enum", []))
+    codes |= set(deref(spec, props.get("message", {})).get("enum", []))
+    return codes
+
+
+def schema_validator(spec, schema):
+    root = dict(schema)
+    root["components"] = spec["components"]
+    return Draft202012Validator(root)
+
+
+def example_body(name, media, example):
+    value = example["value"]
+    if media != "application/json" or example.get("x-formbridge-raw-body"):
+        if not isinstance(value, str):
+            raise ValueError(f"{name}: a raw body must be a string")
+        body = value.encode()
+    else:
+        body = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    pad_to = example.get("x-formbridge-pad-to")
+    if pad_to is not None:
+        marker = b'"padding":""'
+        if marker not in body or pad_to < len(body):
+            raise ValueError(f"{name}: x-formbridge-pad-to needs a short value with \"padding\": \"\"")
+        fill = b"x" * (pad_to - len(body))
+        body = body.replace(marker, b'"padding":"' + fill + b'"', 1)
+    return body
+
+
+def load_examples(spec):
+    """Every request example of the submissions route, as a dict."""
+    operation = spec["paths"][ROUTE]["post"]
+    out = []
+    for media, content in operation["requestBody"]["content"].items():
+        for name, example in content.get("examples", {}).items():
+            example = deref(spec, example)
+            out.append({
+                "name": name,
+                "media": media,
+                "example": example,
+                "schema": content["schema"],
+                "expect": example.get("x-formbridge-expect"),
+                "code": example.get("x-formbridge-code"),
+                "signing": example.get("x-formbridge-signing", "valid"),
+                "tenant": example.get("x-formbridge-tenant", VECTOR["tenant"]),
+                "content_type": example.get("x-formbridge-content-type", media),
+                "gateway": example.get("x-formbridge-gateway", {}),
+            })
+    return out
+
+
+def check_spec():
+    """Validates the document; returns (spec, examples, codes by status) or None."""
+    try:
+        spec = yaml.safe_load(OPENAPI.read_text())
+        validate_openapi(spec)
+    except Exception as e:  # any reason is a failure, reported in one line
+        check("docs/openapi.yaml is a valid OpenAPI 3.1 document", False, str(e).splitlines()[0])
+        return None
+    check("docs/openapi.yaml is a valid OpenAPI 3.1 document", spec.get("openapi", "").startswith("3.1"),
+          f"openapi: {spec.get('openapi')}")
+    responses = spec["paths"][ROUTE]["post"]["responses"]
+    codes = {}
+    for status, response in responses.items():
+        response = deref(spec, response)
+        schema = response["content"]["application/json"]["schema"]
+        codes[int(status)] = documented_codes(spec, schema)
+    examples = load_examples(spec)
+    problems = []
+    for ex in examples:
+        where = f"example {ex['name']}"
+        if not isinstance(ex["expect"], int) or ex["expect"] not in codes:
+            problems.append(f"{where}: x-formbridge-expect {ex['expect']!r} is not a documented status")
+            continue
+        if ex["signing"] not in SIGNING_MODES:
+            problems.append(f"{where}: unknown x-formbridge-signing {ex['signing']!r}")
+        if ex["expect"] != 202 and ex["code"] not in codes[ex["expect"]]:
+            problems.append(f"{where}: x-formbridge-code {ex['code']!r} is not listed for {ex['expect']}")
+        try:
+            body = example_body(ex["name"], ex["media"], ex["example"])
+        except ValueError as e:
+            problems.append(str(e))
+            continue
+        if ex["expect"] == 202 and ex["media"] == "application/json":
+            errors = list(schema_validator(spec, ex["schema"]).iter_errors(json.loads(body)))
+            if errors:
+                problems.append(f"{where}: does not match the request schema: {errors[0].message}")
+    check(f"docs/openapi.yaml: {len(examples)} request examples name a documented status, code and signing",
+          not problems, "; ".join(problems))
+    return spec, examples, codes
+
+
+def check_protocol_sections():
+    headings = re.findall(r"^## (\d+\. .+?)\s*$", PROTOCOL.read_text(), re.MULTILINE)
+    check("docs/protocol.md: sections 1 to 8 as code comments cite them",
+          headings == PROTOCOL_SECTIONS, f"found {headings}")
+
+
+# ---------------------------------------------------------------- gateways
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gateway:
+    """One `formbridge serve` on a free port, output in a temporary file."""
+
+    def __init__(self, binary, args, env):
+        self.port = free_port()
+        self.log = tempfile.TemporaryFile()
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(GATEWAY_ENV_PREFIXES)}
+        clean.update(env)
+        self.command = [
+            str(binary), "serve", "--listen", f"127.0.0.1:{self.port}",
+            "--tenants", str(TENANTS), "--allow-private-destinations",
+            # Quick exits: what is not delivered at once (examples/tenants.json
+            # delivers to 127.0.0.1:8080, where nothing may listen) is
+            # dead-lettered instead of retried.
+            "--progress-interval", "0", "--shutdown-timeout", "0", *args,
+        ]
+        self.label = " ".join([*(f"{k}={v}" for k, v in env.items()), "serve", *args]).strip()
+        self.process = subprocess.Popen(
+            self.command, cwd=ROOT, env=clean, stdin=subprocess.DEVNULL,
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    def output(self, lines=15):
+        self.log.seek(0)
+        text = self.log.read().decode(errors="replace").splitlines()
+        return " | ".join(text[-lines:])
+
+    def request(self, method, path, body=None, headers=None):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, response.headers, response.read()
+        finally:
+            connection.close()
+
+    def wait_ready(self, spec):
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return check(f"gateway ({self.label}) starts", False,
+                             f"exited with {self.process.returncode}: {self.output()}")
+            try:
+                status, _, body = self.request("GET", "/healthz")
+            except OSError:
+                time.sleep(0.02)
+                continue
+            schema = spec["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+            errors = list(schema_validator(spec, schema).iter_errors(json.loads(body))) if status == 200 else []
+            return check(f"gateway ({self.label}) answers GET /healthz as documented",
+                         status == 200 and not errors, f"{status} {errors[:1]} {body[:200]!r}")
+        return check(f"gateway ({self.label}) starts", False, f"no answer on /healthz in 15 s: {self.output()}")
+
+    def terminate(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def stop(self):
+        """SIGTERM, then the exit status; SIGKILL if it does not exit."""
+        self.terminate()
+        try:
+            code = self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return check(f"gateway ({self.label}) stops on SIGTERM", False, "still running after 20 s; killed")
+        return check(f"gateway ({self.label}) stops on SIGTERM with status 0", code == 0,
+                     f"status {code}: {self.output()}")
+
+    def kill(self):
+        if self.process.poll() is None:
+            try:
+                self.process.kill()
+            except OSError:
+                pass
+            self.process.wait()
+
+
+def run_example(spec, codes, gateway, ex):
+    """Posts one example; returns the (status, code) it exercised, or None."""
+    name = f"example {ex['name']}: {ex['expect']}" + (f" {ex['code']}" if ex["code"] else "")
+    body = example_body(ex["name"], ex["media"], ex["example"])
+    headers, body = signed_request(ex["signing"], ex["tenant"], body)
+    if ex["content_type"]:
+        headers["Content-Type"] = ex["content_type"]
+    path = ROUTE.replace("{tenant_id}", urllib.parse.quote(ex["tenant"], safe=""))
+    try:
+        status, response_headers, answer = gateway.request("POST", path, body, headers)
+    except OSError as e:
+        check(name, False, f"request failed: {e}")
+        return None
+    problems = []
+    if status != ex["expect"]:
+        problems.append(f"got {status}")
+    try:
+        document = json.loads(answer)
+    except ValueError:
+        document = None
+        problems.append("the answer is not JSON")
+    code = None
+    responses = spec["paths"][ROUTE]["post"]["responses"]
+    if document is not None and str(status) in responses:
+        schema = deref(spec, responses[str(status)])["content"]["application/json"]["schema"]
+        errors = list(schema_validator(spec, schema).iter_errors(document))
+        if errors:
+            problems.append(f"the answer does not match the documented schema: {errors[0].message}")
+        if status != 202 and isinstance(document, dict):
+            code = (document.get("error") or {}).get("code") or document.get("message")
+            if code not in codes.get(status, set()):
+                problems.append(f"code {code!r} is not one the spec lists for {status}")
+            elif ex["code"] and code != ex["code"]:
+                problems.append(f"code {code!r}, documented {ex['code']!r}")
+    if status == 202 and isinstance(document, dict):
+        value = ex["example"]["value"]
+        count = len(value) if ex["media"] == "application/json" and isinstance(value, list) else 1
+        ids = document.get("submission_ids", [])
+        if len(ids) != count:
+            problems.append(f"{len(ids)} submission IDs for {count} submissions")
+    if status == 503 and response_headers.get("Retry-After") != "1":
+        problems.append("no Retry-After: 1 (documented for the local gateway)")
+    check(name, not problems, "; ".join(problems) + (f"; answer {answer[:300]!r}" if problems else ""))
+    if problems:
+        return None
+    accepted = len(document["submission_ids"]) if status == 202 else 0
+    return (status, code), accepted
+
+
+# ---------------------------------------------------------------- senders
+
+
+SENDERS_RUN = [
+    ("examples/send.mjs", ["node"], ["node"]),
+    ("examples/send.py", ["python3"], ["python3"]),
+    ("examples/send.sh", ["sh"], ["sh", "curl", "openssl"]),
+]
+
+
+def run_sender(command, env, stdin=None):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("FORMBRIDGE_")}
+    full.update(env)
+    return subprocess.run(command, cwd=ROOT, env=full, input=stdin, capture_output=True, timeout=60)
+
+
+def check_senders(gateway):
+    """Returns the number of submissions the senders got accepted."""
+    accepted = 0
+    vector_file = EXAMPLES / "vector.json"
+    check("examples/vector.json is the test vector's body (45 bytes, no newline)",
+          vector_file.read_bytes() == VECTOR["body"])
+    expected = (f"Content-Digest: {VECTOR['digest']}\n"
+                f"X-FormBridge-Timestamp: {VECTOR['timestamp']}\n"
+                f"X-FormBridge-Signature: {VECTOR['signature']}\n").encode()
+    identity = {"FORMBRIDGE_TENANT": VECTOR["tenant"], "FORMBRIDGE_SECRET": VECTOR["secret"]}
+    for path, interpreter, tools in SENDERS_RUN:
+        missing = [tool for tool in tools if shutil.which(tool) is None]
+        if missing:
+            check(f"{path}: runs", False, f"{', '.join(missing)} not found on PATH (install it; nothing is skipped)")
+            continue
+        command = [*interpreter, path]
+        result = run_sender([*command, "examples/vector.json"],
+                            {**identity, "FORMBRIDGE_TIMESTAMP": VECTOR["timestamp"], "FORMBRIDGE_DRY_RUN": "1"})
+        check(f"{path}: reproduces the test vector", result.returncode == 0 and result.stdout == expected,
+              f"status {result.returncode}: {result.stdout!r} {result.stderr[-300:]!r}")
+        url = {"FORMBRIDGE_URL": f"http://127.0.0.1:{gateway.port}"}
+        runs = [
+            ("a JSON body from a file", [*command, "examples/vector.json"], {}, None),
+            ("a form from standard input", [*command, "-"],
+             {"FORMBRIDGE_CONTENT_TYPE": "application/x-www-form-urlencoded"},
+             b"name=Ada+Lovelace&email=ada%40example.com\n"),
+        ]
+        for what, argv, extra, stdin in runs:
+            result = run_sender(argv, {**identity, **url, **extra}, stdin)
+            lines = result.stdout.decode(errors="replace").splitlines()
+            ok = result.returncode == 0 and lines[:1] == ["202"]
+            try:
+                ids = json.loads(lines[1])["submission_ids"] if ok else []
+            except (IndexError, ValueError, KeyError, TypeError):
+                ok, ids = False, []
+            ok = ok and len(ids) == 1
+            accepted += len(ids)
+            check(f"{path}: 202 for {what}", ok,
+                  f"status {result.returncode}: {result.stdout[-300:]!r} {result.stderr[-300:]!r}")
+    return accepted
+
+
+def check_senders_doc():
+    """The fenced blocks of docs/senders.md that name an example file."""
+    text = SENDERS.read_text()
+    blocks = re.findall(r"^```[a-z]+ (examples/\S+)\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    found = {}
+    for path, content in blocks:
+        found.setdefault(path, []).append(content)
+    for path, _, _ in SENDERS_RUN:
+        contents = found.pop(path, [])
+        file_text = (ROOT / path).read_text()
+        check(f"docs/senders.md shows {path} byte for byte",
+              len(contents) == 1 and contents[0] == file_text,
+              f"{len(contents)} blocks name it" if len(contents) != 1 else "the block differs from the file")
+    for path in found:
+        check(f"docs/senders.md: block named {path}", False, "no such example is run by this checker")
+
+
+def check_examples_readme():
+    secret = json.loads(TENANTS.read_text())[0]["destination"]["secret"]
+    readme = (EXAMPLES / "README.md").read_text()
+    check("examples/README.md gives receive the destination secret of examples/tenants.json",
+          f"--secret {secret}" in readme)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        return 2
+    binary = Path(sys.argv[1]).resolve()
+    if not check(f"the formbridge binary {sys.argv[1]} exists", os.access(binary, os.X_OK),
+                 "not found or not executable; build it with cargo build --release -p formbridge"):
+        return finish()
+
+    loaded = check_spec()
+    check_protocol_sections()
+    check_senders_doc()
+    check_examples_readme()
+    if loaded is None:
+        return finish()
+    spec, examples, codes = loaded
+
+    def setup_of(ex):
+        gateway = ex["gateway"]
+        return (tuple(gateway.get("args", [])), tuple(sorted(gateway.get("env", {}).items())))
+
+    setups = sorted({setup_of(ex) for ex in examples} | {((), ())})
+    gateways = {}
+    exercised = set()
+    try:
+        for setup in setups:
+            gateways[setup] = Gateway(binary, list(setup[0]), dict(setup[1]))
+        if not all([gateways[s].wait_ready(spec) for s in setups]):
+            return finish()
+        accepted = 0
+        for ex in examples:
+            result = run_example(spec, codes, gateways[setup_of(ex)], ex)
+            if result:
+                exercised.add(result[0])
+                if setup_of(ex) == ((), ()):
+                    accepted += result[1]
+        accepted += check_senders(gateways[((), ())])
+        status, _, health = gateways[((), ())].request("GET", "/healthz")
+        bus = json.loads(health).get("bus", {}) if status == 200 else {}
+        check(f"the gateway's bus holds exactly the {accepted} submissions answered 202",
+              bus.get("accepted") == accepted, f"healthz: {health[:300]!r}")
+        for gateway in gateways.values():
+            gateway.terminate()  # all at once: each may wait for deliveries in flight
+        for gateway in gateways.values():
+            gateway.stop()
+    finally:
+        # No second signal may cut the cleanup short: no gateway outlives this.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for gateway in gateways.values():
+            gateway.kill()
+
+    documented = {(status, code) for status, listed in codes.items() for code in listed}
+    documented |= {(status, None) for status, listed in codes.items() if not listed}
+    missing = documented - exercised - set(NOT_EXERCISED)
+    stale = [key for key in NOT_EXERCISED if key in exercised or key not in documented]
+    check(f"every documented status and code is exercised or listed as not ({len(documented)} documented)",
+          not missing and not stale,
+          f"neither exercised nor listed: {sorted(missing, key=str)}; listed but {stale}")
+    for (status, code), reason in sorted(NOT_EXERCISED.items()):
+        print(f"not exercised: {status} {code}: {reason}")
+    return finish()
+
+
+def finish():
+    print(f"check-docs: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def on_term(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, on_term)
+    sys.exit(main())
