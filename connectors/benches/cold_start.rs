@@ -11,9 +11,9 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use serde_json::json;
 use testkit::{
-    Answer, ColdStart, FakeRuntimeApi, HttpServer, MotoServer, Reply, bench_cold_starts, cold_start,
+    Answer, ColdStart, DELIVERY_SECRET, FakeRuntimeApi, HttpServer, MotoServer, Reply,
+    TenantRecordBuilder, bench_cold_starts, cold_start,
 };
 
 fn one_cold_start(moto: &MotoServer) -> ColdStart {
@@ -34,17 +34,14 @@ fn one_cold_start(moto: &MotoServer) -> ColdStart {
 fn bench(c: &mut Criterion) {
     let moto = MotoServer::start();
     let server = HttpServer::start(|_, _| Reply::json(200, "{}"));
-    let record = json!({
-        "tenant_id": "acme",
-        "status": "active",
-        "signing_secrets": ["a-signing-secret-that-is-32-chars-long!"],
-        "destination": {"url": server.url(), "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo="},
-    });
+    let record = TenantRecordBuilder::new("acme")
+        .destination(&server.url(), DELIVERY_SECRET)
+        .json();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(moto.put_secret("form-bridge/tenants/acme", &record.to_string()));
+    rt.block_on(moto.put_secret("form-bridge/tenants/acme", &record));
 
     bench_cold_starts(c, "connector_cold_start", || one_cold_start(&moto));
     println!("deliveries received: {}", server.requests().len());

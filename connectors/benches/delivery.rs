@@ -19,24 +19,17 @@ use connectors::{
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::StreamExt as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::TenantRecord;
 use shared::config::Env;
 use shared::event::SubmissionIds;
 use shared::store::MemoryTenantStore;
 use shared::telemetry::Metrics;
-use testkit::{HttpServer, Reply};
-
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo=";
+use testkit::{DELIVERY_SECRET, HttpServer, Reply, TenantRecordBuilder};
 
 fn record(url: &str) -> TenantRecord {
-    TenantRecord::from_value(json!({
-        "tenant_id": "acme",
-        "status": "active",
-        "signing_secrets": ["a-signing-secret-that-is-32-chars-long!"],
-        "destination": {"url": url, "secret": SECRET},
-    }))
-    .unwrap()
+    let record = TenantRecordBuilder::new("acme").destination(url, DELIVERY_SECRET);
+    TenantRecord::from_value(record.build()).unwrap()
 }
 
 fn event() -> String {

@@ -19,7 +19,7 @@ fn failures(ids: &[&str]) -> Output {
 #[tokio::test]
 async fn the_sqs_fixture_is_delivered() {
     let server = HttpServer::start(|_, _| Reply::json(200, "{}"));
-    let (connector, _) = connector(&[record("acme", &server.url(), json!({}))], &[]);
+    let (connector, _) = connector(&[record("acme", &server.url()).build()], &[]);
     let event = ConnectorEvent::from_json(&data("sqs-event.json")).unwrap();
     let output = connector.handle(&event, None).await.unwrap();
     assert_eq!(output, failures(&[]));
@@ -51,19 +51,14 @@ async fn a_mixed_batch_reports_exactly_the_records_not_delivered() {
     let redirecting =
         HttpServer::start(move |_, _| Reply::json(307, "").with_header("Location", &location));
     let records = [
-        record("ok", &ok.url(), json!({})),
-        record("broken", &broken.url(), json!({})),
-        record("gone", &gone.url(), json!({})),
-        record("slow", &slow.url(), json!({"timeout_ms": 200})),
-        record("limited", &limited.url(), json!({})),
-        record(
-            "refused",
-            &format!("http://127.0.0.1:{refused_port}/"),
-            json!({}),
-        ),
-        record("redirect", &redirecting.url(), json!({})),
-        json!({"tenant_id": "nodest", "status": "active",
-               "signing_secrets": ["a-signing-secret-that-is-32-chars-long!"]}),
+        record("ok", &ok.url()).build(),
+        record("broken", &broken.url()).build(),
+        record("gone", &gone.url()).build(),
+        record("slow", &slow.url()).timeout_ms(200).build(),
+        record("limited", &limited.url()).build(),
+        record("refused", &format!("http://127.0.0.1:{refused_port}/")).build(),
+        record("redirect", &redirecting.url()).build(),
+        TenantRecordBuilder::new("nodest").build(),
     ];
     let (connector, metrics) = connector(&records, &[("DELIVERY_ATTEMPTS", "2")]);
     let bodies = vec![
@@ -127,7 +122,7 @@ async fn records_of_a_batch_are_delivered_concurrently_up_to_the_bound() {
         Reply::json(200, "{}")
     });
     let (connector, _) = connector(
-        &[record("acme", &server.url(), json!({}))],
+        &[record("acme", &server.url()).build()],
         &[("DELIVERY_CONCURRENCY", "4")],
     );
     let bodies: Vec<String> = (0..12).map(|_| event("acme").0).collect();
@@ -147,7 +142,7 @@ async fn a_direct_eventbridge_event_is_delivered_or_fails_the_invocation() {
             Reply::json(404, "{}")
         }
     });
-    let (connector, _) = connector(&[record("acme", &server.url(), json!({}))], &[]);
+    let (connector, _) = connector(&[record("acme", &server.url()).build()], &[]);
     let fixture = ConnectorEvent::from_json(&data("eventbridge-event.json")).unwrap();
     let output = connector.handle(&fixture, None).await.unwrap();
     assert_eq!(
@@ -171,7 +166,7 @@ async fn a_direct_eventbridge_event_is_delivered_or_fails_the_invocation() {
 #[tokio::test]
 async fn malformed_details_fail_alone_with_a_reason_that_quotes_nothing() {
     let server = HttpServer::start(|_, _| Reply::json(200, "{}"));
-    let (connector, _) = connector(&[record("acme", &server.url(), json!({}))], &[]);
+    let (connector, _) = connector(&[record("acme", &server.url()).build()], &[]);
     let (good, _) = event("acme");
     let mut cases = Vec::new();
     for (field, value) in [

@@ -11,17 +11,14 @@ async fn the_bootstrap_delivers_and_reports_batch_item_failures() {
     let moto = MotoServer::start();
     let server = HttpServer::start(|_, _| Reply::json(200, "{}"));
     let url = format!("{}/hook?token=query-t0ken", server.url());
-    let headers = json!({"headers": {"Authorization": "Bearer s3cr3t-t0ken"}});
-    moto.put_secret(
-        "form-bridge/tenants/acme",
-        &record("acme", &url, headers).to_string(),
-    )
-    .await;
+    let acme = record("acme", &url).header("Authorization", "Bearer s3cr3t-t0ken");
+    moto.put_secret("form-bridge/tenants/acme", &acme.json())
+        .await;
     let gone = HttpServer::start(|_, _| Reply::json(410, "{}"));
     let gone_url = format!("{}/old?token=query-t0ken", gone.url());
     moto.put_secret(
         "form-bridge/tenants/gone",
-        &record("gone", &gone_url, json!({})).to_string(),
+        &record("gone", &gone_url).json(),
     )
     .await;
     let batch = sqs_json(&[
@@ -82,21 +79,17 @@ async fn the_bootstrap_delivers_and_reports_batch_item_failures() {
             "query-t0ken",
             DELIVERY_SECRET,
             "ada@example.com",
-            "32-chars-long",
+            &testkit::signing_secret("acme"),
+            &testkit::signing_secret("gone"),
         ],
     );
 }
 
 #[test]
 fn a_bad_variable_fails_start_up_naming_it() {
-    let runtime = FakeRuntimeApi::start([]);
-    let output = runtime
-        .command(env!("CARGO_BIN_EXE_connector"))
-        .env("AWS_REGION", "us-east-1")
-        .env("DELIVERY_TIMEOUT_MS", "soon")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("DELIVERY_TIMEOUT_MS"), "{stderr}");
+    testkit::assert_start_up_fails(
+        env!("CARGO_BIN_EXE_connector"),
+        &[("DELIVERY_TIMEOUT_MS", "soon")],
+        "DELIVERY_TIMEOUT_MS",
+    );
 }

@@ -16,15 +16,10 @@ fn ok_server() -> HttpServer {
 #[tokio::test]
 async fn a_delivery_is_signed_so_standard_webhooks_verifies_it() {
     let server = ok_server();
-    let extra = json!({"headers": {"Authorization": "Bearer t0ken", "X-Tenant-Tag": "blue"}});
-    let (connector, metrics) = connector(
-        &[record(
-            "acme",
-            &format!("{}/hooks?k=1", server.url()),
-            extra,
-        )],
-        &[],
-    );
+    let acme = record("acme", &format!("{}/hooks?k=1", server.url()))
+        .header("Authorization", "Bearer t0ken")
+        .header("X-Tenant-Tag", "blue");
+    let (connector, metrics) = connector(&[acme.build()], &[]);
     let (event, id) = event("acme");
 
     let delivered = connector.deliver_event(&event, None).await.unwrap();
@@ -70,7 +65,7 @@ async fn server_errors_are_retried_then_reported_retryable() {
         0 | 1 => Reply::json(500, "{}"),
         _ => Reply::json(204, ""),
     });
-    let (connector, metrics) = connector(&[record("acme", &server.url(), json!({}))], &[]);
+    let (connector, metrics) = connector(&[record("acme", &server.url()).build()], &[]);
     let (event, _) = event("acme");
     connector.deliver_event(&event, None).await.unwrap();
     assert_eq!(server.requests().len(), 3, "two 500s, then delivered");
@@ -91,7 +86,7 @@ async fn server_errors_are_retried_then_reported_retryable() {
 }
 
 fn connector_for(server: &HttpServer, vars: &[(&str, &str)]) -> (TestConnector, CapturedMetrics) {
-    connector(&[record("acme", &server.url(), json!({}))], vars)
+    connector(&[record("acme", &server.url()).build()], vars)
 }
 
 #[tokio::test]
@@ -148,7 +143,7 @@ async fn too_many_requests_waits_for_retry_after_within_limits() {
 #[tokio::test]
 async fn a_slow_destination_times_out() {
     let server = HttpServer::start(|_, _| Reply::json(200, "{}").after(Duration::from_secs(3)));
-    let slow = record("acme", &server.url(), json!({"timeout_ms": 300}));
+    let slow = record("acme", &server.url()).timeout_ms(300).build();
     let (connector, metrics) = connector(&[slow], &[("DELIVERY_ATTEMPTS", "1")]);
     let error = deliver(&connector, "acme").await.unwrap_err();
     assert!(
@@ -175,11 +170,7 @@ async fn a_refused_connection_is_retryable() {
         listener.local_addr().unwrap().port()
     };
     let (connector, metrics) = connector(
-        &[record(
-            "acme",
-            &format!("http://127.0.0.1:{port}/"),
-            json!({}),
-        )],
+        &[record("acme", &format!("http://127.0.0.1:{port}/")).build()],
         &[("DELIVERY_ATTEMPTS", "2")],
     );
     let error = deliver(&connector, "acme").await.unwrap_err();
@@ -215,11 +206,7 @@ async fn the_guard_refuses_names_and_literals_that_reach_private_addresses() {
     let server = ok_server();
     let port = server.addr().port();
     let hosts = Hosts::system().with("hooks.tenant.test", &["127.0.0.1".parse().unwrap()]);
-    let name = record(
-        "acme",
-        &format!("http://hooks.tenant.test:{port}/"),
-        json!({}),
-    );
+    let name = record("acme", &format!("http://hooks.tenant.test:{port}/")).build();
     let guarded_config = config(&[]);
     // Addresses checked, scheme not, so the plain-HTTP server could answer
     // if the address rule let it through.
@@ -263,7 +250,7 @@ async fn the_guard_refuses_names_and_literals_that_reach_private_addresses() {
         "https://169.254.169.254/latest/meta-data/".to_string(),
     ] {
         let (connector, metrics) = connector_with(
-            &[record("acme", &url, json!({}))],
+            &[record("acme", &url).build()],
             &guarded_config,
             guarded_config.client_options().rules,
             Hosts::system(),
@@ -288,8 +275,8 @@ async fn an_open_breaker_fails_fast_without_a_request_and_spares_other_tenants()
     ];
     let (connector, metrics) = connector(
         &[
-            record("acme", &down.url(), json!({})),
-            record("globex", &up.url(), json!({})),
+            record("acme", &down.url()).build(),
+            record("globex", &up.url()).build(),
         ],
         &vars,
     );
@@ -402,7 +389,7 @@ async fn the_breaker_state_is_visible_per_destination() {
         ],
     );
     deliver(&connector, "acme").await.unwrap_err();
-    let record = TenantRecord::from_value(record("acme", &down.url(), json!({}))).unwrap();
+    let record = TenantRecord::from_value(record("acme", &down.url()).build()).unwrap();
     let target = connectors::Target {
         tenant: &record.tenant_id,
         destination: record.destination.as_ref().unwrap(),

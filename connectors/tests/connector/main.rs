@@ -32,26 +32,17 @@ use shared::event::SubmissionIds;
 use shared::store::MemoryTenantStore;
 use shared::telemetry::{CapturedMetrics, Metrics};
 
-/// A delivery secret: `whsec_` and the base64 of 32 bytes.
-pub const DELIVERY_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo=";
+pub use testkit::DELIVERY_SECRET;
+use testkit::TenantRecordBuilder;
 
 pub fn data(name: &str) -> String {
     testkit::test_data(env!("CARGO_MANIFEST_DIR"), name)
 }
 
-/// A tenant record delivering to `url`; `destination` fields in `extra`
-/// are merged in.
-pub fn record(tenant: &str, url: &str, extra: Value) -> Value {
-    let mut destination = json!({"url": url, "secret": DELIVERY_SECRET});
-    if let (Some(d), Some(e)) = (destination.as_object_mut(), extra.as_object()) {
-        d.extend(e.clone());
-    }
-    json!({
-        "tenant_id": tenant,
-        "status": "active",
-        "signing_secrets": ["a-signing-secret-that-is-32-chars-long!"],
-        "destination": destination,
-    })
+/// An active tenant record delivering to `url`, signed with
+/// [`DELIVERY_SECRET`]; add destination fields, then `.build()`.
+pub fn record(tenant: &str, url: &str) -> TenantRecordBuilder {
+    TenantRecordBuilder::new(tenant).destination(url, DELIVERY_SECRET)
 }
 
 /// An EventBridge event (the fixture's shape) for `tenant` with a fresh

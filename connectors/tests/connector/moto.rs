@@ -21,7 +21,7 @@ async fn events_from_a_real_bus_and_queue_are_delivered_with_records_from_secret
     let server = HttpServer::start(|_, _| Reply::json(200, "{}"));
     moto.put_secret(
         "form-bridge/tenants/acme",
-        &record("acme", &server.url(), json!({"headers": {"X-Key": "k"}})).to_string(),
+        &record("acme", &server.url()).header("X-Key", "k").json(),
     )
     .await;
     let sdk = moto.loader().load().await;
