@@ -10,8 +10,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shared::signature::{self, RequestHeaders, SigningKey};
 use shared::{Secret, TenantId, TenantRecord};
 
-const NOW: i64 = 1_767_225_600;
-const SECRET: &str = "fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c";
+const NOW: i64 = testkit::VECTOR.timestamp;
+const SECRET: &str = testkit::VECTOR.secret;
 const OLD_SECRET: &str = "fb_test_previous_secret_0000000000000000";
 
 fn bench(c: &mut Criterion) {
@@ -59,12 +59,14 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     c.bench_function("tenant_record/parse_and_prepare_keys", |b| {
-        let text = format!(
-            r#"{{"tenant_id":"acme","status":"active","signing_secrets":["{SECRET}","{OLD_SECRET}"],
-                "rate_limit":{{"requests_per_second":100,"burst":200}},
-                "destination":{{"url":"https://hooks.acme.example/forms",
-                "secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}}}"#
-        );
+        let text = testkit::TenantRecordBuilder::new("acme")
+            .secrets(&[SECRET, OLD_SECRET])
+            .rate_limit(100, 200)
+            .destination(
+                "https://hooks.acme.example/forms",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            )
+            .json();
         b.iter(|| TenantRecord::from_json(black_box(&text)).unwrap())
     });
 }

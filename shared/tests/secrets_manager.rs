@@ -10,7 +10,7 @@ use aws_sdk_secretsmanager::primitives::Blob;
 use serde_json::json;
 use shared::store::{CachePolicy, CachedTenantStore, SecretsManagerStore, StoreError, TenantStore};
 use shared::{TenantId, TenantStatus};
-use testkit::MotoServer;
+use testkit::{MotoServer, TenantRecordBuilder};
 
 const SECRET: &str = "fb_test_secret_value_do_not_log_00000000";
 
@@ -28,11 +28,12 @@ fn id(s: &str) -> TenantId {
 async fn reads_records_and_reports_every_kind_of_bad_secret() {
     let moto = MotoServer::start();
     let (client, store) = setup(&moto, "form-bridge/tenants/").await;
-    let good = json!({
-        "tenant_id": "acme", "status": "suspended", "signing_secrets": [SECRET],
-        "routing": "dedicated", "unknown": [1, 2, 3]
-    });
-    moto.put_secret("form-bridge/tenants/acme", &good.to_string())
+    let good = TenantRecordBuilder::new("acme")
+        .secret(SECRET)
+        .status("suspended")
+        .routing("dedicated")
+        .field("unknown", json!([1, 2, 3]));
+    moto.put_secret("form-bridge/tenants/acme", &good.json())
         .await;
     moto.put_secret(
         "form-bridge/tenants/notjson",
@@ -43,7 +44,7 @@ async fn reads_records_and_reports_every_kind_of_bad_secret() {
         .await;
     moto.put_secret(
         "form-bridge/tenants/misfiled",
-        &json!({"tenant_id": "acme", "status": "active", "signing_secrets": [SECRET]}).to_string(),
+        &TenantRecordBuilder::new("acme").secret(SECRET).json(),
     )
     .await;
     client
@@ -80,10 +81,9 @@ async fn reads_records_and_reports_every_kind_of_bad_secret() {
 async fn honours_the_secret_name_prefix() {
     let moto = MotoServer::start();
     let (_, store) = setup(&moto, "prod/fb/").await;
-    let record = json!({"tenant_id": "acme", "status": "active", "signing_secrets": [SECRET]});
-    moto.put_secret("prod/fb/acme", &record.to_string()).await;
-    moto.put_secret("form-bridge/tenants/other", &record.to_string())
-        .await;
+    let record = TenantRecordBuilder::new("acme").secret(SECRET).json();
+    moto.put_secret("prod/fb/acme", &record).await;
+    moto.put_secret("form-bridge/tenants/other", &record).await;
     assert!(store.fetch(&id("acme")).await.unwrap().is_some());
     assert!(store.fetch(&id("other")).await.unwrap().is_none());
     assert_eq!(store.secret_name(&id("acme")), "prod/fb/acme");
@@ -93,9 +93,8 @@ async fn honours_the_secret_name_prefix() {
 async fn a_tenant_whose_secret_is_deleted_is_unknown() {
     let moto = MotoServer::start();
     let (client, store) = setup(&moto, "form-bridge/tenants/").await;
-    let record = json!({"tenant_id": "acme", "status": "active", "signing_secrets": [SECRET]});
-    moto.put_secret("form-bridge/tenants/acme", &record.to_string())
-        .await;
+    let record = TenantRecordBuilder::new("acme").secret(SECRET).json();
+    moto.put_secret("form-bridge/tenants/acme", &record).await;
     // Scheduled for deletion (the default 30-day recovery window): Secrets
     // Manager answers InvalidRequestException, which is "no such tenant".
     client
@@ -111,9 +110,8 @@ async fn a_tenant_whose_secret_is_deleted_is_unknown() {
 async fn an_outage_is_unavailable_and_the_cache_rides_it_out() {
     let mut moto = MotoServer::start();
     let (_, store) = setup(&moto, "form-bridge/tenants/").await;
-    let record = json!({"tenant_id": "acme", "status": "active", "signing_secrets": [SECRET]});
-    moto.put_secret("form-bridge/tenants/acme", &record.to_string())
-        .await;
+    let record = TenantRecordBuilder::new("acme").secret(SECRET).json();
+    moto.put_secret("form-bridge/tenants/acme", &record).await;
     // TTL zero: every lookup goes to the store, so the stale path is used.
     let cached = CachedTenantStore::new(store.clone(), CachePolicy::with_ttl(Duration::ZERO));
     assert!(cached.get(&id("acme")).await.unwrap().is_some());
