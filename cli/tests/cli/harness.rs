@@ -12,11 +12,12 @@ use serde_json::Value;
 use shared::Secret;
 use shared::signature::{sign_request, unix_now};
 use shared::tenant_id::TenantId;
+use testkit::TenantRecordBuilder;
 
 /// The binary under test.
 pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_formbridge");
-/// A signing secret for test tenants.
-pub(crate) const SIGNING_SECRET: &str = "fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c";
+/// The signing secret of every test tenant: the published test vector's.
+pub(crate) const SIGNING_SECRET: &str = testkit::VECTOR.secret;
 /// A delivery secret for test tenants.
 pub(crate) const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// How long any one condition is waited for before the test fails.
@@ -34,18 +35,19 @@ pub(crate) fn scratch_dir() -> PathBuf {
     dir
 }
 
+/// An active tenant record signed with [`SIGNING_SECRET`], without a
+/// destination.
+pub(crate) fn record(id: &str) -> TenantRecordBuilder {
+    TenantRecordBuilder::new(id).secret(SIGNING_SECRET)
+}
+
 /// An active tenant record delivering to `url` (no destination when
 /// `None`).
 pub(crate) fn tenant(id: &str, url: Option<&str>) -> Value {
-    let mut record = serde_json::json!({
-        "tenant_id": id,
-        "status": "active",
-        "signing_secrets": [SIGNING_SECRET],
-    });
-    if let Some(url) = url {
-        record["destination"] = serde_json::json!({ "url": url, "secret": WEBHOOK_SECRET });
+    match url {
+        Some(url) => record(id).destination(url, WEBHOOK_SECRET).build(),
+        None => record(id).build(),
     }
-    record
 }
 
 /// Writes a tenants file into `dir`.

@@ -9,7 +9,7 @@ use testkit::{HttpServer, RecordedRequest, Reply};
 
 use crate::harness::{
     Gateway, SIGNING_SECRET, Submission, WEBHOOK_SECRET, answer, get_json, get_json_when,
-    health_when, ids, run, scratch_dir, sigterm, tenant, tenants_file, wait_until,
+    health_when, ids, record, run, scratch_dir, sigterm, tenant, tenants_file, wait_until,
 };
 
 /// Checks a delivery as a receiver using the official Standard Webhooks
@@ -97,10 +97,8 @@ async fn submissions_reach_the_receiver_signed_and_unchanged() {
 async fn every_refusal_has_the_deployed_status_and_body() {
     let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
     let dir = scratch_dir();
-    let mut suspended = tenant("paused", None);
-    suspended["status"] = json!("suspended");
-    let mut limited = tenant("limited", None);
-    limited["rate_limit"] = json!({"requests_per_second": 1, "burst": 1});
+    let suspended = record("paused").status("suspended").build();
+    let limited = record("limited").rate_limit(1, 1).build();
     let tenants = tenants_file(
         &dir,
         &[tenant("acme", Some(&receiver.url())), suspended, limited],
@@ -531,7 +529,7 @@ fn starts_with_no_arguments_on_a_demo_tenant_and_its_own_receiver() {
     // Run the printed command as a person would (with our binary).
     let args: Vec<&str> = hint.split_whitespace().collect();
     let start = args.iter().position(|a| *a == "send").unwrap();
-    let body = br#"{"email":"ada@example.com","message":"Hello"}"#;
+    let body = testkit::VECTOR.body;
     let (code, out, err) = run(&args[start..], body, &[]);
     assert_eq!(code, 0, "{err}");
     let id = out.lines().nth(1).unwrap().to_owned();

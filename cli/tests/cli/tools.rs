@@ -1,42 +1,49 @@
 //! `sign`, `send`, `tenants new` and the command line's errors.
 
 use shared::store::MemoryTenantStore;
-use testkit::{HttpServer, Reply};
+use testkit::{HttpServer, Reply, TenantRecordBuilder, VECTOR};
 
 use crate::harness::{Gateway, SIGNING_SECRET, run, scratch_dir, tenant, tenants_file};
-
-const VECTOR_BODY: &[u8] = br#"{"email":"ada@example.com","message":"Hello"}"#;
 
 #[test]
 fn sign_prints_the_published_test_vector() {
     let dir = scratch_dir();
     let file = dir.join("vector.json");
-    std::fs::write(&file, VECTOR_BODY).unwrap();
-    let expected = "Content-Digest: sha-256=:kLZCCKh+RzacssrmVJu0nqgcAB6+8wBJdYBvr/uyQc8=:\n\
-                    X-FormBridge-Timestamp: 1767225600\n\
-                    X-FormBridge-Signature: v1=92f42e07398400bf7b1ec50fb0219ba4006c5243c4cb965976ac8ad22d76693f\n";
+    std::fs::write(&file, VECTOR.body).unwrap();
+    let timestamp = VECTOR.timestamp.to_string();
+    let expected = format!(
+        "Content-Digest: {}\nX-FormBridge-Timestamp: {timestamp}\nX-FormBridge-Signature: {}\n",
+        VECTOR.content_digest, VECTOR.signature
+    );
     let from_file = run(
         &[
             "sign",
             "--tenant",
-            "acme",
+            VECTOR.tenant,
             "--secret",
-            SIGNING_SECRET,
+            VECTOR.secret,
             "--timestamp",
-            "1767225600",
+            &timestamp,
             file.to_str().unwrap(),
         ],
         b"",
         &[],
     );
-    assert_eq!(from_file, (0, expected.to_owned(), String::new()));
+    assert_eq!(from_file, (0, expected.clone(), String::new()));
     // From standard input, with the secret from the environment.
     let from_stdin = run(
-        &["sign", "--tenant", "acme", "--timestamp", "1767225600", "-"],
-        VECTOR_BODY,
-        &[("FORMBRIDGE_SECRET", SIGNING_SECRET)],
+        &[
+            "sign",
+            "--tenant",
+            VECTOR.tenant,
+            "--timestamp",
+            &timestamp,
+            "-",
+        ],
+        VECTOR.body,
+        &[("FORMBRIDGE_SECRET", VECTOR.secret)],
     );
-    assert_eq!(from_stdin, (0, expected.to_owned(), String::new()));
+    assert_eq!(from_stdin, (0, expected, String::new()));
 }
 
 #[test]
@@ -243,11 +250,8 @@ fn serve_refuses_bad_tenants_files_and_busy_ports() {
         "{err}"
     );
     let bad = dir.join("bad.json");
-    std::fs::write(
-        &bad,
-        r#"[{"tenant_id":"acme","status":"active","signing_secrets":["s3cr3t-value"]}]"#,
-    )
-    .unwrap();
+    let short_secret = TenantRecordBuilder::new("acme").secret("s3cr3t-value");
+    std::fs::write(&bad, format!("[{}]", short_secret.json())).unwrap();
     let (code, _, err) = run_serve(&["--tenants", bad.to_str().unwrap()], &free);
     assert_eq!(code, 2);
     assert!(
