@@ -209,3 +209,49 @@ pub fn test_data(crate_dir: &str, name: &str) -> String {
     let path = Path::new(crate_dir).join("tests/data").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_secrets_are_the_vectors_for_acme_and_long_enough_for_others() {
+        assert_eq!(signing_secret("acme"), VECTOR.secret);
+        assert_eq!(signing_secret("globex"), signing_secret("globex"));
+        assert_ne!(signing_secret("globex"), signing_secret("umbrella"));
+        for tenant in ["a", "globex", &"x".repeat(64)] {
+            assert!(signing_secret(tenant).chars().count() >= 32, "{tenant}");
+        }
+    }
+
+    #[test]
+    fn the_builder_writes_only_what_it_is_told_besides_the_defaults() {
+        assert_eq!(
+            TenantRecordBuilder::new("globex").build(),
+            json!({"tenant_id": "globex", "status": "active",
+                   "signing_secrets": [signing_secret("globex")]})
+        );
+        let record = TenantRecordBuilder::new("acme")
+            .secrets(&["new-secret", "old-secret"])
+            .status("suspended")
+            .routing("dedicated")
+            .rate_limit(5, 3)
+            .timeout_ms(200)
+            .header("X-Key", "k")
+            .destination("https://hooks.acme.example/", DELIVERY_SECRET)
+            .field("extra", json!([1]))
+            .json();
+        let parsed: Value = serde_json::from_str(&record).unwrap();
+        assert_eq!(
+            parsed,
+            json!({
+                "tenant_id": "acme", "status": "suspended", "routing": "dedicated",
+                "signing_secrets": ["new-secret", "old-secret"],
+                "rate_limit": {"requests_per_second": 5, "burst": 3},
+                "destination": {"url": "https://hooks.acme.example/", "secret": DELIVERY_SECRET,
+                                "timeout_ms": 200, "headers": {"X-Key": "k"}},
+                "extra": [1]
+            })
+        );
+    }
+}
