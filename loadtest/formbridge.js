@@ -1,6 +1,6 @@
 // Form-Bridge load tests: signed submissions against the local gateway
 // (`formbridge serve`) or a deployed stack. Every request is signed as
-// contract section 1 says, with k6/crypto: Content-Digest over the exact
+// docs/protocol.md, section 1 says, with k6/crypto: Content-Digest over the exact
 // body bytes, HMAC-SHA256 over "{timestamp}\n{tenant_id}\n{content_digest}".
 //
 // SCENARIO (default steady):

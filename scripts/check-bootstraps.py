@@ -1,11 +1,14 @@
 """Checks the Lambda bootstraps `cargo lambda build --release --arm64` made.
 
-Each of target/lambda/{authorizer,ingest,connector}/bootstrap must be a
+Each of <dir>/{authorizer,ingest,connector}/bootstrap must be a
 64-bit little-endian aarch64 ELF executable needing at most glibc 2.34 (what
 the provided.al2023 runtime has). Prints each one's size and gzipped size
 (a Lambda zip is about the gzipped size).
 
-    python scripts/check-bootstraps.py
+    python scripts/check-bootstraps.py "$(scripts/target-dir)/lambda"
+
+where the directory is cargo-lambda's output under cargo's target directory
+(wherever CARGO_TARGET_DIR puts it).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import struct
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 BINARIES = ("authorizer", "ingest", "connector")
 EM_AARCH64 = 183
 AL2023_GLIBC = (2, 34)
@@ -48,7 +50,11 @@ def check(path: Path) -> list[str]:
 
 
 def main() -> int:
-    problems = [p for name in BINARIES for p in check(ROOT / "target/lambda" / name / "bootstrap")]
+    if len(sys.argv) != 2:
+        print("usage: check-bootstraps.py LAMBDA_DIR (e.g. \"$(scripts/target-dir)/lambda\")", file=sys.stderr)
+        return 2
+    lambda_dir = Path(sys.argv[1])
+    problems = [p for name in BINARIES for p in check(lambda_dir / name / "bootstrap")]
     for p in problems:
         print(f"check-bootstraps: {p}", file=sys.stderr)
     return 1 if problems else 0

@@ -80,7 +80,7 @@ ROLE_ACTIONS = {
 }
 TARGET_KEYS = {"Id", "Arn", "RetryPolicy", "DeadLetterConfig"}
 MAX_EVENT_BYTES = 1_048_576  # EventBridge PutEvents request size
-DEFAULT_MAX_BODY_BYTES = 262_144  # ingest's default (contract section 7)
+DEFAULT_MAX_BODY_BYTES = 262_144  # ingest's default (docs/protocol.md, section 7)
 
 
 class Checker:
@@ -309,7 +309,7 @@ class Checker:
         )
         outputs = set(self.t.get("Outputs", {}))
         wanted = cli_outputs()
-        self.check(bool(wanted), "cannot read the output names from cli/src/stack.rs")
+        self.check(bool(wanted), "cannot read the output names from cli/src/aws/stack.rs")
         self.check(wanted <= outputs, f"outputs the CLI reads are missing: {sorted(wanted - outputs)}")
 
     def run(self) -> list[str]:
@@ -345,10 +345,10 @@ def workspace_binaries() -> set[str]:
 
 
 def cli_outputs() -> set[str]:
-    """The stack outputs `formbridge` reads (cli/src/stack.rs, `OUTPUTS`)."""
-    text = (ROOT / "cli/src/stack.rs").read_text()
-    block = re.search(r"pub const OUTPUTS: \[&str; \d+\] = \[(.*?)\];", text, re.S)
-    return set(re.findall(r'"(\w+)"', block.group(1))) if block else set()
+    """The stack outputs `formbridge` reads: the `output` of every entry of
+    the table of stack names in cli/src/aws/stack.rs."""
+    text = (ROOT / "cli/src/aws/stack.rs").read_text()
+    return set(re.findall(r'^\s*output: "(\w+)",$', text, re.M))
 
 
 def load(path: Path) -> dict:

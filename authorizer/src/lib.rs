@@ -39,7 +39,7 @@ use shared::{Routing, TenantId, TenantStatus};
 /// The path parameter holding the tenant ID.
 pub const TENANT_PATH_PARAMETER: &str = "tenant_id";
 
-/// The authorizer's configuration (contract section 7).
+/// The authorizer's configuration (docs/protocol.md, section 7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `TENANT_SECRET_PREFIX`: secret name prefix before the tenant ID.

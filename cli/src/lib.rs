@@ -1,31 +1,26 @@
-//! The `formbridge` command line: the local gateway and the sender's and
-//! operator's tools.
+//! The `formbridge` command line, grouped by role. The roles never call
+//! each other, except that the local gateway's built-in default delivers
+//! to the sender tools' receiver.
 //!
-//! - [`serve`] runs the whole pipeline in one process: the HTTP front
-//!   ([`gateway`], API Gateway's part) calls the authorizer and ingest
-//!   handlers, ingest publishes to the in-process [`bus`], and the bus
-//!   feeds the connector's delivery code. With no tenants file it runs a
-//!   demo tenant delivering to the built-in [`receiver`].
-//! - [`sender`] signs bodies (contract section 1) and posts them.
-//! - [`tenant`] makes new tenant records with fresh secrets.
-//! - [`tenants`] operates tenants on a deployed stack (records in Secrets
-//!   Manager, [`dedicated`] tenants' own rule, queues and event source
-//!   mapping), and [`dlq`] redrives dead-lettered events; [`stack`] finds
-//!   the stack's resources and [`aws`] holds the clients.
+//! - [`gateway`]: `formbridge serve`, the whole pipeline in one process
+//!   (the Lambdas' handlers behind an HTTP front, an in-process bus).
+//! - [`sender`]: `sign`, `send` and `receive`, for people who send to
+//!   Form-Bridge and people who receive from it.
+//! - [`tenants`]: `tenants new` makes a record here; the other `tenants`
+//!   subcommands and `dlq` work on a deployed stack through the AWS SDKs
+//!   ([`aws`], behind the default-on `aws` cargo feature, so that a
+//!   gateway-only build compiles none of those SDKs).
 //!
-//! [`http`] is the small hyper server under the gateway and the receiver;
-//! [`output`] is what is printed for people (logs go to stderr).
+//! Each command's arguments are declared beside the code that runs them;
+//! `main.rs` only wires them. [`http`] is the small hyper server under the
+//! gateway and the receiver, [`output`] what is printed for people (logs
+//! go to stderr), [`runtime`] the tokio runtimes.
 
+#[cfg(feature = "aws")]
 pub mod aws;
-pub mod bus;
-pub mod dedicated;
-pub mod dlq;
 pub mod gateway;
 pub mod http;
 pub mod output;
-pub mod receiver;
+pub mod runtime;
 pub mod sender;
-pub mod serve;
-pub mod stack;
-pub mod tenant;
 pub mod tenants;

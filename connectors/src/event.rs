@@ -5,7 +5,7 @@
 //! - A single EventBridge event, from an asynchronous invoke.
 //!
 //! [`Submission::parse`] reads one EventBridge event and checks it is a
-//! Form-Bridge submission (contract section 5); the delivery body embeds
+//! Form-Bridge submission (docs/protocol.md, section 5); the delivery body embeds
 //! its `detail` as the exact JSON text received.
 
 use bytes::Bytes;

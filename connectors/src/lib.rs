@@ -1,5 +1,5 @@
 //! The Form-Bridge connector: delivers submission events from the bus to
-//! each tenant's REST endpoint (contract section 6).
+//! each tenant's REST endpoint (docs/protocol.md, section 6).
 //!
 //! An EventBridge rule sends events to an SQS queue, and the queue invokes
 //! this Lambda with batches. For each record, concurrently up to a bound:
@@ -43,7 +43,7 @@ use shared::telemetry::{Dimension, Measure, Metrics};
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
-/// The connector's configuration (contract section 7, and the delivery
+/// The connector's configuration (docs/protocol.md, section 7, and the delivery
 /// and breaker settings documented in the README).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {

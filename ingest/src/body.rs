@@ -1,4 +1,4 @@
-//! Turning a verified body into submissions (contract section 1).
+//! Turning a verified body into submissions (docs/protocol.md, section 1).
 //!
 //! - `application/json`: an object is one submission; an array of 1 to
 //!   [`MAX_BATCH`] objects is a batch. Payloads stay the exact JSON text

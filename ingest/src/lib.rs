@@ -12,7 +12,7 @@
 //! 5. gives each a time-sortable submission ID and publishes the events
 //!    ([`shared::publish`]): at most 10 entries and 1 MiB per PutEvents
 //!    call, only failed entries retried;
-//! 6. answers 202 with the IDs in request order, or the contract's status
+//! 6. answers 202 with the IDs in request order, or the status docs/protocol.md, section 2, gives
 //!    and `{"error": {"code", "message"}}`.
 //!
 //! [`Ingest::handle`] is what the Lambda runs on an [`IngestEvent`];
@@ -49,7 +49,7 @@ pub const MAX_BODY_BYTES_LIMIT: u64 = 6 * 1024 * 1024;
 /// `MAX_BODY_BYTES` when unset.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 262_144;
 
-/// Ingest's configuration (contract section 7).
+/// Ingest's configuration (docs/protocol.md, section 7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `EVENT_BUS_NAME`: the bus's name or ARN. Required.
@@ -155,7 +155,7 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// The HTTP status (contract section 2).
+    /// The HTTP status (docs/protocol.md, section 2).
     pub fn status(&self) -> u16 {
         match self {
             Self::MissingContext => 500,

@@ -1,4 +1,4 @@
-//! The event a submission becomes on the bus (contract section 5).
+//! The event a submission becomes on the bus (docs/protocol.md, section 5).
 //!
 //! Every submission gets a [`SubmissionId`] from [`SubmissionIds`] and is
 //! written as the `Detail` of one PutEvents entry, [`SubmissionDetail`]. The
@@ -114,8 +114,9 @@ pub fn received_at(now: SystemTime) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_owned())
 }
 
-/// The `Detail` of a submission event, field for field as in the contract.
-/// Serialising writes the contract's field order; deserialising (the
+/// The `Detail` of a submission event, field for field as in
+/// docs/protocol.md, section 5.
+/// Serialising writes the documented field order; deserialising (the
 /// connector's side) borrows the payload's JSON text.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SubmissionDetail<'a> {

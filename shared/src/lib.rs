@@ -3,7 +3,7 @@
 //! A request's life, module by module:
 //!
 //! - [`tenant_id`]: the [`TenantId`] newtype, valid by construction.
-//! - [`signature`]: signature scheme v1, the sender-facing contract:
+//! - [`signature`]: signature scheme v1, what senders implement:
 //!   `Content-Digest` over the body, HMAC-SHA256 over timestamp, tenant and
 //!   digest, a replay window; pure functions with the time passed in.
 //! - [`tenant`]: the tenant record kept in Secrets Manager, validated on

@@ -1,4 +1,4 @@
-//! Signature scheme v1 (contract section 1).
+//! Signature scheme v1 (docs/protocol.md, section 1).
 //!
 //! A sender signs `"{timestamp}\n{tenant_id}\n{content_digest}"` with
 //! HMAC-SHA256 under one of the tenant's signing secrets and sends:

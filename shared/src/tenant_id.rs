@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub const MAX_TENANT_ID_LEN: usize = 63;
 
 /// A tenant identifier: 1 to 63 characters of `[a-z0-9-]`, starting and
-/// ending with a letter or digit (contract section 1).
+/// ending with a letter or digit (docs/protocol.md, section 1).
 ///
 /// Only valid values can be constructed, so code holding a `TenantId` never
 /// has to re-check it, and an invalid one is rejected before any secret

@@ -1,4 +1,4 @@
-//! Standard Webhooks signing of deliveries (contract section 6).
+//! Standard Webhooks signing of deliveries (docs/protocol.md, section 6).
 //!
 //! `webhook-signature` is `v1,` and the standard base64 of
 //! HMAC-SHA256(secret key, `"{webhook-id}.{webhook-timestamp}.{body}"`),

@@ -247,7 +247,11 @@ pub(crate) fn run(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> (i32, St
     }
     let mut child = command.spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
-    std::io::Write::write_all(&mut input, stdin).unwrap();
+    // A command that fails before reading its input closes the pipe.
+    match std::io::Write::write_all(&mut input, stdin) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.unwrap(),
+    }
     drop(input);
     let output = child.wait_with_output().unwrap();
     (

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod harness;
+// The operations on a stack exist only with the `aws` feature.
+#[cfg(feature = "aws")]
 mod operations;
 mod serve;
 mod tools;

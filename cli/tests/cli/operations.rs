@@ -434,7 +434,7 @@ async fn dedicated_tenants_get_their_own_path_and_delete_removes_it() {
         .await;
     let (code, _, err) = stack.formbridge(&["tenants", "delete", "bigco"]);
     assert_eq!(code, 2);
-    assert!(err.contains("queue still holds 1 events"), "{err}");
+    assert!(err.contains("queue still holds 1 event and"), "{err}");
     assert_eq!(stack.bodies("fb_t_bigco", 1).await.len(), 1);
     stack.ok(&["tenants", "delete", "bigco", "--without-recovery"]);
     assert!(stack.queue_url("fb_t_bigco").await.is_none());
@@ -539,7 +539,7 @@ async fn names_come_from_flags_without_a_stack_and_errors_say_which() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     // A shared tenant needs only the secret prefix.
     let (code, out, err) = run(
-        &["tenants", "--secret-prefix", "x/", "create", "solo"],
+        &["tenants", "create", "solo", "--secret-prefix", "x/"],
         b"",
         &env,
     );
@@ -553,11 +553,11 @@ async fn names_come_from_flags_without_a_stack_and_errors_say_which() {
     let (code, _, err) = run(
         &[
             "tenants",
-            "--secret-prefix",
-            "x/",
             "create",
             "duo",
             "--dedicated",
+            "--secret-prefix",
+            "x/",
         ],
         b"",
         &env,
@@ -568,7 +568,7 @@ async fn names_come_from_flags_without_a_stack_and_errors_say_which() {
         "{err}"
     );
     // An unknown stack, and an emulator that is not there.
-    let (code, _, err) = run(&["tenants", "--stack", "nope", "list"], b"", &env);
+    let (code, _, err) = run(&["tenants", "list", "--stack", "nope"], b"", &env);
     assert_eq!(code, 2);
     assert!(err.contains("cannot read stack nope"), "{err}");
     let (code, _, err) = run(
@@ -672,4 +672,52 @@ async fn a_failed_dedicated_create_completes_when_run_again_and_resume_repairs_t
         1,
         "kept, not duplicated"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn show_never_prints_a_secret_whatever_the_records_shape() {
+    let moto = MotoServer::start();
+    let env = moto.aws_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let secret = "fb_the_secret_value_that_must_not_print_01";
+    let shapes = [
+        // The signing secrets as one string instead of a list.
+        json!({"tenant_id": "a1", "status": "active", "signing_secrets": secret}),
+        // A misspelt field name.
+        json!({"tenant_id": "a2", "status": "active", "signing_secret": [secret]}),
+        // The destination as a URL string.
+        json!({"tenant_id": "a3", "status": "active", "signing_secrets": [secret],
+               "destination": format!("https://hooks.example/{secret}")}),
+        // Destination headers as an array.
+        json!({"tenant_id": "a4", "status": "active", "signing_secrets": [secret],
+               "destination": {"url": "https://hooks.example/", "secret": "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0",
+                               "headers": [["Authorization", secret]]}}),
+        // A field this version does not know, and a secret in a known one.
+        json!({"tenant_id": "a5", "status": secret, "signing_secrets": [secret],
+               "api_key": secret, "destination": {"url": format!("https://h.example/?t={secret}")}}),
+    ];
+    for shape in &shapes {
+        let id = shape["tenant_id"].as_str().unwrap();
+        moto.put_secret(&format!("x/{id}"), &shape.to_string())
+            .await;
+        let (code, out, err) = run(&["tenants", "show", id, "--secret-prefix", "x/"], b"", &env);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            !out.contains("the_secret_value") && !err.contains("the_secret_value"),
+            "{out}{err}"
+        );
+        let shown: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(shown["tenant_id"], id, "{out}");
+        // Every field is still named, its value hidden.
+        for name in shape.as_object().unwrap().keys() {
+            assert!(shown.get(name).is_some(), "{name} missing from {out}");
+        }
+        let (code, out, _) = run(
+            &["tenants", "show", id, "--reveal", "--secret-prefix", "x/"],
+            b"",
+            &env,
+        );
+        assert_eq!(code, 0);
+        assert!(out.contains("the_secret_value"), "--reveal shows it: {out}");
+    }
 }

@@ -111,6 +111,7 @@ fn sign_and_send_errors_say_what_to_do() {
     );
     assert_eq!(code, 2);
     assert!(err.contains("cannot reach"), "{err}");
+    assert!(err.contains("is the gateway running?"), "{err}");
     assert!(!err.contains("x-formbridge"), "{err}");
 }
 
@@ -213,24 +214,27 @@ fn tenant_new_prints_a_record_the_gateway_loads() {
 }
 
 #[test]
-fn every_command_has_help_with_examples() {
-    for args in [
-        &["--help"][..],
-        &["serve", "--help"],
-        &["sign", "--help"],
-        &["send", "--help"],
-        &["tenant", "new", "--help"],
-        &["tenants", "--help"],
-        &["tenants", "new", "--help"],
-        &["tenants", "create", "--help"],
-        &["tenants", "rotate", "--help"],
-        &["tenants", "delete", "--help"],
-        &["dlq", "--help"],
-        &["dlq", "redrive", "--help"],
+fn every_command_has_help_with_examples_and_stack_options_only_on_a_stack() {
+    // (command, whether it works on a deployed stack)
+    for (args, on_a_stack) in [
+        (&["--help"][..], false),
+        (&["serve", "--help"], false),
+        (&["sign", "--help"], false),
+        (&["send", "--help"], false),
+        (&["tenant", "new", "--help"], false),
+        (&["tenants", "--help"], false),
+        (&["tenants", "new", "--help"], false),
+        (&["tenants", "create", "--help"], true),
+        (&["tenants", "rotate", "--help"], true),
+        (&["tenants", "delete", "--help"], true),
+        (&["dlq", "--help"], false),
+        (&["dlq", "redrive", "--help"], true),
     ] {
         let (code, out, _) = run(args, b"", &[]);
         assert_eq!(code, 0, "{args:?}");
         assert!(out.contains("Examples:"), "{args:?}: {out}");
+        let lists_stack_options = out.contains("--stack <NAME>");
+        assert_eq!(lists_stack_options, on_a_stack, "{args:?}: {out}");
     }
 }
 

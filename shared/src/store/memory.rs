@@ -29,8 +29,8 @@ pub enum TenantsFileError {
         /// The I/O error (in the message, so not also a `source`).
         error: std::io::Error,
     },
-    /// The file is not a JSON array.
-    #[error("tenants file must be a JSON array of tenant records ({0})")]
+    /// The file is neither a JSON array of records nor one record.
+    #[error("tenants file must be a JSON array of tenant records, or one record ({0})")]
     NotAnArray(String),
     /// One record is invalid.
     #[error("tenants file record {index}: {error}")]
@@ -51,15 +51,20 @@ impl MemoryTenantStore {
         Self::default()
     }
 
-    /// Parses a JSON array of tenant records (the tenants file format).
+    /// Parses a tenants file: a JSON array of tenant records, or a single
+    /// record (what `formbridge tenants new` prints).
     pub fn from_json(text: &str) -> Result<Self, TenantsFileError> {
         let value: Value = serde_json::from_str(text).map_err(|e| {
             TenantsFileError::NotAnArray(format!("line {}, column {}", e.line(), e.column()))
         })?;
-        let Value::Array(items) = value else {
-            return Err(TenantsFileError::NotAnArray(
-                "top level is not an array".into(),
-            ));
+        let items = match value {
+            Value::Array(items) => items,
+            record @ Value::Object(_) => vec![record],
+            _ => {
+                return Err(TenantsFileError::NotAnArray(
+                    "top level is neither an array nor an object".into(),
+                ));
+            }
         };
         let mut records = HashMap::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
@@ -141,6 +146,10 @@ mod tests {
         );
         let store = MemoryTenantStore::from_json(&text).expect("valid file");
         assert_eq!(store.tenant_ids(), vec![id("acme"), id("globex")]);
+        // One record on its own, as `formbridge tenants new` prints it.
+        let one = format!(r#"{{"tenant_id":"acme","status":"active","signing_secrets":["{S}"]}}"#);
+        let single = MemoryTenantStore::from_json(&one).expect("one record");
+        assert_eq!(single.tenant_ids(), vec![id("acme")]);
         let acme = store
             .fetch(&id("acme"))
             .await
@@ -155,7 +164,11 @@ mod tests {
     #[test]
     fn rejects_bad_files_naming_the_record() {
         let cases = [
-            ("{}".to_string(), "must be a JSON array"),
+            ("3".to_string(), "must be a JSON array"),
+            (
+                "{}".to_string(),
+                "record 0: invalid tenant record: missing field",
+            ),
             ("[".to_string(), "line 1"),
             (
                 format!(r#"[{{"tenant_id":"a","status":"active","signing_secrets":["{S}"]}}, 3]"#),

@@ -1,92 +1,54 @@
-//! The sender's side: signing a body (contract section 1) and posting it.
+//! `formbridge send`: sign a body and post it.
 
-use std::io::Read as _;
-use std::path::Path;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use shared::Secret;
 use shared::signature::{
-    CONTENT_DIGEST_HEADER, SIGNATURE_HEADER, SignedHeaders, TIMESTAMP_HEADER, sign_request,
+    CONTENT_DIGEST_HEADER, SIGNATURE_HEADER, SignedHeaders, TIMESTAMP_HEADER, unix_now,
 };
-use shared::tenant_id::TenantId;
+
+use super::{SendError, Signer};
+use crate::output;
 
 /// How long `send` waits for the API.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Why a body could not be signed or sent.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// The tenant ID is invalid.
-    #[error("--tenant: {0}")]
-    TenantId(String),
-    /// The body could not be read.
-    #[error("cannot read the body from {source_name}: {error}")]
-    Read {
-        /// The file, or standard input.
-        source_name: String,
-        /// Why.
-        error: std::io::Error,
-    },
-    /// The URL is not an http(s) URL.
-    #[error("--url must be an http:// or https:// URL, such as http://127.0.0.1:3000")]
-    Url,
-    /// The URL is a submissions URL of another tenant.
-    #[error(
-        "--url is the submissions URL of another tenant than --tenant; pass the API's base URL"
-    )]
-    OtherTenant,
-    /// The request could not be made or answered.
-    #[error("cannot reach {url}: {error}")]
-    Http {
-        /// The submissions URL (the operator's own; no secret in it).
-        url: String,
-        /// Why, without the URL repeated.
-        error: String,
-    },
+/// `formbridge send`: sign a body and POST it; print the status and the
+/// submission IDs.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    formbridge send --url http://127.0.0.1:3000 --tenant demo --secret \"$SECRET\" body.json\n  \
+    echo '{\"email\":\"ada@example.com\"}' | formbridge send --url \"$API_URL\" --tenant acme -\n      \
+        (the secret from FORMBRIDGE_SECRET)\n  \
+    formbridge send --url http://127.0.0.1:3000 --tenant demo \\\n      \
+        --content-type application/x-www-form-urlencoded form.txt\n\n\
+    --url is the API's base URL; /v1/tenants/{tenant}/submissions is\n\
+    appended unless it is already there. Exit status: 0 when accepted\n\
+    (202), 1 when refused, 2 for a usage or connection error.")]
+pub struct SendArgs {
+    /// The API's base URL, such as http://127.0.0.1:3000.
+    #[arg(long, value_name = "URL")]
+    url: String,
+    #[command(flatten)]
+    signer: Signer,
+    /// The body's media type.
+    #[arg(long, value_name = "TYPE", default_value = "application/json")]
+    content_type: String,
 }
 
-/// Reads the body to sign: a file, or standard input for `-`.
-pub fn read_body(path: &Path) -> Result<Vec<u8>, SendError> {
-    if path == Path::new("-") {
-        let mut body = Vec::new();
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut body)
-            .map_err(|error| SendError::Read {
-                source_name: "standard input".to_owned(),
-                error,
-            })?;
-        return Ok(body);
+impl SendArgs {
+    /// Signs and posts the body, then prints the answer.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let url = submissions_url(&self.url, &self.signer.tenant)?;
+        let (body, headers) = self.signer.sign(unix_now())?;
+        let answer = crate::runtime::current_thread()?.block_on(send(
+            &url,
+            &self.content_type,
+            &headers,
+            body,
+        ))?;
+        Ok(report(&answer))
     }
-    std::fs::read(path).map_err(|error| SendError::Read {
-        source_name: path.display().to_string(),
-        error,
-    })
-}
-
-/// The three headers for `body`, signed with `secret` at `timestamp`.
-pub fn sign(
-    tenant: &str,
-    secret: &str,
-    body: &[u8],
-    timestamp: i64,
-) -> Result<SignedHeaders, SendError> {
-    let tenant = TenantId::parse(tenant).map_err(|e| SendError::TenantId(e.to_string()))?;
-    Ok(sign_request(
-        &Secret::new(secret.to_owned()),
-        &tenant,
-        body,
-        timestamp,
-    ))
-}
-
-/// The headers as `sign` prints them, in the contract's names.
-pub fn header_lines(headers: &SignedHeaders) -> [(&'static str, &str); 3] {
-    [
-        ("Content-Digest", &headers.content_digest),
-        ("X-FormBridge-Timestamp", &headers.timestamp),
-        ("X-FormBridge-Signature", &headers.signature),
-    ]
 }
 
 /// The submissions URL for a tenant: `url` itself when it already ends in
@@ -132,9 +94,17 @@ pub async fn send(
     headers: &SignedHeaders,
     body: Vec<u8>,
 ) -> Result<Answer, SendError> {
-    let http_error = |e: reqwest::Error| SendError::Http {
-        url: url.to_string(),
-        error: e.without_url().to_string(),
+    let http_error = |e: reqwest::Error| {
+        if e.is_connect() {
+            SendError::Unreachable {
+                url: url.to_string(),
+            }
+        } else {
+            SendError::Http {
+                url: url.to_string(),
+                error: e.without_url().to_string(),
+            }
+        }
     };
     let client = reqwest::Client::builder()
         .timeout(SEND_TIMEOUT)
@@ -173,30 +143,45 @@ pub fn hint(status: u16) -> Option<&'static str> {
     })
 }
 
+/// Prints the answer: the status, then the submission IDs one per line,
+/// or the error with a hint.
+fn report(answer: &Answer) -> ExitCode {
+    /// What ingest answers (docs/protocol.md, section 2).
+    #[derive(serde::Deserialize, Default)]
+    struct Body {
+        #[serde(default)]
+        submission_ids: Vec<String>,
+        error: Option<ErrorBody>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        code: String,
+        message: String,
+    }
+    let status = answer.status;
+    let reason = status.canonical_reason().unwrap_or("");
+    output::line(format_args!("{} {reason}", status.as_u16()));
+    let body: Body = serde_json::from_str(&answer.body).unwrap_or_default();
+    if status.is_success() {
+        for id in &body.submission_ids {
+            output::line(format_args!("{id}"));
+        }
+        return ExitCode::SUCCESS;
+    }
+    match body.error {
+        Some(ErrorBody { code, message }) => eprintln!("formbridge: refused: {code}: {message}"),
+        None => eprintln!("formbridge: refused: {}", answer.body.trim()),
+    }
+    if let Some(hint) = hint(status.as_u16()) {
+        eprintln!("formbridge: hint: {hint}");
+    }
+    ExitCode::FAILURE
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signs_the_published_test_vector() {
-        let body = br#"{"email":"ada@example.com","message":"Hello"}"#;
-        let headers = sign(
-            "acme",
-            "fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c",
-            body,
-            1_767_225_600,
-        )
-        .unwrap();
-        assert_eq!(
-            headers.content_digest,
-            "sha-256=:kLZCCKh+RzacssrmVJu0nqgcAB6+8wBJdYBvr/uyQc8=:"
-        );
-        assert_eq!(
-            headers.signature,
-            "v1=92f42e07398400bf7b1ec50fb0219ba4006c5243c4cb965976ac8ad22d76693f"
-        );
-    }
 
     #[test]
     fn builds_submission_urls() {

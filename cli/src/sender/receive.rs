@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -184,8 +185,51 @@ fn print_delivery(id: &str, body: &[u8], new: bool) {
     }
 }
 
-/// `formbridge receive`: serves a receiver on `listen` until Ctrl-C or
-/// SIGTERM; returns its counts.
+/// `formbridge receive`: a webhook receiver that verifies, counts and
+/// prints deliveries.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    formbridge receive --listen 127.0.0.1:8080 --secret whsec_...\n      \
+        then give a tenant the destination http://127.0.0.1:8080/ and the\n      \
+        same whsec_ secret, and start formbridge serve with\n      \
+        --allow-private-destinations\n  \
+    formbridge receive --listen 127.0.0.1:8080 --quiet\n      \
+        for load tests: the secret from FORMBRIDGE_WEBHOOK_SECRET;\n      \
+        curl http://127.0.0.1:8080/stats for the counts\n\n\
+    Deliveries with a valid Standard Webhooks signature are answered 204,\n\
+    others 401. GET /stats: {\"verified\", \"unique\", \"duplicates\", \"refused\"}.")]
+pub struct ReceiveArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The destination's whsec_ secret (or set FORMBRIDGE_WEBHOOK_SECRET).
+    #[arg(
+        long,
+        value_name = "WHSEC",
+        env = "FORMBRIDGE_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    secret: String,
+    /// Print nothing per delivery, only the counts at exit.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl ReceiveArgs {
+    /// Runs the receiver until Ctrl-C or SIGTERM.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let secret =
+            WebhookSecret::parse(&self.secret).map_err(|why| anyhow::anyhow!("--secret {why}"))?;
+        // One thread: a receiver is a test tool sharing the machine with
+        // the gateway and the load generator; it needs little CPU.
+        crate::runtime::current_thread()?
+            .block_on(run(self.listen, Receiver::new(secret, self.quiet)))?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Serves a receiver on `listen` until Ctrl-C or SIGTERM; returns its
+/// counts.
 pub async fn run(listen: SocketAddr, receiver: Receiver) -> anyhow::Result<Counts> {
     let listener = TcpListener::bind(listen).await.with_context(|| {
         format!("cannot listen on {listen}: choose another address with --listen")

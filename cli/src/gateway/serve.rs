@@ -2,11 +2,12 @@
 //!
 //! The authorizer, ingest and connector are the Lambdas' own handlers
 //! (built from the same environment variables), joined by the in-process
-//! bus ([`crate::bus`]) in place of EventBridge and SQS, behind an HTTP
-//! front that does what API Gateway does ([`crate::gateway`]).
+//! bus ([`super::bus`]) in place of EventBridge and SQS, behind an HTTP
+//! front that does what API Gateway does ([`super::front`]).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,14 +19,15 @@ use shared::config::Env;
 use shared::publish::{MemoryPublisher, RetryPolicy};
 use shared::store::MemoryTenantStore;
 use shared::telemetry::Metrics;
-use shared::{TenantRecord, TenantStatus};
+use shared::tenant::{NewTenant, TenantDocument};
+use shared::{TenantId, TenantRecord, TenantStatus};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::bus::{Bus, Redelivery, Snapshot};
-use crate::gateway::Gateway;
-use crate::output;
-use crate::receiver::Receiver;
+use super::bus::{Bus, Redelivery, Snapshot};
+use super::front::Gateway;
+use crate::output::{self, count};
+use crate::sender::receive::Receiver;
 
 /// The bus name ingest is configured with when `EVENT_BUS_NAME` is unset
 /// (the local bus has no name; ingest requires one).
@@ -35,30 +37,67 @@ const DEMO_TENANT: &str = "demo";
 /// How long requests in progress may take to finish at shutdown.
 const REQUEST_GRACE: Duration = Duration::from_secs(10);
 
-/// `formbridge serve`'s options.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Where the gateway listens.
+/// `formbridge serve`: run the whole pipeline (authorizer, ingest, bus,
+/// connector) in one process.
+#[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "Examples:\n  \
+    formbridge serve\n      \
+        a demo tenant whose secret is printed, delivering to a built-in\n      \
+        receiver that prints each delivery\n  \
+    formbridge serve --tenants examples/tenants.json --allow-private-destinations\n      \
+        your tenants (a JSON array of tenant records, or one record),\n      \
+        delivering to endpoints on this machine\n  \
+    formbridge serve --listen 0.0.0.0:8080 --tenants tenants.json \\\n      \
+        --dead-letters dead.jsonl\n\n\
+    The functions' environment variables apply (REPLAY_WINDOW_SECONDS,\n\
+    MAX_BODY_BYTES, DELIVERY_TIMEOUT_MS, DELIVERY_ATTEMPTS,\n\
+    DELIVERY_CONCURRENCY, BREAKER_*, LOG_LEVEL). Ctrl-C or SIGTERM: stop\n\
+    accepting, deliver what was accepted, then exit.")]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "FORMBRIDGE_LISTEN",
+        default_value = "127.0.0.1:3000"
+    )]
     pub listen: SocketAddr,
-    /// The tenants file; `None` for the built-in demo tenant and receiver.
+    /// Tenants file: a JSON array of tenant records, or one record. Without it: a demo tenant and a built-in receiver.
+    #[arg(long, value_name = "FILE")]
     pub tenants: Option<PathBuf>,
-    /// Sets `ALLOW_PRIVATE_DESTINATIONS=true`.
+    /// Allow loopback, private and plain-http destinations (sets ALLOW_PRIVATE_DESTINATIONS=true).
+    #[arg(long)]
     pub allow_private_destinations: bool,
-    /// Events the queue holds (new ones and ones waiting to be retried).
-    pub queue_capacity: usize,
-    /// Receives before an event is dead-lettered.
+    /// Events the in-process queue holds, waiting retries included; when full, submissions get 503.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(10..=10_000_000))]
+    pub queue_capacity: u32,
+    /// Times an event is received (delivery attempted) before it is dead-lettered.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_receives: u32,
-    /// How long shutdown waits for accepted events to be delivered.
-    pub shutdown_timeout: Duration,
-    /// Where dead letters are appended, if anywhere.
+    /// Seconds shutdown waits for accepted events to be delivered before dead-lettering the rest.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub shutdown_timeout: u64,
+    /// Append dead letters to this file, as JSON lines (they are also listed by GET /v1/dead-letters).
+    #[arg(long, value_name = "FILE")]
     pub dead_letters: Option<PathBuf>,
-    /// How often the progress line is printed; zero for never.
-    pub progress_interval: Duration,
+    /// Seconds between progress lines (0: none).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub progress_interval: u64,
+}
+
+impl ServeArgs {
+    /// Runs the gateway on all cores until SIGTERM or Ctrl-C, with text
+    /// logs on stderr.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        shared::telemetry::init_text_logging(&Env::process())?;
+        crate::runtime::multi_thread()?.block_on(run(self))?;
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 /// Runs the gateway until SIGTERM or Ctrl-C, then drains and returns the
 /// final counts.
-pub async fn run(options: Options) -> anyhow::Result<Snapshot> {
+pub async fn run(options: ServeArgs) -> anyhow::Result<Snapshot> {
     // The functions' own variables, with the local bus's name as a default
     // and `--allow-private-destinations` as a shortcut.
     let env = Env::new(|name| {
@@ -102,7 +141,7 @@ pub async fn run(options: Options) -> anyhow::Result<Snapshot> {
     let rules = GuardRules::new(connector_config.allow_private_destinations);
     warn_about_tenants(&store, rules);
 
-    let (publisher, queue) = MemoryPublisher::channel(options.queue_capacity);
+    let (publisher, queue) = MemoryPublisher::channel(options.queue_capacity as usize);
     let client = HttpDeliveryClient::new(connector_config.client_options())
         .context("the delivery HTTP client")?;
     let connector = connectors::Connector::new(
@@ -165,18 +204,22 @@ pub async fn run(options: Options) -> anyhow::Result<Snapshot> {
             REQUEST_GRACE,
         ))
     });
-    let progress = tokio::spawn(progress(Arc::clone(&bus), options.progress_interval));
+    let progress = tokio::spawn(progress(
+        Arc::clone(&bus),
+        Duration::from_secs(options.progress_interval),
+    ));
 
     crate::http::shutdown_signal().await;
     let before = bus.snapshot();
     output::line(format_args!(
         "formbridge: stopping: no new submissions; delivering the {} accepted and not yet delivered (up to {} s)",
         before.queue_depth + before.in_flight + before.retrying,
-        options.shutdown_timeout.as_secs()
+        options.shutdown_timeout
     ));
     let _ = stop.send(true);
     let _ = server.await;
-    let last = bus.drain(options.shutdown_timeout, dispatcher).await;
+    let shutdown_timeout = Duration::from_secs(options.shutdown_timeout);
+    let last = bus.drain(shutdown_timeout, dispatcher).await;
     progress.abort();
     let _ = receiver_stop.send(true);
     if let Some(receiver_server) = receiver_server {
@@ -186,13 +229,14 @@ pub async fn run(options: Options) -> anyhow::Result<Snapshot> {
     if last.dead_lettered > 0 {
         match bus.dead_letter_file() {
             Some(path) => output::line(format_args!(
-                "formbridge: {} dead letters are in {}",
-                last.dead_lettered,
+                "formbridge: {} {} in {}",
+                count(last.dead_lettered, "dead letter"),
+                if last.dead_lettered == 1 { "is" } else { "are" },
                 path.display()
             )),
             None => output::line(format_args!(
-                "formbridge: {} events were dead-lettered; run with --dead-letters FILE to keep them after exit",
-                last.dead_lettered
+                "formbridge: {} dead-lettered; run with --dead-letters FILE to keep them after exit",
+                count(last.dead_lettered, "event")
             )),
         }
     }
@@ -215,9 +259,17 @@ impl Demo {
             .await
             .context("cannot listen on a loopback port for the built-in receiver")?;
         let receiver_url = format!("http://{}/", listener.local_addr()?);
-        let (json, record) = crate::tenant::new_record(DEMO_TENANT, Some(&receiver_url), None)?;
-        let signing_secret = json["signing_secrets"][0]
-            .as_str()
+        let demo = TenantId::parse(DEMO_TENANT).context("the demo tenant's ID")?;
+        let document = TenantDocument::new(
+            &demo,
+            &NewTenant {
+                destination: Some(&receiver_url),
+                ..NewTenant::default()
+            },
+        )?;
+        let record = document.validate()?;
+        let signing_secret = document
+            .current_signing_secret()
             .context("the demo record")?
             .to_owned();
         let secret = record
@@ -296,8 +348,8 @@ fn banner(
         None => {
             let ids: Vec<String> = store.tenant_ids().iter().map(ToString::to_string).collect();
             output::line(format_args!(
-                "formbridge: {} tenants: {}",
-                ids.len(),
+                "formbridge: {}: {}",
+                count(ids.len() as u64, "tenant"),
                 ids.join(", ")
             ));
         }

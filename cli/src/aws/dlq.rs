@@ -14,15 +14,83 @@
 //! dead-letter queue needs.
 
 use std::collections::HashMap;
+use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
-use serde_json::Value;
+use clap::{Args, Subcommand};
+use serde::Deserialize;
 use shared::tenant_id::TenantId;
 
-use crate::aws::{Clients, describe};
-use crate::dedicated::{self, queue_url};
-use crate::stack::{self, Stack};
+use super::dedicated::{self, queue_url};
+use super::stack::{self, Stack, StackArgs};
+use super::{Clients, describe};
+use crate::output;
+
+/// `formbridge dlq`: dead-lettered events on a deployed stack.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    formbridge dlq redrive --stack form-bridge               every dead-letter queue\n  \
+    formbridge dlq redrive --stack form-bridge --from bigco  a dedicated tenant's")]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    command: DlqCommand,
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Move dead-lettered events back to their delivery queue.
+    #[command(after_help = "Examples:\n  \
+        formbridge dlq redrive --stack form-bridge                 every dead-letter queue\n  \
+        formbridge dlq redrive --stack form-bridge --from shared --max 100\n  \
+        formbridge dlq redrive --stack form-bridge --from bigco    a dedicated tenant's\n\n\
+        Sources: shared (the shared queue's dead letters), events (events\n\
+        EventBridge could not put on a queue; each goes back by its routing)\n\
+        and dedicated tenants' IDs. Each message is sent before it is deleted,\n\
+        so an interruption never loses one (at worst one is delivered twice,\n\
+        with the same webhook-id). Fix the cause first, or the events come back.\n\
+        Exit status: 0 when everything was moved, 1 when some messages were left.")]
+    Redrive(RedriveArgs),
+}
+
+#[derive(Args)]
+struct RedriveArgs {
+    /// A dead-letter queue to redrive: shared, events or a dedicated tenant's ID (or tenant:ID); repeatable; default: all.
+    #[arg(long, value_name = "QUEUE", value_parser = Source::parse)]
+    from: Vec<Source>,
+    /// Move at most this many messages from each queue.
+    #[arg(long, value_name = "N")]
+    max: Option<u64>,
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+impl DlqArgs {
+    /// Runs the command; exit status 1 when some messages were left.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let DlqCommand::Redrive(args) = self.command;
+        crate::runtime::current_thread()?.block_on(async {
+            let (aws, stack) = args.stack.resolve().await?;
+            let results = redrive(&aws, &stack, &args.from, args.max).await?;
+            let mut left = 0;
+            for r in &results {
+                output::line(format_args!(
+                    "{}: moved {}, left {}",
+                    r.queue, r.moved, r.left
+                ));
+                for problem in &r.problems {
+                    eprintln!("formbridge: {}: {problem}", r.queue);
+                }
+                left += r.left;
+            }
+            Ok(if left == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        })
+    }
+}
 
 /// How long a received message stays hidden while it is being moved.
 pub const RECEIVE_VISIBILITY_SECONDS: i32 = 120;
@@ -46,15 +114,15 @@ pub enum Source {
 impl Source {
     /// `shared`, `events`, a tenant ID, or `tenant:ID` (for tenants named
     /// `shared` or `events`).
-    pub fn parse(s: &str) -> anyhow::Result<Self> {
+    pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "shared" => Ok(Self::Shared),
             "events" => Ok(Self::Events),
             other => {
                 let id = other.strip_prefix("tenant:").unwrap_or(other);
-                TenantId::parse(id).map(Self::Tenant).map_err(|e| {
-                    anyhow!("--from {other:?}: not shared, events or a tenant ID ({e})")
-                })
+                TenantId::parse(id)
+                    .map(Self::Tenant)
+                    .map_err(|e| format!("not shared, events or a tenant ID ({e})"))
             }
         }
     }
@@ -145,6 +213,22 @@ async fn every_source(aws: &Clients, stack: &Stack) -> anyhow::Result<Vec<Source
     Ok(sources)
 }
 
+/// What routing needs of a dead-lettered EventBridge event (the rest of
+/// it is moved untouched).
+#[derive(Deserialize)]
+struct RoutedEvent<'a> {
+    #[serde(borrow, default)]
+    detail: RoutedDetail<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct RoutedDetail<'a> {
+    #[serde(borrow, default)]
+    tenant_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    routing: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// Where each message goes: one fixed queue, or by the event's routing.
 struct Router<'a> {
     aws: &'a Clients,
@@ -168,17 +252,16 @@ impl<'a> Router<'a> {
         if let Some(url) = &self.fixed {
             return Ok(url.clone());
         }
-        let event: Value =
+        let event: RoutedEvent<'_> =
             serde_json::from_str(body).map_err(|_| "a message that is not an event".to_owned())?;
-        let detail = &event["detail"];
-        if detail["routing"] != "dedicated" {
+        if event.detail.routing.as_deref() != Some("dedicated") {
             return self
                 .stack
                 .require(stack::SHARED_QUEUE)
                 .map(str::to_owned)
                 .map_err(|e| e.to_string());
         }
-        let tenant = detail["tenant_id"].as_str().unwrap_or_default().to_owned();
+        let tenant = event.detail.tenant_id.unwrap_or_default().into_owned();
         if !self.dedicated.contains_key(&tenant) {
             let url = match TenantId::parse(&tenant) {
                 Ok(id) => {

@@ -1,4 +1,4 @@
-//! AWS clients for the operator's commands (`tenants`, `dlq`), built from
+//! AWS clients for the operations on a stack (`tenants`, `dlq`), built from
 //! the standard environment (`AWS_REGION`, `AWS_PROFILE`, credentials,
 //! `AWS_ENDPOINT_URL` for an emulator).
 

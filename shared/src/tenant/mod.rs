@@ -1,4 +1,5 @@
-//! The tenant record (contract section 4) and its validation.
+//! The tenant record (docs/protocol.md, section 4) and its validation;
+//! [`document`] reads, creates, edits and redacts records as stored.
 //!
 //! Every field is validated by hand from the parsed JSON, and every error
 //! message is built from field names and rules only. serde's own messages
@@ -17,6 +18,10 @@ use serde_json::Value;
 use crate::secret::Secret;
 use crate::signature::SigningKey;
 use crate::tenant_id::TenantId;
+
+pub mod document;
+
+pub use document::{DocumentError, NewTenant, TenantDocument};
 
 /// Shortest accepted signing secret, in characters.
 pub const MIN_SIGNING_SECRET_CHARS: usize = 32;
@@ -155,7 +160,7 @@ pub struct TenantRecord {
 pub struct RecordError(String);
 
 impl RecordError {
-    fn new(msg: impl Into<String>) -> Self {
+    pub(crate) fn new(msg: impl Into<String>) -> Self {
         Self(msg.into())
     }
 

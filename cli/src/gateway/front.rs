@@ -27,7 +27,7 @@ use shared::publish::MemoryPublisher;
 use shared::signature::{CONTENT_DIGEST_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, unix_now};
 use shared::store::MemoryTenantStore;
 
-use crate::bus::Bus;
+use super::bus::Bus;
 use crate::http::{Body, Handler, json_response, read_body};
 
 /// API Gateway's answer when an identity source header is missing.

@@ -22,8 +22,8 @@ use shared::tenant_id::TenantId;
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 
-use crate::aws::{Clients, describe, is_not_found};
-use crate::stack::{self, Stack};
+use super::stack::{self, Stack};
+use super::{Clients, describe, is_not_found};
 
 /// SQS's longest queue name.
 const MAX_QUEUE_NAME: usize = 80;
@@ -37,10 +37,6 @@ const RETENTION_SECONDS: &str = "1209600";
 const MAX_MESSAGE_BYTES: &str = "1048576";
 /// The dead-letter queue's suffix.
 pub const DLQ_SUFFIX: &str = "_dlq";
-/// The queue-age alarm's threshold unless the stack says otherwise.
-const DEFAULT_AGE_ALARM_SECONDS: f64 = 3600.0;
-/// Receives before a record is dead-lettered, as the template's default.
-pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
 /// The rule target's ID.
 const TARGET_ID: &str = "queue";
 /// EventBridge keeps retrying a target for 24 hours (185 attempts).
@@ -558,19 +554,8 @@ async fn ensure_mapping(
 /// The dead-letter queue's depth alarm and the queue's age alarm, to the
 /// stack's alarm topic.
 async fn put_alarms(aws: &Clients, stack: &Stack, names: &Names) -> anyhow::Result<()> {
-    let age = match stack.get(stack::QUEUE_AGE_ALARM) {
-        None => DEFAULT_AGE_ALARM_SECONDS,
-        Some(v) => v
-            .parse()
-            .ok()
-            .filter(|s: &f64| *s >= 60.0)
-            .with_context(|| {
-                format!(
-                    "{} must be 60 or more seconds, not {v:?}",
-                    stack::QUEUE_AGE_ALARM.flag
-                )
-            })?,
-    };
+    // Whole seconds up to 14 days: exact as an f64.
+    let age = stack.queue_age_alarm()? as f64;
     let alarms = [
         (
             &names.depth_alarm,

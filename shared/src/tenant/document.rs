@@ -1,0 +1,561 @@
+//! A tenant record as it is stored: the JSON object, read, created and
+//! edited here so that no tool indexes records by field name.
+//!
+//! [`TenantDocument`] keeps every field, the ones this version does not
+//! know included, so an older tool never drops what a newer one wrote.
+//! Edits ([`rotate`](TenantDocument::rotate),
+//! [`expire`](TenantDocument::expire), [`set_status`](TenantDocument::set_status),
+//! [`set_routing`](TenantDocument::set_routing)) are checked with the
+//! functions' own validation ([`TenantRecord::from_value`]) and leave the
+//! document unchanged when the result would be invalid.
+//!
+//! [`redacted`](TenantDocument::redacted) shows a record by allow-list:
+//! only values known to be safe are printed; every other field, whatever
+//! its name or shape, is printed with its value hidden.
+
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+
+use super::{MAX_SIGNING_SECRETS, RecordError, Routing, TenantRecord, TenantStatus};
+use crate::tenant_id::TenantId;
+
+/// What [`TenantDocument::redacted`] puts in place of a hidden value.
+pub const REDACTED: &str = "<redacted>";
+
+/// The field `set_status` records the Unix time of a suspension in (the
+/// functions ignore it; `formbridge tenants delete` reads it).
+const SUSPENDED_AT: &str = "suspended_at";
+
+/// Random bytes in a signing secret (256 bits, HMAC-SHA256's key size).
+const SIGNING_SECRET_BYTES: usize = 32;
+/// Random bytes in a `whsec_` delivery secret.
+const WEBHOOK_SECRET_BYTES: usize = 32;
+
+/// Why a document could not be made or changed. Never contains a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    /// The record is, or would become, invalid.
+    #[error(transparent)]
+    Invalid(#[from] RecordError),
+    /// A rotation would exceed [`MAX_SIGNING_SECRETS`].
+    #[error("already has {0} signing secrets, the most allowed")]
+    TooManySecrets(usize),
+    /// The operating system's random source failed.
+    #[error("cannot read the system's random source: {0}")]
+    Random(getrandom::Error),
+}
+
+/// What a new record holds besides its fresh signing secret.
+#[derive(Debug, Clone, Default)]
+pub struct NewTenant<'a> {
+    /// Where its events are delivered; a fresh `whsec_` secret comes with it.
+    pub destination: Option<&'a str>,
+    /// Requests per second; the burst is twice that.
+    pub rate_limit: Option<u32>,
+    /// Its delivery path.
+    pub routing: Routing,
+}
+
+/// A tenant record as stored (a Secrets Manager `SecretString`, or one
+/// element of a tenants file), with every field kept.
+#[derive(Clone, PartialEq)]
+pub struct TenantDocument {
+    fields: Map<String, Value>,
+}
+
+impl std::fmt::Debug for TenantDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TenantDocument")
+            .field(&self.redacted())
+            .finish()
+    }
+}
+
+impl TenantDocument {
+    /// A new active record for `tenant` with a fresh signing secret (`fb_`
+    /// and 256 random bits) and, with a destination, a fresh delivery
+    /// secret, both from the operating system's CSPRNG. The record is
+    /// validated as every function will read it.
+    pub fn new(tenant: &TenantId, new: &NewTenant<'_>) -> Result<Self, DocumentError> {
+        let mut fields = Map::new();
+        fields.insert("tenant_id".into(), json!(tenant.as_str()));
+        fields.insert("status".into(), json!("active"));
+        fields.insert("signing_secrets".into(), json!([new_signing_secret()?]));
+        fields.insert("routing".into(), json!(new.routing.as_str()));
+        if let Some(rps) = new.rate_limit {
+            fields.insert(
+                "rate_limit".into(),
+                json!({ "requests_per_second": rps, "burst": rps.saturating_mul(2) }),
+            );
+        }
+        if let Some(url) = new.destination {
+            fields.insert(
+                "destination".into(),
+                json!({ "url": url, "secret": new_webhook_secret()? }),
+            );
+        }
+        let document = Self { fields };
+        document.validate()?;
+        Ok(document)
+    }
+
+    /// Reads a stored record. Only the top level is checked (a JSON
+    /// object), so that a record the functions refuse can still be shown
+    /// and mended; [`validate`](Self::validate) says whether they accept it.
+    pub fn from_json(text: &str) -> Result<Self, RecordError> {
+        // serde's messages name a position, never content.
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            RecordError::new(format!(
+                "not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        Self::from_value(value)
+    }
+
+    /// A stored record already parsed as JSON.
+    pub fn from_value(value: Value) -> Result<Self, RecordError> {
+        match value {
+            Value::Object(fields) => Ok(Self { fields }),
+            _ => Err(RecordError::new("must be a JSON object")),
+        }
+    }
+
+    /// The record as every function reads it, or why they refuse it.
+    pub fn validate(&self) -> Result<TenantRecord, RecordError> {
+        TenantRecord::from_value(Value::Object(self.fields.clone()))
+    }
+
+    /// The record as compact JSON, for storing.
+    pub fn to_json(&self) -> String {
+        Value::Object(self.fields.clone()).to_string()
+    }
+
+    /// The whole record as indented JSON, secrets included.
+    pub fn to_pretty_json(&self) -> String {
+        serde_json::to_string_pretty(&self.fields).unwrap_or_else(|_| self.to_json())
+    }
+
+    /// The record as a JSON value, secrets included.
+    pub fn into_value(self) -> Value {
+        Value::Object(self.fields)
+    }
+
+    /// `status`, when it is one the functions accept.
+    pub fn status(&self) -> Option<TenantStatus> {
+        match self.text("status")? {
+            "active" => Some(TenantStatus::Active),
+            "suspended" => Some(TenantStatus::Suspended),
+            _ => None,
+        }
+    }
+
+    /// `routing` (absent means shared); `None` when it is not one the
+    /// functions accept.
+    pub fn routing(&self) -> Option<Routing> {
+        match self.fields.get("routing") {
+            None | Some(Value::Null) => Some(Routing::default()),
+            Some(value) => value.as_str().and_then(Routing::parse),
+        }
+    }
+
+    /// When the tenant was suspended (Unix seconds), if recorded.
+    pub fn suspended_at(&self) -> Option<i64> {
+        self.fields.get(SUSPENDED_AT)?.as_i64()
+    }
+
+    /// The current signing secret (the first), for the sender.
+    pub fn current_signing_secret(&self) -> Option<&str> {
+        self.fields.get("signing_secrets")?.get(0)?.as_str()
+    }
+
+    /// The destination's `whsec_` secret, for the receiving endpoint.
+    pub fn destination_secret(&self) -> Option<&str> {
+        self.fields.get("destination")?.get("secret")?.as_str()
+    }
+
+    /// The destination's host, never its path or query (which often hold
+    /// a token).
+    pub fn destination_host(&self) -> Option<String> {
+        let url = self.fields.get("destination")?.get("url")?.as_str()?;
+        url::Url::parse(url).ok()?.host_str().map(str::to_owned)
+    }
+
+    /// Adds a fresh signing secret in front; the previous ones stay valid.
+    /// Returns the new secret.
+    pub fn rotate(&mut self) -> Result<String, DocumentError> {
+        let secret = new_signing_secret()?;
+        let count = self.signing_secrets()?.len();
+        if count >= MAX_SIGNING_SECRETS {
+            return Err(DocumentError::TooManySecrets(count));
+        }
+        self.edit(|fields| {
+            if let Some(Value::Array(list)) = fields.get_mut("signing_secrets") {
+                list.insert(0, json!(secret));
+            }
+        })?;
+        Ok(secret)
+    }
+
+    /// Removes every signing secret but the current one; returns how many
+    /// were removed.
+    pub fn expire(&mut self) -> Result<usize, DocumentError> {
+        let removed = self.signing_secrets()?.len().saturating_sub(1);
+        self.edit(|fields| {
+            if let Some(Value::Array(list)) = fields.get_mut("signing_secrets") {
+                list.truncate(1);
+            }
+        })?;
+        Ok(removed)
+    }
+
+    /// Sets `status`; a suspension records its time (`now`, Unix seconds)
+    /// unless one is already recorded for it, and resuming removes it.
+    /// Returns whether the status changed.
+    pub fn set_status(&mut self, status: TenantStatus, now: i64) -> Result<bool, DocumentError> {
+        let changed = self.status() != Some(status);
+        self.edit(|fields| match status {
+            TenantStatus::Suspended => {
+                fields.insert("status".into(), json!("suspended"));
+                if changed || !fields.contains_key(SUSPENDED_AT) {
+                    fields.insert(SUSPENDED_AT.into(), json!(now));
+                }
+            }
+            TenantStatus::Active => {
+                fields.insert("status".into(), json!("active"));
+                fields.remove(SUSPENDED_AT);
+            }
+        })?;
+        Ok(changed)
+    }
+
+    /// Sets `routing`.
+    pub fn set_routing(&mut self, routing: Routing) -> Result<(), DocumentError> {
+        self.edit(|fields| {
+            fields.insert("routing".into(), json!(routing.as_str()));
+        })
+    }
+
+    /// The record for people: values known to be safe are shown; every
+    /// other field keeps its name and has its value replaced by
+    /// [`REDACTED`], whatever its shape (a misspelt or unknown field, a
+    /// string where a list was expected). The destination URL is shown as
+    /// its origin only (hook URLs carry tokens in the path, query or user
+    /// info), destination header names without their values.
+    pub fn redacted(&self) -> Value {
+        let shown = self
+            .fields
+            .iter()
+            .map(|(name, value)| {
+                let value = match name.as_str() {
+                    "tenant_id" => shown_if(value, |v| {
+                        v.as_str().is_some_and(|s| TenantId::parse(s).is_ok())
+                    }),
+                    "status" => shown_if(value, |v| {
+                        matches!(v.as_str(), Some("active" | "suspended"))
+                    }),
+                    "routing" => shown_if(value, |v| v.as_str().and_then(Routing::parse).is_some()),
+                    SUSPENDED_AT => shown_if(value, Value::is_i64),
+                    "signing_secrets" => match value {
+                        Value::Array(list) => Value::Array(list.iter().map(|_| hidden()).collect()),
+                        _ => hidden(),
+                    },
+                    "rate_limit" => redact_object(value, |key, v| match key {
+                        "requests_per_second" | "burst" => shown_if(v, Value::is_u64),
+                        _ => hidden(),
+                    }),
+                    "destination" => redact_object(value, |key, v| match key {
+                        "url" => v
+                            .as_str()
+                            .map_or_else(hidden, |url| json!(origin_only(url))),
+                        "timeout_ms" => shown_if(v, Value::is_u64),
+                        "headers" => redact_object(v, |_, _| hidden()),
+                        _ => hidden(),
+                    }),
+                    _ => hidden(),
+                };
+                (name.clone(), value)
+            })
+            .collect();
+        Value::Object(shown)
+    }
+
+    fn text(&self, field: &str) -> Option<&str> {
+        self.fields.get(field)?.as_str()
+    }
+
+    fn signing_secrets(&self) -> Result<&Vec<Value>, RecordError> {
+        match self.fields.get("signing_secrets") {
+            Some(Value::Array(list)) => Ok(list),
+            _ => Err(RecordError::new(
+                "`signing_secrets` must be an array of strings",
+            )),
+        }
+    }
+
+    /// Applies `change` and keeps it only if the record stays valid.
+    fn edit(&mut self, change: impl FnOnce(&mut Map<String, Value>)) -> Result<(), DocumentError> {
+        let mut fields = self.fields.clone();
+        change(&mut fields);
+        let edited = Self { fields };
+        edited.validate()?;
+        *self = edited;
+        Ok(())
+    }
+}
+
+fn hidden() -> Value {
+    json!(REDACTED)
+}
+
+fn shown_if(value: &Value, safe: impl Fn(&Value) -> bool) -> Value {
+    if safe(value) { value.clone() } else { hidden() }
+}
+
+/// An object with each member passed through `member`; anything but an
+/// object is hidden whole.
+fn redact_object(value: &Value, member: impl Fn(&str, &Value) -> Value) -> Value {
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, v)| (key.clone(), member(key, v)))
+                .collect(),
+        ),
+        _ => hidden(),
+    }
+}
+
+/// A URL as its scheme, host and port, with [`REDACTED`] for the rest
+/// when there is a rest.
+fn origin_only(url: &str) -> String {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return REDACTED.to_owned();
+    };
+    if parsed.host_str().is_none() {
+        return REDACTED.to_owned();
+    }
+    let origin = parsed.origin().ascii_serialization();
+    let bare = parsed.path() == "/"
+        && parsed.query().is_none()
+        && parsed.fragment().is_none()
+        && parsed.password().is_none()
+        && parsed.username().is_empty();
+    if bare {
+        format!("{origin}/")
+    } else {
+        format!("{origin}/{REDACTED}")
+    }
+}
+
+fn random(count: usize) -> Result<Vec<u8>, DocumentError> {
+    let mut bytes = vec![0; count];
+    getrandom::fill(&mut bytes).map_err(DocumentError::Random)?;
+    Ok(bytes)
+}
+
+/// A new signing secret: `fb_` and 43 characters of URL-safe base64
+/// (256 random bits).
+pub fn new_signing_secret() -> Result<String, DocumentError> {
+    let random = random(SIGNING_SECRET_BYTES)?;
+    Ok(format!(
+        "fb_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
+    ))
+}
+
+/// A new Standard Webhooks delivery secret: `whsec_` and the standard
+/// base64 of 256 random bits.
+pub fn new_webhook_secret() -> Result<String, DocumentError> {
+    let random = random(WEBHOOK_SECRET_BYTES)?;
+    Ok(format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(random)
+    ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "fb_secret_value_that_must_never_print_0001";
+    const OLD: &str = "fb_older_secret_that_must_never_print_0002";
+    const WHSEC: &str = "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0";
+
+    fn acme() -> TenantId {
+        TenantId::parse("acme").unwrap()
+    }
+
+    fn document(value: Value) -> TenantDocument {
+        TenantDocument::from_value(value).unwrap()
+    }
+
+    fn shown(value: Value) -> String {
+        document(value).redacted().to_string()
+    }
+
+    #[test]
+    fn new_records_are_valid_and_their_secrets_fresh() {
+        let new = NewTenant {
+            destination: Some("https://hooks.acme.example/forms"),
+            rate_limit: Some(50),
+            routing: Routing::Dedicated,
+        };
+        let a = TenantDocument::new(&acme(), &new).unwrap();
+        let b = TenantDocument::new(&acme(), &NewTenant::default()).unwrap();
+        let record = a.validate().unwrap();
+        assert_eq!(record.routing, Routing::Dedicated);
+        assert_eq!(record.rate_limit.unwrap().burst.get(), 100);
+        assert_ne!(a.current_signing_secret(), b.current_signing_secret());
+        assert_eq!(a.current_signing_secret().unwrap().len(), 46);
+        assert!(a.destination_secret().unwrap().starts_with("whsec_"));
+        assert!(b.destination_secret().is_none());
+        assert_eq!(b.routing(), Some(Routing::Shared));
+        let refused = NewTenant {
+            destination: Some("ftp://example.com"),
+            ..NewTenant::default()
+        };
+        assert!(matches!(
+            TenantDocument::new(&acme(), &refused),
+            Err(DocumentError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn edits_keep_unknown_fields_and_refuse_invalid_results() {
+        let mut doc = document(json!({
+            "tenant_id": "acme", "status": "active", "signing_secrets": [SECRET],
+            "added_by_a_newer_version": {"kept": true},
+        }));
+        let new = doc.rotate().unwrap();
+        assert_eq!(doc.current_signing_secret(), Some(new.as_str()));
+        assert!(
+            doc.set_status(TenantStatus::Suspended, 1_700_000_000)
+                .unwrap()
+        );
+        assert_eq!(doc.suspended_at(), Some(1_700_000_000));
+        // Suspending again keeps the first time.
+        assert!(
+            !doc.set_status(TenantStatus::Suspended, 1_800_000_000)
+                .unwrap()
+        );
+        assert_eq!(doc.suspended_at(), Some(1_700_000_000));
+        assert_eq!(doc.expire().unwrap(), 1);
+        assert!(doc.set_status(TenantStatus::Active, 0).unwrap());
+        assert_eq!(doc.suspended_at(), None);
+        doc.set_routing(Routing::Dedicated).unwrap();
+        let value = doc.clone().into_value();
+        assert_eq!(value["added_by_a_newer_version"]["kept"], true);
+        assert_eq!(value["routing"], "dedicated");
+        assert_eq!(value["signing_secrets"].as_array().unwrap().len(), 1);
+
+        for _ in 1..MAX_SIGNING_SECRETS {
+            doc.rotate().unwrap();
+        }
+        let before = doc.clone();
+        assert!(matches!(
+            doc.rotate(),
+            Err(DocumentError::TooManySecrets(MAX_SIGNING_SECRETS))
+        ));
+        assert_eq!(doc, before);
+
+        // An edit of a record the functions refuse is refused too.
+        let mut broken =
+            document(json!({"tenant_id": "acme", "status": "active", "signing_secrets": "x"}));
+        assert!(broken.rotate().is_err());
+        assert!(broken.set_status(TenantStatus::Suspended, 0).is_err());
+        assert_eq!(broken.status(), Some(TenantStatus::Active));
+    }
+
+    #[test]
+    fn redaction_shows_only_what_is_known_to_be_safe() {
+        let text = shown(json!({
+            "tenant_id": "acme", "status": "suspended", "routing": "dedicated",
+            "suspended_at": 1_700_000_000,
+            "signing_secrets": [SECRET, OLD],
+            "rate_limit": {"requests_per_second": 5, "burst": 10},
+            "destination": {"url": "https://user:pa55@hooks.acme.example/forms?token=t0k",
+                            "secret": WHSEC, "headers": {"Authorization": "Bearer tok-123"},
+                            "timeout_ms": 5000},
+            "future_field": {"kept": "value-of-unknown-field"},
+        }));
+        for secret in [
+            SECRET,
+            OLD,
+            "whsec_",
+            "Bearer",
+            "pa55",
+            "t0k",
+            "forms",
+            "value-of-unknown",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        for kept in [
+            r#""tenant_id":"acme""#,
+            r#""status":"suspended""#,
+            r#""routing":"dedicated""#,
+            "1700000000",
+            r#""requests_per_second":5"#,
+            r#""url":"https://hooks.acme.example/<redacted>""#,
+            r#""Authorization":"<redacted>""#,
+            r#""timeout_ms":5000"#,
+            r#""future_field":"<redacted>""#,
+        ] {
+            assert!(text.contains(kept), "{kept} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn redaction_hides_secrets_in_every_unexpected_shape() {
+        let shapes = [
+            // signing_secrets as a string, not a list.
+            json!({"tenant_id": "acme", "signing_secrets": SECRET}),
+            // A misspelt field name.
+            json!({"tenant_id": "acme", "signing_secret": [SECRET]}),
+            json!({"tenant_id": "acme", "signingSecrets": SECRET}),
+            // The destination as a URL string.
+            json!({"tenant_id": "acme", "destination": format!("https://hooks.example/{SECRET}")}),
+            // Headers as an array, and a secret in an unknown destination field.
+            json!({"tenant_id": "acme", "destination": {"url": "https://h.example/", "headers": [["Authorization", SECRET]]}}),
+            json!({"tenant_id": "acme", "destination": {"url": "https://h.example/", "token": SECRET}}),
+            json!({"tenant_id": "acme", "destination": {"url": "https://h.example/", "secret": {"value": SECRET}}}),
+            // Secrets where safe values are expected.
+            json!({"tenant_id": SECRET, "status": SECRET, "routing": SECRET, "suspended_at": SECRET}),
+            json!({"tenant_id": "acme", "status": {"note": SECRET}, "rate_limit": {"requests_per_second": SECRET, "key": SECRET}}),
+            json!({"tenant_id": "acme", "rate_limit": SECRET, "destination": {"url": SECRET, "timeout_ms": SECRET}}),
+            json!({"tenant_id": "acme", "destination": {"url": format!("https://{SECRET}@h.example/")}}),
+            json!({"tenant_id": "acme", "destination": {"url": format!("https://h.example/#{SECRET}")}}),
+            json!({"tenant_id": "acme", "destination": {"url": format!("mailto:{SECRET}")}}),
+        ];
+        for shape in shapes {
+            let text = shown(shape.clone());
+            assert!(!text.contains("secret_value"), "{shape} shown as {text}");
+            let debug = format!("{:?}", document(shape.clone()));
+            assert!(!debug.contains("secret_value"), "{shape} debugs as {debug}");
+        }
+        // Field names stay visible, so the record can be mended.
+        let text = shown(json!({"tenant_id": "acme", "signing_secret": [SECRET]}));
+        assert_eq!(
+            text,
+            r#"{"signing_secret":"<redacted>","tenant_id":"acme"}"#
+        );
+    }
+
+    #[test]
+    fn reading_needs_only_an_object() {
+        assert!(TenantDocument::from_json("[1]").is_err());
+        let error = TenantDocument::from_json(&format!("{{\"x\": \"{SECRET}\"")).unwrap_err();
+        assert!(!error.to_string().contains("secret_value"));
+        let doc = TenantDocument::from_json(r#"{"tenant_id": "acme"}"#).unwrap();
+        assert!(doc.validate().is_err());
+        assert_eq!(doc.destination_host(), None);
+        let doc = document(json!({"destination": {"url": "https://hooks.acme.example/x?token=t"}}));
+        assert_eq!(
+            doc.destination_host().as_deref(),
+            Some("hooks.acme.example")
+        );
+    }
+}
