@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod backoff;
 pub mod breaker;

@@ -2,6 +2,8 @@
 //! AWS SDK: the answers a real account gives, good and bad.
 
 #![allow(clippy::unwrap_used)]
+// The Secrets Manager adapter exists with the `aws` feature (the default).
+#![cfg(feature = "aws")]
 
 use std::time::Duration;
 

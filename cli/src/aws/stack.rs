@@ -197,7 +197,7 @@ pub const STACK_FLAG: &str = "--stack";
 
 /// The secret name prefix when neither a stack nor a flag gives one
 /// (docs/protocol.md, section 7).
-pub const DEFAULT_SECRET_PREFIX: &str = "form-bridge/tenants/";
+pub const DEFAULT_SECRET_PREFIX: &str = shared::store::DEFAULT_TENANT_SECRET_PREFIX;
 
 /// The functions' record cache TTL when neither a stack nor a flag gives
 /// one (docs/protocol.md, section 7).

@@ -15,6 +15,7 @@
 //!   was lost (sent, then a timeout or a hang-up) is never sent again, since
 //!   it may have been published.
 
+#[cfg(feature = "aws")]
 mod eventbridge;
 mod memory;
 
@@ -27,6 +28,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::StreamExt as _;
 use tokio::time::Instant;
 
+#[cfg(feature = "aws")]
 pub use eventbridge::EventBridgePublisher;
 pub use memory::MemoryPublisher;
 

@@ -8,13 +8,18 @@
 
 mod cache;
 mod memory;
+#[cfg(feature = "aws")]
 mod secrets_manager;
 
 use std::future::Future;
 
 pub use cache::{CachePolicy, CachedTenantStore};
 pub use memory::{MemoryTenantStore, TenantsFileError};
-pub use secrets_manager::{DEFAULT_TENANT_SECRET_PREFIX, SecretsManagerStore};
+#[cfg(feature = "aws")]
+pub use secrets_manager::SecretsManagerStore;
+
+/// Default secret name prefix of tenant records (`TENANT_SECRET_PREFIX`).
+pub const DEFAULT_TENANT_SECRET_PREFIX: &str = "form-bridge/tenants/";
 
 use crate::tenant::{RecordError, TenantRecord};
 use crate::tenant_id::TenantId;
@@ -59,6 +64,7 @@ pub trait TenantStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<TenantRecord>, StoreError>> + Send;
 }
 
+#[cfg(feature = "aws")]
 /// Checks that a record read for `tenant` is that tenant's.
 fn check_owner(tenant: &TenantId, record: TenantRecord) -> Result<TenantRecord, StoreError> {
     if &record.tenant_id == tenant {

@@ -8,9 +8,6 @@ use super::{StoreError, TenantStore, check_owner};
 use crate::tenant::{RecordError, TenantRecord};
 use crate::tenant_id::TenantId;
 
-/// Default secret name prefix (`TENANT_SECRET_PREFIX`).
-pub const DEFAULT_TENANT_SECRET_PREFIX: &str = "form-bridge/tenants/";
-
 /// Reads the secret `{prefix}{tenant_id}`, whose `SecretString` is the
 /// tenant record as JSON.
 #[derive(Debug, Clone)]

@@ -165,11 +165,13 @@ impl RecordError {
     }
 
     /// The record's `tenant_id` is not the tenant it was stored for.
+    #[cfg(any(test, feature = "aws"))]
     pub(crate) fn mismatched_tenant() -> Self {
         Self::new("`tenant_id` does not match the tenant it is stored for")
     }
 
     /// The secret holds binary data instead of a JSON `SecretString`.
+    #[cfg(feature = "aws")]
     pub(crate) fn not_a_string_secret() -> Self {
         Self::new("the secret has no SecretString (binary secrets are not tenant records)")
     }
