@@ -103,15 +103,7 @@ impl TenantDocument {
     /// object), so that a record the functions refuse can still be shown
     /// and mended; [`validate`](Self::validate) says whether they accept it.
     pub fn from_json(text: &str) -> Result<Self, RecordError> {
-        // serde's messages name a position, never content.
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            RecordError::new(format!(
-                "not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        Self::from_value(value)
+        Self::from_value(super::parse_json(text)?)
     }
 
     /// A stored record already parsed as JSON.

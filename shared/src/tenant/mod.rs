@@ -181,15 +181,7 @@ impl TenantRecord {
     /// Parses and validates a record from its JSON text (a Secrets Manager
     /// `SecretString`).
     pub fn from_json(text: &str) -> Result<Self, RecordError> {
-        // Syntax errors from serde_json name a position, never content.
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            RecordError::new(format!(
-                "not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        Self::from_value(value)
+        Self::from_value(parse_json(text)?)
     }
 
     /// Validates a record already parsed as JSON. Unknown fields are
@@ -235,6 +227,18 @@ impl TenantRecord {
             destination,
         })
     }
+}
+
+/// A record's JSON text parsed; the error names a position, never content
+/// (serde_json's syntax errors do not quote the text).
+fn parse_json(text: &str) -> Result<Value, RecordError> {
+    serde_json::from_str(text).map_err(|e| {
+        RecordError::new(format!(
+            "not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
 }
 
 type Object = serde_json::Map<String, Value>;
