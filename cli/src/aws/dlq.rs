@@ -30,8 +30,10 @@ use crate::output;
 /// `formbridge dlq`: dead-lettered events on a deployed stack.
 #[derive(Args)]
 #[command(after_help = "Examples:\n  \
-    formbridge dlq redrive --stack form-bridge               every dead-letter queue\n  \
-    formbridge dlq redrive --stack form-bridge --from bigco  a dedicated tenant's")]
+    formbridge dlq redrive --stack form-bridge\n      \
+        every dead-letter queue of the stack\n  \
+    formbridge dlq redrive --stack form-bridge --from bigco\n      \
+        a dedicated tenant's")]
 pub struct DlqArgs {
     #[command(subcommand)]
     command: DlqCommand,
@@ -41,9 +43,11 @@ pub struct DlqArgs {
 enum DlqCommand {
     /// Move dead-lettered events back to their delivery queue.
     #[command(after_help = "Examples:\n  \
-        formbridge dlq redrive --stack form-bridge                 every dead-letter queue\n  \
+        formbridge dlq redrive --stack form-bridge\n      \
+            every dead-letter queue of the stack\n  \
         formbridge dlq redrive --stack form-bridge --from shared --max 100\n  \
-        formbridge dlq redrive --stack form-bridge --from bigco    a dedicated tenant's\n\n\
+        formbridge dlq redrive --stack form-bridge --from bigco\n      \
+            a dedicated tenant's\n\n\
         Sources: shared (the shared queue's dead letters), events (events\n\
         EventBridge could not put on a queue; each goes back by its routing)\n\
         and dedicated tenants' IDs. Each message is sent before it is deleted,\n\

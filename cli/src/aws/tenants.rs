@@ -28,8 +28,10 @@ pub enum StackCommand {
     Create(CreateArgs),
     /// Add a new current signing secret (the previous stay valid), or with --expire drop the previous ones.
     #[command(after_help = "Examples:\n  \
-        formbridge tenants rotate acme --stack form-bridge            prints the new secret\n  \
-        formbridge tenants rotate acme --stack form-bridge --expire   once the sender uses it\n\n\
+        formbridge tenants rotate acme --stack form-bridge\n      \
+            prints the new secret\n  \
+        formbridge tenants rotate acme --stack form-bridge --expire\n      \
+            once the sender uses it\n\n\
         Between the two, requests signed with either secret are accepted.")]
     Rotate(RotateArgs),
     /// Deny every request of a tenant (accepted events are still delivered).

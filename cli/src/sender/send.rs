@@ -17,8 +17,10 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// submission IDs.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
-    formbridge send --url http://127.0.0.1:3000 --tenant demo --secret \"$SECRET\" body.json\n  \
-    echo '{\"email\":\"ada@example.com\"}' | formbridge send --url \"$API_URL\" --tenant acme -\n      \
+    formbridge send --url http://127.0.0.1:3000 --tenant demo \\\n      \
+        --secret \"$SECRET\" body.json\n  \
+    echo '{\"email\":\"ada@example.com\"}' | \\\n      \
+        formbridge send --url \"$API_URL\" --tenant acme -\n      \
         (the secret from FORMBRIDGE_SECRET)\n  \
     formbridge send --url http://127.0.0.1:3000 --tenant demo \\\n      \
         --content-type application/x-www-form-urlencoded form.txt\n\n\
