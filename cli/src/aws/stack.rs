@@ -300,8 +300,9 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Names from flags only (`flag` → value), as a test would give them.
-    pub fn from_flags(flags: impl IntoIterator<Item = (Name, String)>) -> Self {
+    /// Names from flags only (`flag` → value).
+    #[cfg(test)]
+    fn from_flags(flags: impl IntoIterator<Item = (Name, String)>) -> Self {
         Self {
             flags: flags
                 .into_iter()
@@ -456,6 +457,21 @@ mod tests {
         }
         let outputs: std::collections::HashSet<_> = NAMES.iter().map(|n| n.output).collect();
         assert_eq!(outputs.len(), NAMES.len(), "an output named twice");
+        // What help says is used without a flag or output is what is used.
+        let text = |n: u64| Some(n.to_string());
+        assert_eq!(
+            CACHE_TTL.fallback.map(str::to_owned),
+            text(DEFAULT_CACHE_TTL_SECONDS)
+        );
+        assert_eq!(
+            QUEUE_AGE_ALARM.fallback.map(str::to_owned),
+            text(DEFAULT_AGE_ALARM_SECONDS)
+        );
+        assert_eq!(
+            MAX_RECEIVES.fallback.map(str::to_owned),
+            text(DEFAULT_MAX_RECEIVE_COUNT.into())
+        );
+        assert_eq!(SECRET_PREFIX.fallback, Some(DEFAULT_SECRET_PREFIX));
     }
 
     #[test]

@@ -189,6 +189,13 @@ fn tenant_new_prints_a_record_the_gateway_loads() {
     );
     assert_eq!(record["rate_limit"]["requests_per_second"], 100);
     MemoryTenantStore::from_json(&format!("[{out}]")).unwrap();
+    // As printed, it is a tenants file by itself.
+    let dir = scratch_dir();
+    let file = dir.join("acme.json");
+    std::fs::write(&file, &out).unwrap();
+    let mut gateway = Gateway::start(&["--tenants", file.to_str().unwrap()], &[]);
+    gateway.wait_for_line("the tenant list", |l| l.contains("1 tenant: acme"));
+    assert!(gateway.terminate().success());
     let (_, again, _) = run(&["tenant", "new", "acme"], b"", &[]);
     let again: serde_json::Value = serde_json::from_str(&again).unwrap();
     assert_ne!(again["signing_secrets"][0], record["signing_secrets"][0]);
