@@ -508,6 +508,23 @@ def check_examples_readme():
           f"--secret {secret}" in readme)
 
 
+def check_self_contained():
+    """The README stays a front page, and nothing tracked points outside the
+    repository (the docs state the interface in the project's own words)."""
+    lines = len((ROOT / "README.md").read_text().splitlines())
+    check("README.md is at most 250 lines", lines <= 250, f"{lines} lines")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=False)
+    if not check("git lists the tracked files", tracked.returncode == 0, tracked.stderr.decode(errors="replace")):
+        return
+    outside = re.compile(rb"\.\./shared\b|CONTRACT\.md")
+    pointing = []
+    for name in tracked.stdout.decode().split("\0"):
+        path = ROOT / name
+        if name and path.is_file() and outside.search(path.read_bytes()):
+            pointing.append(name)
+    check("no tracked file refers to ../shared or CONTRACT.md", not pointing, ", ".join(pointing))
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -524,6 +541,7 @@ def main():
     check_protocol_sections()
     check_senders_doc()
     check_examples_readme()
+    check_self_contained()
     if loaded is None:
         return finish()
     spec, examples, codes = loaded

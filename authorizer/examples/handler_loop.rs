@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo build --release -p authorizer --example handler_loop
 //! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out \
-//!     target/release/examples/handler_loop 10000
+//!     "$(scripts/target-dir)/release/examples/handler_loop" 10000
 //! ```
 //!
 //! Instructions per invocation = (total at N) - (total at 0), divided by N.

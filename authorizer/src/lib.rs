@@ -30,7 +30,8 @@ use shared::config::{ConfigError, Env};
 use shared::rate_limit::{RateLimited, TenantRateLimiter};
 use shared::signature::{self, RequestHeaders, VerifyError};
 use shared::store::{
-    CachePolicy, CachedTenantStore, DEFAULT_TENANT_SECRET_PREFIX, StoreError, TenantStore,
+    CACHE_TTL_SECONDS_RANGE, CachePolicy, CachedTenantStore, DEFAULT_CACHE_TTL_SECONDS,
+    DEFAULT_TENANT_SECRET_PREFIX, StoreError, TenantStore,
 };
 use shared::telemetry::Metrics;
 use shared::tenant_id::TenantIdError;
@@ -56,7 +57,11 @@ impl Config {
         Ok(Self {
             tenant_secret_prefix: env
                 .secret_prefix("TENANT_SECRET_PREFIX", DEFAULT_TENANT_SECRET_PREFIX)?,
-            secret_cache_ttl: env.seconds("SECRET_CACHE_TTL_SECONDS", 300, 0..=86_400)?,
+            secret_cache_ttl: env.seconds(
+                "SECRET_CACHE_TTL_SECONDS",
+                DEFAULT_CACHE_TTL_SECONDS,
+                CACHE_TTL_SECONDS_RANGE,
+            )?,
             replay_window: env.seconds(
                 "REPLAY_WINDOW_SECONDS",
                 signature::DEFAULT_REPLAY_WINDOW.as_secs(),
@@ -365,7 +370,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_defaults_match_the_contract() {
+    fn config_defaults_match_the_protocol() {
         let empty = HashMap::new();
         let c = Config::from_env(&Env::from_map(&empty)).expect("defaults");
         assert_eq!(c.tenant_secret_prefix, "form-bridge/tenants/");
@@ -389,7 +394,7 @@ mod tests {
     }
 
     #[test]
-    fn responses_serialise_exactly_as_the_contract_says() {
+    fn responses_serialise_exactly_as_the_protocol_says() {
         let allow = Response {
             is_authorized: true,
             context: Some(AllowContext {

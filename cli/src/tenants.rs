@@ -5,21 +5,32 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use shared::TenantId;
-use shared::tenant::{NewTenant, TenantDocument};
+use shared::tenant::{MAX_RATE_LIMIT, NewTenant, TenantDocument};
+use shared::{Routing, TenantId};
 
 use crate::output;
 
 /// `formbridge tenants`: new records, and operations on a deployed stack.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  \
-    formbridge tenants new acme --destination https://hooks.acme.example/forms\n  \
-    formbridge tenants create acme --stack form-bridge \\\n      \
-        --destination https://hooks.acme.example/forms\n  \
-    formbridge tenants list --stack form-bridge\n\n\
-    On a stack, AWS credentials and region come from the standard environment\n\
-    (AWS_PROFILE, AWS_REGION, ...), and changes reach the functions within\n\
-    their cache TTL (SECRET_CACHE_TTL_SECONDS, 300 s by default).")]
+#[cfg_attr(
+    feature = "aws",
+    command(after_help = "Examples:\n  \
+        formbridge tenants new acme --destination https://hooks.acme.example/forms\n  \
+        formbridge tenants create acme --stack form-bridge \\\n      \
+            --destination https://hooks.acme.example/forms\n  \
+        formbridge tenants list --stack form-bridge\n\n\
+        On a stack, AWS credentials and region come from the standard\n\
+        environment (AWS_PROFILE, AWS_REGION, ...), and changes reach the\n\
+        functions within their cache TTL (SECRET_CACHE_TTL_SECONDS).")
+)]
+#[cfg_attr(
+    not(feature = "aws"),
+    command(after_help = "Examples:\n  \
+        formbridge tenants new acme --destination https://hooks.acme.example/forms\n\n\
+        This build has no operations on a deployed stack (create, rotate,\n\
+        suspend, resume, list, show, delete): they need the full build,\n\
+        cargo install --locked --path cli")
+)]
 pub struct TenantsArgs {
     #[command(subcommand)]
     command: TenantsCommand,
@@ -46,14 +57,42 @@ enum TenantsCommand {
 #[derive(Args)]
 struct NewArgs {
     /// The tenant ID: 1 to 63 of a-z, 0-9 and -, starting and ending with a letter or digit.
-    #[arg(value_parser = |id: &str| TenantId::parse(id).map_err(|e| e.to_string()))]
+    #[arg(value_parser = parse_tenant_id)]
     id: TenantId,
-    /// Where the tenant's events are delivered (https; http only for local use).
+    #[command(flatten)]
+    record: RecordArgs,
+}
+
+/// What a new record holds besides its secrets: the options `tenants new`
+/// and `tenants create` share.
+#[derive(Args)]
+pub struct RecordArgs {
+    /// Where the tenant's events are delivered (https and a public address; on this machine's gateway, http and loopback with --allow-private-destinations).
     #[arg(long, value_name = "URL")]
-    destination: Option<String>,
+    pub destination: Option<String>,
     /// Requests per second allowed (burst: twice that). Default: not limited.
-    #[arg(long, value_name = "RPS", value_parser = clap::value_parser!(u32).range(1..=500_000))]
-    rate_limit: Option<u32>,
+    #[arg(
+        long,
+        value_name = "RPS",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_RATE_LIMIT / 2))
+    )]
+    pub rate_limit: Option<u32>,
+}
+
+impl RecordArgs {
+    /// The record's contents with this routing.
+    pub fn new_tenant(&self, routing: Routing) -> NewTenant<'_> {
+        NewTenant {
+            destination: self.destination.as_deref(),
+            rate_limit: self.rate_limit,
+            routing,
+        }
+    }
+}
+
+/// A tenant ID argument, checked by clap.
+pub fn parse_tenant_id(id: &str) -> Result<TenantId, String> {
+    TenantId::parse(id).map_err(|e| e.to_string())
 }
 
 impl TenantsArgs {
@@ -69,16 +108,9 @@ impl TenantsArgs {
 
 impl NewArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
-        let record = TenantDocument::new(
-            &self.id,
-            &NewTenant {
-                destination: self.destination.as_deref(),
-                rate_limit: self.rate_limit,
-                ..NewTenant::default()
-            },
-        )?;
+        let record = TenantDocument::new(&self.id, &self.record.new_tenant(Routing::Shared))?;
         output::line(format_args!("{}", record.to_pretty_json()));
-        if self.destination.is_none() {
+        if self.record.destination.is_none() {
             eprintln!(
                 "formbridge: note: no --destination, so the record has none and its events cannot be delivered yet"
             );

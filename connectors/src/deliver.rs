@@ -378,7 +378,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_are_classified_like_the_contract_says() {
+    fn statuses_are_classified_as_documented() {
         for status in [408, 429, 500, 502, 503, 504, 599] {
             assert_eq!(
                 DeliveryError::Status(status).class(),

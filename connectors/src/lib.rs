@@ -38,13 +38,16 @@ use serde::Serialize;
 use shared::TenantId;
 use shared::breaker::BreakerPolicy;
 use shared::config::{ConfigError, Env};
-use shared::store::{CachePolicy, CachedTenantStore, DEFAULT_TENANT_SECRET_PREFIX, TenantStore};
+use shared::store::{
+    CACHE_TTL_SECONDS_RANGE, CachePolicy, CachedTenantStore, DEFAULT_CACHE_TTL_SECONDS,
+    DEFAULT_TENANT_SECRET_PREFIX, TenantStore,
+};
 use shared::telemetry::{Dimension, Measure, Metrics};
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
-/// The connector's configuration (docs/protocol.md, section 7, and the delivery
-/// and breaker settings documented in the README).
+/// The connector's configuration (docs/protocol.md, section 7, which also
+/// lists the delivery and breaker settings).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `TENANT_SECRET_PREFIX`.
@@ -111,7 +114,11 @@ impl Config {
         Ok(Self {
             tenant_secret_prefix: env
                 .secret_prefix("TENANT_SECRET_PREFIX", DEFAULT_TENANT_SECRET_PREFIX)?,
-            secret_cache_ttl: env.seconds("SECRET_CACHE_TTL_SECONDS", 300, 0..=86_400)?,
+            secret_cache_ttl: env.seconds(
+                "SECRET_CACHE_TTL_SECONDS",
+                DEFAULT_CACHE_TTL_SECONDS,
+                CACHE_TTL_SECONDS_RANGE,
+            )?,
             allow_private_destinations: env.flag("ALLOW_PRIVATE_DESTINATIONS", false)?,
             concurrency: env.number("DELIVERY_CONCURRENCY", 32, 1..=1_000)? as usize,
             policy,

@@ -394,7 +394,7 @@ pub fn verify_content_digest(header: &str, body: &[u8]) -> Result<(), DigestErro
 mod tests {
     use super::*;
 
-    /// The published test vector (README, "Signing requests").
+    /// The published test vector (docs/protocol.md, section 1).
     const VECTOR_SECRET: &str = "fb_test_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c";
     const VECTOR_TENANT: &str = "acme";
     const VECTOR_TIMESTAMP: i64 = 1_767_225_600;

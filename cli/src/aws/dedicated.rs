@@ -321,10 +321,10 @@ pub async fn remove(
         let left = pending(aws, stack, tenant).await?;
         if left != Pending::default() {
             bail!(
-                "tenant {tenant}'s rule is removed, but its queue still holds {} events and its \
+                "tenant {tenant}'s rule is removed, but its queue still holds {} and its \
                  dead-letter queue {}: run delete again once they are delivered or redriven",
-                left.queued,
-                left.dead_lettered
+                crate::output::count(left.queued, "event"),
+                crate::output::count(left.dead_lettered, "event")
             );
         }
     }

@@ -367,8 +367,8 @@ async fn drain(
             // again: report it rather than hide a possible duplicate.
             if let Some(failed) = deleted.failed.first() {
                 result.problems.push(format!(
-                    "{} moved messages could not be deleted and may be moved again ({})",
-                    deleted.failed.len(),
+                    "{} could not be deleted and may be moved again ({})",
+                    output::count(deleted.failed.len() as u64, "moved message"),
                     failed.code
                 ));
             }

@@ -7,10 +7,11 @@
 use std::fmt;
 
 use anyhow::{Context as _, anyhow, bail};
+use connectors::GuardRules;
 use futures_util::StreamExt as _;
 use shared::signature::unix_now;
 use shared::tenant::{DocumentError, NewTenant, TenantDocument};
-use shared::{Routing, TenantId, TenantStatus};
+use shared::{Routing, Secret, TenantId, TenantStatus};
 
 use super::dedicated::{self, Scaling};
 use super::stack::Stack;
@@ -26,13 +27,11 @@ const LIST_CONCURRENCY: usize = 8;
 
 /// What `create` makes.
 #[derive(Debug, Clone)]
-pub struct Creation {
+pub struct Creation<'a> {
     /// The tenant ID.
     pub id: TenantId,
-    /// Where its events go (https).
-    pub destination: Option<String>,
-    /// Its own requests-per-second limit.
-    pub rate_limit: Option<u32>,
+    /// Its record's contents; with dedicated routing, `dedicated` is set.
+    pub record: NewTenant<'a>,
     /// Its own delivery path, read at this scale; `None` for shared routing.
     pub dedicated: Option<Scaling>,
 }
@@ -66,7 +65,7 @@ pub enum Rotation {
     /// A new current secret; the previous ones stay valid.
     Added {
         /// The new signing secret, for the sender.
-        secret: String,
+        secret: Secret,
         /// Secrets now active, the new one included.
         active: usize,
     },
@@ -96,21 +95,21 @@ impl<'a> Records<'a> {
 
     /// Creates a tenant: dedicated resources first (so its events always
     /// have a route), then the record. Returns the record, secrets included.
-    pub async fn create(&self, new: &Creation) -> anyhow::Result<TenantDocument> {
+    pub async fn create(&self, new: &Creation<'_>) -> anyhow::Result<TenantDocument> {
         let id = &new.id;
-        let routing = if new.dedicated.is_some() {
-            Routing::Dedicated
-        } else {
-            Routing::Shared
-        };
-        let record = TenantDocument::new(
-            id,
-            &NewTenant {
-                destination: new.destination.as_deref(),
-                rate_limit: new.rate_limit,
-                routing,
-            },
-        )?;
+        let record = TenantDocument::new(id, &new.record)?;
+        // The deployed connector refuses plain http and private addresses
+        // (by the URL's text here; names are checked when resolved).
+        if let Some(url) = new.record.destination {
+            let refused = reqwest::Url::parse(url)
+                .map_err(|_| connectors::guard::NotAllowed::InvalidUrl)
+                .and_then(|url| connectors::guard::check(&url, GuardRules::new(false)));
+            if let Err(why) = refused {
+                bail!(
+                    "--destination: {why}; a deployed connector delivers to https and public addresses only"
+                );
+            }
+        }
         let name = self.secret_name(id);
         match self
             .aws
@@ -198,12 +197,13 @@ impl<'a> Records<'a> {
             let secret = match record.rotate() {
                 Err(e @ DocumentError::TooManySecrets(_)) => bail!(
                     "tenant {id} {e}: once senders use the current one, run \
-                     `formbridge tenants rotate {id} --expire`"
+                     `formbridge tenants rotate {id} --expire{}`",
+                    self.stack.options()
                 ),
                 other => other?,
             };
             Rotation::Added {
-                secret,
+                secret: Secret::new(secret),
                 active: record.validate()?.signing_keys.len(),
             }
         };
@@ -300,10 +300,11 @@ impl<'a> Records<'a> {
             if !force && pending != dedicated::Pending::default() {
                 bail!(
                     "tenant {id}'s queue still holds {} and its dead-letter queue {}: \
-                     wait for delivery or redrive them (`formbridge dlq redrive`); \
+                     wait for delivery or redrive them (`formbridge dlq redrive{}`); \
                      --force deletes them",
                     crate::output::count(pending.queued, "event"),
-                    crate::output::count(pending.dead_lettered, "event")
+                    crate::output::count(pending.dead_lettered, "event"),
+                    self.stack.options()
                 );
             }
             dedicated::remove(self.aws, self.stack, id, force).await?;
@@ -328,14 +329,16 @@ impl<'a> Records<'a> {
     fn check_intake_stopped(&self, id: &TenantId, record: &TenantDocument) -> anyhow::Result<()> {
         if record.status() != Some(TenantStatus::Suspended) {
             bail!(
-                "tenant {id} is active: suspend it first (`formbridge tenants suspend {id}`), \
-                 let its accepted events be delivered, then delete it; or pass --force"
+                "tenant {id} is active: suspend it first (`formbridge tenants suspend {id}{}`), \
+                 let its accepted events be delivered, then delete it; or pass --force",
+                self.stack.options()
             );
         }
         let Some(since) = record.suspended_at() else {
             bail!(
-                "tenant {id} was suspended without a time: run `formbridge tenants suspend {id}` \
-                 again, and delete it once the functions' caches have expired; or pass --force"
+                "tenant {id} was suspended without a time: run `formbridge tenants suspend {id}{}` \
+                 again, and delete it once the functions' caches have expired; or pass --force",
+                self.stack.options()
             );
         };
         let wait = i64::try_from(self.stack.cache_ttl()?)
@@ -357,11 +360,10 @@ impl<'a> Records<'a> {
 fn summary(id: String, record: &TenantDocument) -> Summary {
     Summary {
         id,
-        status: match record.status() {
-            Some(TenantStatus::Active) => "active".into(),
-            Some(TenantStatus::Suspended) => "suspended".into(),
-            None => "invalid".into(),
-        },
+        status: record
+            .status()
+            .map_or("invalid", TenantStatus::as_str)
+            .to_owned(),
         routing: record
             .routing()
             .map_or_else(|| "-".to_owned(), |r| r.as_str().to_owned()),

@@ -201,7 +201,7 @@ pub const DEFAULT_SECRET_PREFIX: &str = shared::store::DEFAULT_TENANT_SECRET_PRE
 
 /// The functions' record cache TTL when neither a stack nor a flag gives
 /// one (docs/protocol.md, section 7).
-pub const DEFAULT_CACHE_TTL_SECONDS: u64 = 300;
+pub const DEFAULT_CACHE_TTL_SECONDS: u64 = shared::store::DEFAULT_CACHE_TTL_SECONDS;
 
 /// The queue-age alarm's threshold when neither a stack nor a flag gives
 /// one (`template.yaml`'s default).
@@ -410,13 +410,28 @@ impl Stack {
     /// How long the functions cache a tenant record, in seconds: flag,
     /// stack output, or 300.
     pub fn cache_ttl(&self) -> anyhow::Result<u64> {
-        self.number(CACHE_TTL, 0..=86_400, DEFAULT_CACHE_TTL_SECONDS)
+        self.number(
+            CACHE_TTL,
+            shared::store::CACHE_TTL_SECONDS_RANGE,
+            DEFAULT_CACHE_TTL_SECONDS,
+        )
     }
 
     /// The dedicated queues' age alarm, in seconds: flag, stack output, or
     /// 3600.
     pub fn queue_age_alarm(&self) -> anyhow::Result<u64> {
         self.number(QUEUE_AGE_ALARM, 60..=1_209_600, DEFAULT_AGE_ALARM_SECONDS)
+    }
+
+    /// The stack options as they were given (` --stack NAME` and each
+    /// override flag), to repeat in a command a message suggests.
+    pub fn options(&self) -> String {
+        let stack = self.name.iter().map(|name| format!(" {STACK_FLAG} {name}"));
+        let flags = NAMES.iter().filter_map(|name| {
+            let value = self.flags.get(name.flag)?;
+            Some(format!(" {} {value}", name.flag))
+        });
+        stack.chain(flags).collect()
     }
 
     /// The API's base URL, when the flag or the stack gives it.
@@ -484,11 +499,13 @@ mod tests {
             .outputs
             .insert("SharedQueueUrl".into(), "http://q".into());
         assert_eq!(stack.get(BUS), Some("flag-bus"));
+        assert_eq!(stack.options(), " --bus flag-bus");
         assert_eq!(stack.get(SHARED_QUEUE), Some("http://q"));
         assert_eq!(stack.secret_prefix(), DEFAULT_SECRET_PREFIX);
         let error = stack.require(CONNECTOR).unwrap_err().to_string();
         assert!(error.contains("--connector-function NAME"), "{error}");
         stack.name = Some("fb".into());
+        assert_eq!(stack.options(), " --stack fb --bus flag-bus");
         let error = stack.require(CONNECTOR).unwrap_err().to_string();
         assert!(error.contains("ConnectorFunctionName"), "{error}");
     }

@@ -4,12 +4,13 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use shared::{TenantId, TenantStatus};
+use shared::{Routing, TenantId, TenantStatus};
 
 use super::dedicated::Scaling;
 use super::records::{Creation, RECOVERY_WINDOW_DAYS, Records, Rotation};
 use super::stack::{Stack, StackArgs};
 use crate::output;
+use crate::tenants::{RecordArgs, parse_tenant_id};
 
 /// The `tenants` commands that operate on a deployed stack.
 #[derive(Subcommand)]
@@ -57,14 +58,10 @@ pub enum StackCommand {
 #[derive(Args)]
 pub struct CreateArgs {
     /// The tenant ID: 1 to 63 of a-z, 0-9 and -, starting and ending with a letter or digit.
-    #[arg(value_parser = parse_id)]
+    #[arg(value_parser = parse_tenant_id)]
     id: TenantId,
-    /// Where the tenant's events are delivered (https, public addresses only).
-    #[arg(long, value_name = "URL")]
-    destination: Option<String>,
-    /// Requests per second allowed (burst: twice that). Default: not limited.
-    #[arg(long, value_name = "RPS", value_parser = clap::value_parser!(u32).range(1..=500_000))]
-    rate_limit: Option<u32>,
+    #[command(flatten)]
+    record: RecordArgs,
     /// Deliver through the tenant's own queue and connector mapping instead of the shared ones.
     #[arg(long)]
     dedicated: bool,
@@ -82,7 +79,7 @@ pub struct CreateArgs {
 #[derive(Args)]
 pub struct RotateArgs {
     /// The tenant ID.
-    #[arg(value_parser = parse_id)]
+    #[arg(value_parser = parse_tenant_id)]
     id: TenantId,
     /// Remove every signing secret but the current one instead of adding one.
     #[arg(long)]
@@ -95,7 +92,7 @@ pub struct RotateArgs {
 #[derive(Args)]
 pub struct IdArgs {
     /// The tenant ID.
-    #[arg(value_parser = parse_id)]
+    #[arg(value_parser = parse_tenant_id)]
     id: TenantId,
     #[command(flatten)]
     stack: StackArgs,
@@ -112,7 +109,7 @@ pub struct ListArgs {
 #[derive(Args)]
 pub struct ShowArgs {
     /// The tenant ID.
-    #[arg(value_parser = parse_id)]
+    #[arg(value_parser = parse_tenant_id)]
     id: TenantId,
     /// Print the whole record, secrets included.
     #[arg(long)]
@@ -125,7 +122,7 @@ pub struct ShowArgs {
 #[derive(Args)]
 pub struct DeleteArgs {
     /// The tenant ID.
-    #[arg(value_parser = parse_id)]
+    #[arg(value_parser = parse_tenant_id)]
     id: TenantId,
     /// Delete an active tenant, and a dedicated tenant's undelivered events.
     #[arg(long)]
@@ -135,10 +132,6 @@ pub struct DeleteArgs {
     without_recovery: bool,
     #[command(flatten)]
     stack: StackArgs,
-}
-
-fn parse_id(id: &str) -> Result<TenantId, String> {
-    TenantId::parse(id).map_err(|e| e.to_string())
 }
 
 impl StackCommand {
@@ -167,13 +160,15 @@ impl StackCommand {
             Self::Rotate(RotateArgs { id, expire, .. }) => {
                 match records.rotate(&id, expire).await? {
                     Rotation::Added { secret, active } => {
-                        output::line(format_args!("{secret}"));
+                        output::line(format_args!("{}", secret.expose()));
                         eprintln!(
                             "formbridge: tenant {id} now has {}, this one first. The \
-                             functions accept it within their cache TTL (SECRET_CACHE_TTL_SECONDS, \
-                             300 s by default): give it to the sender after that, and once the \
-                             sender uses it, run formbridge tenants rotate {id} --expire",
-                            output::count(active as u64, "active signing secret")
+                             functions accept it within their cache TTL ({} s): give it to the \
+                             sender after that, and once the sender uses it, run \
+                             formbridge tenants rotate {id} --expire{}",
+                            output::count(active as u64, "active signing secret"),
+                            stack.cache_ttl()?,
+                            stack.options()
                         );
                     }
                     Rotation::Expired { removed } => output::line(format_args!(
@@ -183,10 +178,10 @@ impl StackCommand {
                 }
             }
             Self::Suspend(IdArgs { id, .. }) => {
-                set_status(&records, &id, TenantStatus::Suspended).await?;
+                set_status(&records, &stack, &id, TenantStatus::Suspended).await?;
             }
             Self::Resume(IdArgs { id, .. }) => {
-                set_status(&records, &id, TenantStatus::Active).await?;
+                set_status(&records, &stack, &id, TenantStatus::Active).await?;
             }
             Self::List(_) => {
                 output::line(format_args!(
@@ -229,11 +224,15 @@ impl StackCommand {
 
 async fn create(records: &Records<'_>, stack: &Stack, args: CreateArgs) -> anyhow::Result<()> {
     let id = args.id;
+    let routing = if args.dedicated {
+        Routing::Dedicated
+    } else {
+        Routing::Shared
+    };
     let record = records
         .create(&Creation {
             id: id.clone(),
-            destination: args.destination.clone(),
-            rate_limit: args.rate_limit,
+            record: args.record.new_tenant(routing),
             dedicated: args.dedicated.then_some(Scaling {
                 batch_size: args.batch_size,
                 max_concurrency: args.max_concurrency,
@@ -242,13 +241,8 @@ async fn create(records: &Records<'_>, stack: &Stack, args: CreateArgs) -> anyho
         .await?;
     output::line(format_args!("{}", record.to_pretty_json()));
     eprintln!(
-        "formbridge: created tenant {id} ({} routing): give signing_secrets[0] to the sender{}",
-        if args.dedicated {
-            "dedicated"
-        } else {
-            "shared"
-        },
-        if args.destination.is_some() {
+        "formbridge: created tenant {id} ({routing} routing): give signing_secrets[0] to the sender{}",
+        if args.record.destination.is_some() {
             " and destination.secret to the receiving endpoint"
         } else {
             "; it has no destination yet, so its events cannot be delivered"
@@ -265,21 +259,19 @@ async fn create(records: &Records<'_>, stack: &Stack, args: CreateArgs) -> anyho
 /// Suspends or resumes a tenant and says so.
 async fn set_status(
     records: &Records<'_>,
+    stack: &Stack,
     id: &TenantId,
     status: TenantStatus,
 ) -> anyhow::Result<()> {
     let changed = records.set_status(id, status).await?;
-    let word = match status {
-        TenantStatus::Active => "active",
-        TenantStatus::Suspended => "suspended",
-    };
     output::line(format_args!(
-        "tenant {id}: {}{word}",
+        "tenant {id}: {}{status}",
         if changed { "now " } else { "already " }
     ));
     if changed {
         eprintln!(
-            "formbridge: the functions see the change within their cache TTL (SECRET_CACHE_TTL_SECONDS, 300 s by default)"
+            "formbridge: the functions see the change within their cache TTL ({} s)",
+            stack.cache_ttl()?
         );
     }
     Ok(())

@@ -151,7 +151,7 @@ pub async fn run(options: ServeArgs) -> anyhow::Result<Snapshot> {
         Metrics::off("connector"),
     );
     let redelivery = Redelivery {
-        max_receives: options.max_receives.max(1),
+        max_receives: options.max_receives,
         ..Redelivery::default()
     };
     let bus = Arc::new(Bus::new(

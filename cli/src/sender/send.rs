@@ -97,7 +97,7 @@ pub async fn send(
     body: Vec<u8>,
 ) -> Result<Answer, SendError> {
     let http_error = |e: reqwest::Error| {
-        if e.is_connect() {
+        if refused(&e) {
             SendError::Unreachable {
                 url: url.to_string(),
             }
@@ -125,6 +125,19 @@ pub async fn send(
     let status = response.status();
     let body = response.text().await.map_err(http_error)?;
     Ok(Answer { status, body })
+}
+
+/// Whether the connection was refused: nothing listens at the address
+/// (other connect errors, DNS or TLS, keep their own message).
+fn refused(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// What to check after a refusal, by status.

@@ -546,6 +546,28 @@ async fn names_come_from_flags_without_a_stack_and_errors_say_which() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(r#""tenant_id": "solo""#));
     assert!(err.contains("no destination"), "{err}");
+    // A deployed connector would refuse these destinations: so does create.
+    for url in [
+        "http://hooks.example/",
+        "https://10.0.0.1/",
+        "https://[::1]/in",
+    ] {
+        let args = [
+            "tenants",
+            "create",
+            "priv",
+            "--destination",
+            url,
+            "--secret-prefix",
+            "x/",
+        ];
+        let (code, _, err) = run(&args, b"", &env);
+        assert_eq!(code, 2, "{url}: {err}");
+        assert!(
+            err.contains("--destination: the destination"),
+            "{url}: {err}"
+        );
+    }
     let (code, out, _) = run(&["tenants", "list", "--secret-prefix", "x/"], b"", &env);
     assert_eq!(code, 0);
     assert!(out.contains("solo"), "{out}");

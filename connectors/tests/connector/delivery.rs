@@ -46,7 +46,7 @@ async fn a_delivery_is_signed_so_standard_webhooks_verifies_it() {
     tampered.body[10] ^= 1;
     assert!(!tampered.webhook_verifies(DELIVERY_SECRET));
 
-    // The body is the contract's envelope around the detail, unchanged.
+    // The body is the documented envelope around the detail, unchanged.
     let body: Value = serde_json::from_slice(&r.body).unwrap();
     let sent: Value = serde_json::from_str(&event).unwrap();
     assert_eq!(body["type"], "form.submission");

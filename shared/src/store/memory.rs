@@ -31,7 +31,7 @@ pub enum TenantsFileError {
     },
     /// The file is neither a JSON array of records nor one record.
     #[error("tenants file must be a JSON array of tenant records, or one record ({0})")]
-    NotAnArray(String),
+    NotRecords(String),
     /// One record is invalid.
     #[error("tenants file record {index}: {error}")]
     Record {
@@ -55,13 +55,13 @@ impl MemoryTenantStore {
     /// record (what `formbridge tenants new` prints).
     pub fn from_json(text: &str) -> Result<Self, TenantsFileError> {
         let value: Value = serde_json::from_str(text).map_err(|e| {
-            TenantsFileError::NotAnArray(format!("line {}, column {}", e.line(), e.column()))
+            TenantsFileError::NotRecords(format!("line {}, column {}", e.line(), e.column()))
         })?;
         let items = match value {
             Value::Array(items) => items,
             record @ Value::Object(_) => vec![record],
             _ => {
-                return Err(TenantsFileError::NotAnArray(
+                return Err(TenantsFileError::NotRecords(
                     "top level is neither an array nor an object".into(),
                 ));
             }

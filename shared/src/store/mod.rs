@@ -21,6 +21,13 @@ pub use secrets_manager::SecretsManagerStore;
 /// Default secret name prefix of tenant records (`TENANT_SECRET_PREFIX`).
 pub const DEFAULT_TENANT_SECRET_PREFIX: &str = "form-bridge/tenants/";
 
+/// How long the functions keep a tenant record by default, in seconds
+/// (`SECRET_CACHE_TTL_SECONDS`).
+pub const DEFAULT_CACHE_TTL_SECONDS: u64 = 300;
+
+/// The accepted `SECRET_CACHE_TTL_SECONDS`: 0 (no caching) to a day.
+pub const CACHE_TTL_SECONDS_RANGE: std::ops::RangeInclusive<u64> = 0..=86_400;
+
 use crate::tenant::{RecordError, TenantRecord};
 use crate::tenant_id::TenantId;
 

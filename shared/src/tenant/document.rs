@@ -20,7 +20,7 @@ use super::{MAX_SIGNING_SECRETS, RecordError, Routing, TenantRecord, TenantStatu
 use crate::tenant_id::TenantId;
 
 /// What [`TenantDocument::redacted`] puts in place of a hidden value.
-pub const REDACTED: &str = "<redacted>";
+const REDACTED: &str = "<redacted>";
 
 /// The field `set_status` records the Unix time of a suspension in (the
 /// functions ignore it; `formbridge tenants delete` reads it).
@@ -136,11 +136,7 @@ impl TenantDocument {
 
     /// `status`, when it is one the functions accept.
     pub fn status(&self) -> Option<TenantStatus> {
-        match self.text("status")? {
-            "active" => Some(TenantStatus::Active),
-            "suspended" => Some(TenantStatus::Suspended),
-            _ => None,
-        }
+        TenantStatus::parse(self.fields.get("status")?.as_str()?)
     }
 
     /// `routing` (absent means shared); `None` when it is not one the
@@ -160,11 +156,6 @@ impl TenantDocument {
     /// The current signing secret (the first), for the sender.
     pub fn current_signing_secret(&self) -> Option<&str> {
         self.fields.get("signing_secrets")?.get(0)?.as_str()
-    }
-
-    /// The destination's `whsec_` secret, for the receiving endpoint.
-    pub fn destination_secret(&self) -> Option<&str> {
-        self.fields.get("destination")?.get("secret")?.as_str()
     }
 
     /// The destination's host, never its path or query (which often hold
@@ -207,16 +198,16 @@ impl TenantDocument {
     /// Returns whether the status changed.
     pub fn set_status(&mut self, status: TenantStatus, now: i64) -> Result<bool, DocumentError> {
         let changed = self.status() != Some(status);
-        self.edit(|fields| match status {
-            TenantStatus::Suspended => {
-                fields.insert("status".into(), json!("suspended"));
-                if changed || !fields.contains_key(SUSPENDED_AT) {
+        self.edit(|fields| {
+            fields.insert("status".into(), json!(status.as_str()));
+            match status {
+                TenantStatus::Suspended if changed || !fields.contains_key(SUSPENDED_AT) => {
                     fields.insert(SUSPENDED_AT.into(), json!(now));
                 }
-            }
-            TenantStatus::Active => {
-                fields.insert("status".into(), json!("active"));
-                fields.remove(SUSPENDED_AT);
+                TenantStatus::Suspended => {}
+                TenantStatus::Active => {
+                    fields.remove(SUSPENDED_AT);
+                }
             }
         })?;
         Ok(changed)
@@ -245,7 +236,7 @@ impl TenantDocument {
                         v.as_str().is_some_and(|s| TenantId::parse(s).is_ok())
                     }),
                     "status" => shown_if(value, |v| {
-                        matches!(v.as_str(), Some("active" | "suspended"))
+                        v.as_str().and_then(TenantStatus::parse).is_some()
                     }),
                     "routing" => shown_if(value, |v| v.as_str().and_then(Routing::parse).is_some()),
                     SUSPENDED_AT => shown_if(value, Value::is_i64),
@@ -271,10 +262,6 @@ impl TenantDocument {
             })
             .collect();
         Value::Object(shown)
-    }
-
-    fn text(&self, field: &str) -> Option<&str> {
-        self.fields.get(field)?.as_str()
     }
 
     fn signing_secrets(&self) -> Result<&Vec<Value>, RecordError> {
@@ -349,7 +336,7 @@ fn random(count: usize) -> Result<Vec<u8>, DocumentError> {
 
 /// A new signing secret: `fb_` and 43 characters of URL-safe base64
 /// (256 random bits).
-pub fn new_signing_secret() -> Result<String, DocumentError> {
+fn new_signing_secret() -> Result<String, DocumentError> {
     let random = random(SIGNING_SECRET_BYTES)?;
     Ok(format!(
         "fb_{}",
@@ -359,7 +346,7 @@ pub fn new_signing_secret() -> Result<String, DocumentError> {
 
 /// A new Standard Webhooks delivery secret: `whsec_` and the standard
 /// base64 of 256 random bits.
-pub fn new_webhook_secret() -> Result<String, DocumentError> {
+fn new_webhook_secret() -> Result<String, DocumentError> {
     let random = random(WEBHOOK_SECRET_BYTES)?;
     Ok(format!(
         "whsec_{}",
@@ -402,8 +389,8 @@ mod tests {
         assert_eq!(record.rate_limit.unwrap().burst.get(), 100);
         assert_ne!(a.current_signing_secret(), b.current_signing_secret());
         assert_eq!(a.current_signing_secret().unwrap().len(), 46);
-        assert!(a.destination_secret().unwrap().starts_with("whsec_"));
-        assert!(b.destination_secret().is_none());
+        assert!(record.destination.is_some());
+        assert!(b.validate().unwrap().destination.is_none());
         assert_eq!(b.routing(), Some(Routing::Shared));
         let refused = NewTenant {
             destination: Some("ftp://example.com"),

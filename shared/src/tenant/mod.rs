@@ -44,6 +44,31 @@ pub enum TenantStatus {
     Suspended,
 }
 
+impl TenantStatus {
+    /// Reads the wire name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "suspended" => Some(Self::Suspended),
+            _ => None,
+        }
+    }
+
+    /// The wire name: `active` or `suspended`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+}
+
+impl fmt::Display for TenantStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Which delivery path a tenant's events take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -195,15 +220,10 @@ impl TenantRecord {
             .ok_or_else(|| RecordError::new("`tenant_id` must be a string"))?;
         let tenant_id = TenantId::parse(tenant_id)
             .map_err(|e| RecordError::new(format!("`tenant_id`: {e}")))?;
-        let status = match required(record, "status")?.as_str() {
-            Some("active") => TenantStatus::Active,
-            Some("suspended") => TenantStatus::Suspended,
-            _ => {
-                return Err(RecordError::new(
-                    r#"`status` must be "active" or "suspended""#,
-                ));
-            }
-        };
+        let status = required(record, "status")?
+            .as_str()
+            .and_then(TenantStatus::parse)
+            .ok_or_else(|| RecordError::new(r#"`status` must be "active" or "suspended""#))?;
         let signing_keys = parse_signing_secrets(required(record, "signing_secrets")?)?;
         let routing = match optional(record, "routing") {
             None => Routing::default(),
