@@ -173,15 +173,17 @@ async fn every_refusal_has_the_deployed_status_and_body() {
             "{what}"
         );
     }
+    // Rate limit of 1 request per second, burst 1: the first is accepted
+    // and one of the next few, sent at once, is refused (a loaded machine
+    // may space two requests a second apart, never five).
     let limited_url = gateway.submissions("limited");
-    let (first, _) = answer(Submission::json("limited", "{}").request(&client, &limited_url)).await;
-    let (second, _) =
-        answer(Submission::json("limited", "{}").request(&client, &limited_url)).await;
-    assert_eq!(
-        (first, second),
-        (202, 403),
-        "rate limit of 1 request, burst 1"
-    );
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let request = Submission::json("limited", "{}").request(&client, &limited_url);
+        statuses.push(answer(request).await.0);
+    }
+    assert_eq!(statuses[0], 202, "{statuses:?}");
+    assert!(statuses[1..].contains(&403), "{statuses:?}");
 
     // Ingest's refusals, with its error bodies.
     let mut tampered = ok().request(&client, &url).build().unwrap();
