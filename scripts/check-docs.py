@@ -522,7 +522,7 @@ def check_self_contained():
         path = ROOT / name
         if name and path.is_file() and outside.search(path.read_bytes()):
             pointing.append(name)
-    check("no tracked file refers to ../shared or CONTRACT.md", not pointing, ", ".join(pointing))
+    check("no tracked file points outside the repository", not pointing, ", ".join(pointing))
 
 
 # ---------------------------------------------------------------- main
