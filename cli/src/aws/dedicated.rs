@@ -494,11 +494,20 @@ async fn mappings(aws: &Clients, connector: &str, queue_arn: &str) -> anyhow::Re
                 describe(&e)
             )
         })?;
-    Ok(answer
-        .event_source_mappings()
+    Ok(live_mappings(answer.event_source_mappings()))
+}
+
+/// The IDs of the mappings that are not being deleted: one that is
+/// deleting cannot be updated and will be gone, so it does not count as
+/// the tenant's mapping (a `create` right after a `delete` makes a new one).
+fn live_mappings(
+    mappings: &[aws_sdk_lambda::types::EventSourceMappingConfiguration],
+) -> Vec<String> {
+    mappings
         .iter()
+        .filter(|m| m.state() != Some("Deleting"))
         .filter_map(|m| m.uuid().map(str::to_owned))
-        .collect())
+        .collect()
 }
 
 async fn ensure_mapping(
@@ -609,6 +618,18 @@ async fn put_alarms(aws: &Clients, stack: &Stack, names: &Names) -> anyhow::Resu
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mappings_being_deleted_do_not_count() {
+        use aws_sdk_lambda::types::EventSourceMappingConfiguration as Mapping;
+        let mapping = |uuid: &str, state: &str| Mapping::builder().uuid(uuid).state(state).build();
+        let found = live_mappings(&[
+            mapping("old", "Deleting"),
+            mapping("new", "Creating"),
+            mapping("on", "Enabled"),
+        ]);
+        assert_eq!(found, ["new", "on"]);
+    }
 
     #[test]
     fn names_follow_the_stack_prefix_and_fit_sqs() {

@@ -216,13 +216,14 @@ impl<'a> Records<'a> {
         let mut record = self.read(id).await?;
         let before = record.clone();
         let changed = record.set_status(status, unix_now())?;
-        if record != before {
-            self.write(id, &record).await?;
-        }
-        // A dedicated tenant's path is completed on resume: after a restored
-        // record, or a failed create, its events must have a route.
+        // A dedicated tenant's path is completed before it may submit again
+        // (after a restored record, or a failed create): an event accepted
+        // while its rule or queue is missing would have no route.
         if status == TenantStatus::Active && record.routing() == Some(Routing::Dedicated) {
             dedicated::ensure(self.aws, self.stack, id, None).await?;
+        }
+        if record != before {
+            self.write(id, &record).await?;
         }
         Ok(changed)
     }

@@ -743,3 +743,34 @@ async fn show_never_prints_a_secret_whatever_the_records_shape() {
         assert!(out.contains("the_secret_value"), "--reveal shows it: {out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_rebuilds_a_dedicated_path_before_the_tenant_may_submit() {
+    let stack = Deployed::start().await;
+    stack.ok(&["tenants", "create", "bigco", "--dedicated"]);
+    stack.ok(&["tenants", "suspend", "bigco"]);
+    // Its queue is gone (removed by hand, or the record was restored).
+    let url = stack.queue_url("fb_t_bigco").await.unwrap();
+    stack
+        .sqs()
+        .delete_queue()
+        .queue_url(url)
+        .send()
+        .await
+        .unwrap();
+    // A resume that cannot complete the path leaves the tenant suspended:
+    // accepted events would have no queue to go to.
+    let (code, _, err) = stack.formbridge(&[
+        "tenants",
+        "resume",
+        "bigco",
+        "--connector-function",
+        "no-such-function",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(stack.record("bigco").await["status"], "suspended");
+    // One that can rebuilds it first, then resumes.
+    stack.ok(&["tenants", "resume", "bigco"]);
+    assert!(stack.queue_url("fb_t_bigco").await.is_some());
+    assert_eq!(stack.record("bigco").await["status"], "active");
+}
