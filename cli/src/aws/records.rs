@@ -5,11 +5,13 @@
 //! refuse), and, for dedicated tenants, their own resources.
 
 use std::fmt;
+use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use connectors::GuardRules;
 use futures_util::StreamExt as _;
 use shared::signature::unix_now;
+use shared::store::CachePolicy;
 use shared::tenant::{DocumentError, NewTenant, TenantDocument};
 use shared::{Routing, Secret, TenantId, TenantStatus};
 
@@ -324,9 +326,10 @@ impl<'a> Records<'a> {
         Ok(())
     }
 
-    /// A tenant may be deleted once it is suspended and the functions'
-    /// caches have seen it (their TTL, plus ingest's timeout for requests
-    /// authorized just before): only then can no new event arrive.
+    /// A tenant may be deleted once it is suspended and no function can
+    /// still hold its active record (the cache TTL, the stale-if-error
+    /// window, and ingest's timeout for requests authorized just before):
+    /// only then can no new event arrive.
     fn check_intake_stopped(&self, id: &TenantId, record: &TenantDocument) -> anyhow::Result<()> {
         if record.status() != Some(TenantStatus::Suspended) {
             bail!(
@@ -342,15 +345,20 @@ impl<'a> Records<'a> {
                 self.stack.options()
             );
         };
-        let wait = i64::try_from(self.stack.cache_ttl()?)
+        // What the functions' own cache allows: a record is served for its
+        // TTL and, while Secrets Manager fails, for `stale_if_error` more.
+        let ttl = Duration::from_secs(self.stack.cache_ttl()?);
+        let served = ttl + CachePolicy::with_ttl(ttl).stale_if_error;
+        let wait = i64::try_from(served.as_secs())
             .unwrap_or(i64::MAX)
             .saturating_add(IN_FLIGHT_SECONDS);
         let left = since.saturating_add(wait).saturating_sub(unix_now());
         if left > 0 {
             bail!(
                 "tenant {id} was suspended {}s ago; the functions may still accept its requests \
-                 from cached records for {left}s more (SECRET_CACHE_TTL_SECONDS plus in-flight \
-                 requests): delete it then, or pass --force",
+                 from cached records for {left}s more (SECRET_CACHE_TTL_SECONDS, plus the time a \
+                 record is still served while Secrets Manager fails, plus in-flight requests): \
+                 delete it then, or pass --force",
                 unix_now().saturating_sub(since)
             );
         }

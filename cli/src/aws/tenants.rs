@@ -48,9 +48,10 @@ pub enum StackCommand {
         formbridge tenants suspend acme --stack form-bridge\n  \
         formbridge tenants delete acme --stack form-bridge\n\n\
         A tenant must have been suspended for longer than the functions' cache\n\
-        TTL (--secret-cache-ttl, output SecretCacheTtlSeconds) plus 15 s, so\n\
-        no cached record can still accept its requests, and a dedicated\n\
-        tenant's queues must be empty, unless --force.")]
+        TTL (--secret-cache-ttl, output SecretCacheTtlSeconds) plus 15 minutes\n\
+        (a record is still served while Secrets Manager fails) and 15 s, so no\n\
+        cached record can still accept its requests, and a dedicated tenant's\n\
+        queues must be empty, unless --force.")]
     Delete(DeleteArgs),
 }
 
