@@ -4,8 +4,9 @@ SAM silently ignores a misspelt key (an authorizer's `ReauthorizeEvry: 0`
 leaves results cached for 300 s, which lets replays through), so these
 checks run the real SAM transform (aws-sam-translator, what CloudFormation
 runs) and inspect what it generates: the authorizer as API Gateway receives
-it, the route, the event source mapping, the rule, the queues, the roles and
-the alarms. `cfn-lint` then lints the generated CloudFormation too.
+it, the route, the functions' reserved concurrency, the event source mapping,
+the rule, the queues, the roles and the alarms. `cfn-lint` then lints the
+generated CloudFormation too.
 
     python scripts/check-template.py [TEMPLATE]   # check (default: template.yaml)
     python scripts/check-template.py --self-test  # also prove that mutations fail
@@ -55,7 +56,7 @@ FUNCTIONS = {
         "connector",
         {
             "TENANT_SECRET_PREFIX", "SECRET_CACHE_TTL_SECONDS", "ALLOW_PRIVATE_DESTINATIONS",
-            "DELIVERY_TIMEOUT_MS", "DELIVERY_ATTEMPTS", "DELIVERY_CONCURRENCY",
+            "DELIVERY_TIMEOUT_MS", "DELIVERY_ATTEMPTS", "DELIVERY_CONCURRENCY", "SLOW_DELIVERY_MS",
             "BREAKER_FAILURE_THRESHOLD", "BREAKER_FAILURE_RATE_PERCENT", "BREAKER_WINDOW",
             "BREAKER_MINIMUM_CALLS", "BREAKER_COOL_DOWN_SECONDS", "LOG_LEVEL",
         },
@@ -70,14 +71,33 @@ IDENTITY = [
 ]
 # Actions each role may be granted, and nothing else.
 ROLE_ACTIONS = {
-    "AuthorizerRole": {"logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue"},
+    "AuthorizerRole": {
+        "logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue", "secretsmanager:ListSecrets",
+    },
     "IngestRole": {"logs:CreateLogStream", "logs:PutLogEvents", "events:PutEvents"},
     "ConnectorRole": {
-        "logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue",
+        "logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue", "secretsmanager:ListSecrets",
         "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes",
     },
 }
+# The one action allowed on every resource: it has no resource-level
+# permissions, and it returns secrets' names and metadata, never values
+# (the functions' directory of known tenant IDs). Only these roles, and only
+# in a statement of its own.
+LIST_SECRETS = "secretsmanager:ListSecrets"
+LIST_SECRETS_ROLES = {"AuthorizerRole", "ConnectorRole"}
+# Each function's role, and the parameter its reserved concurrency comes from.
+FUNCTION_ROLES = {"AuthorizerFunction": "AuthorizerRole", "IngestFunction": "IngestRole", "ConnectorFunction": "ConnectorRole"}
+RESERVATIONS = {
+    "AuthorizerFunction": "AuthorizerReservedConcurrency",
+    "IngestFunction": "IngestReservedConcurrency",
+    "ConnectorFunction": "ConnectorReservedConcurrency",
+}
+# Lambda's default concurrency per account and Region, and what it keeps
+# unreserved: the default reservations together must fit in the difference.
+ACCOUNT_CONCURRENCY = 1000
+UNRESERVED_MINIMUM = 100
 TARGET_KEYS = {"Id", "Arn", "RetryPolicy", "DeadLetterConfig"}
 MAX_EVENT_BYTES = 1_048_576  # EventBridge PutEvents request size
 DEFAULT_MAX_BODY_BYTES = 262_144  # ingest's default (docs/protocol.md, section 7)
@@ -138,6 +158,54 @@ class Checker:
         self.check(timeouts["AuthorizerFunction"] <= 10, "authorizer timeout over 10 s")
         self.check(timeouts["IngestFunction"] < 30, "ingest timeout not under the API's 30 s integration timeout")
         self.check(timeouts["ConnectorFunction"] <= 120, "connector timeout over 120 s")
+
+    def concurrency(self) -> None:
+        """Each function's reservation is its parameter, and none when the
+        parameter is 0 (a reservation of 0 stops the function)."""
+        fns = self.of_type("AWS::Lambda::Function")
+        conditions = self.t.get("Conditions", {})
+        for name, param in RESERVATIONS.items():
+            spec = self.params.get(param)
+            if spec is None:
+                self.check(False, f"no parameter {param}")
+            else:
+                default = spec.get("Default")
+                self.check(spec.get("Type") == "Number", f"{param}: Type is {spec.get('Type')}, expected Number")
+                self.check(spec.get("MinValue") == 0, f"{param}: MinValue is {spec.get('MinValue')}, expected 0 (0 = no reservation)")
+                self.check(isinstance(default, int) and default >= 1, f"{param}: default {default!r} reserves nothing")
+            reserved = fns.get(name, {}).get("Properties", {}).get("ReservedConcurrentExecutions")
+            branches = reserved.get("Fn::If") if isinstance(reserved, dict) else None
+            self.check(
+                isinstance(branches, list) and len(branches) == 3
+                and branches[1] == {"Ref": param} and branches[2] == {"Ref": "AWS::NoValue"},
+                f"{name}: ReservedConcurrentExecutions is not !If [condition, !Ref {param}, !Ref AWS::NoValue] ({reserved!r})",
+            )
+            condition = conditions.get(branches[0]) if isinstance(branches, list) and branches else None
+            self.check(
+                is_nonzero(condition, param),
+                f"{name}: the condition of its reservation is not !Not [!Equals [!Ref {param}, \"0\"]] ({condition!r})",
+            )
+        defaults = [self.params.get(p, {}).get("Default") for p in RESERVATIONS.values()]
+        if all(isinstance(d, int) for d in defaults):
+            self.check(
+                sum(defaults) <= ACCOUNT_CONCURRENCY - UNRESERVED_MINIMUM,
+                f"the default reservations add up to {sum(defaults)}: a default account "
+                f"({ACCOUNT_CONCURRENCY}) must keep {UNRESERVED_MINIMUM} unreserved",
+            )
+        connector = self.params.get("ConnectorReservedConcurrency", {}).get("Default")
+        shared = self.params.get("ConnectorMaxConcurrency", {}).get("Default")
+        self.check(
+            isinstance(connector, int) and isinstance(shared, int) and connector >= shared,
+            f"ConnectorReservedConcurrency's default {connector!r} is under the shared mapping's ConnectorMaxConcurrency {shared!r}",
+        )
+        output = self.t.get("Outputs", {}).get("ConnectorReservedConcurrency", {}).get("Value")
+        self.check(
+            output == {"Ref": "ConnectorReservedConcurrency"},
+            "output ConnectorReservedConcurrency is not the parameter (mapping concurrencies must fit in it)",
+        )
+        for name, role in FUNCTION_ROLES.items():
+            got = ref(fns.get(name, {}).get("Properties", {}).get("Role"))
+            self.check(got == role, f"{name}: runs as {got}, expected {role}")
 
     def api(self) -> None:
         apis = self.of_type("AWS::ApiGatewayV2::Api")
@@ -255,6 +323,7 @@ class Checker:
     def iam(self) -> None:
         roles = self.of_type("AWS::IAM::Role")
         self.check(set(roles) == set(ROLE_ACTIONS), f"roles are {sorted(roles)}, expected {sorted(ROLE_ACTIONS)}")
+        listing: set[str] = set()
         for name, role in roles.items():
             props = role["Properties"]
             self.check(not props.get("ManagedPolicyArns"), f"{name}: has managed policies (their actions are not least privilege)")
@@ -266,6 +335,14 @@ class Checker:
                         self.check(action in ROLE_ACTIONS.get(name, set()), f"{name}: action {action} is not needed")
                     resources = st.get("Resource")
                     resources = resources if isinstance(resources, list) else [resources]
+                    if LIST_SECRETS in actions:
+                        listing.add(name)
+                        self.check(
+                            actions == [LIST_SECRETS] and resources == ["*"] and not st.get("NotResource"),
+                            f"{name}: {LIST_SECRETS} must be alone in its statement, on Resource \"*\" "
+                            "(nothing else may be granted on every resource)",
+                        )
+                        continue
                     self.check("*" not in resources, f"{name}: an action on every resource")
                     text = json.dumps(resources)
                     if any(a.startswith("secretsmanager:") for a in actions):
@@ -277,6 +354,10 @@ class Checker:
                             all(":sqs:" in json.dumps(r) or ref(r) == "SharedQueue" for r in resources),
                             f"{name}: queue actions on something other than queues",
                         )
+        self.check(
+            listing == LIST_SECRETS_ROLES,
+            f"{LIST_SECRETS} (the directory of tenant IDs) is granted to {sorted(listing)}, expected {sorted(LIST_SECRETS_ROLES)}",
+        )
 
     def alarms(self) -> None:
         alarms = [a["Properties"] for a in self.of_type("AWS::CloudWatch::Alarm").values()]
@@ -297,6 +378,52 @@ class Checker:
         self.check(watched("ApproximateAgeOfOldestMessage", "SharedQueue"), "no age alarm on SharedQueue (a stalled connector)")
         self.check(watched("Errors", "ConnectorFunction"), "no alarm on connector errors")
         self.check(watched("Authorizations", dimension_value="deny"), "no alarm on authorizer deny spikes")
+        self.slow_deliveries()
+
+    def slow_deliveries(self) -> None:
+        """The connector counts deliveries slower than SLOW_DELIVERY_MS; the
+        alarm watches the aggregate (a tenant's own series carries TenantId
+        too, and no alarm could name every tenant)."""
+        connector_env = self.res.get("ConnectorFunction", {}).get("Properties", {}).get("Environment", {}).get("Variables", {})
+        self.check(
+            connector_env.get("SLOW_DELIVERY_MS") == {"Ref": "SlowDeliveryMs"},
+            "the connector's SLOW_DELIVERY_MS is not the SlowDeliveryMs parameter",
+        )
+        slow = self.params.get("SlowDeliveryMs", {})
+        timeout_max = self.params.get("DeliveryTimeoutMs", {}).get("MaxValue")
+        self.check(
+            slow.get("Type") == "Number" and slow.get("Default") == 2000 and slow.get("MinValue", 0) >= 1
+            and slow.get("MaxValue") is not None and slow.get("MaxValue") <= (timeout_max or 0),
+            "parameter SlowDeliveryMs must be a Number defaulting to 2000, at least 1 and at most DeliveryTimeoutMs's maximum",
+        )
+        threshold = self.params.get("SlowDeliveryAlarmThreshold", {})
+        self.check(
+            threshold.get("Type") == "Number" and isinstance(threshold.get("Default"), int)
+            and threshold.get("Default") >= 1 and threshold.get("MinValue", 0) >= 1,
+            "parameter SlowDeliveryAlarmThreshold must be a Number of at least 1",
+        )
+        alarm = self.res.get("SlowDeliveriesAlarm", {})
+        props = alarm.get("Properties", {})
+        if alarm.get("Type") != "AWS::CloudWatch::Alarm":
+            self.check(False, "no SlowDeliveriesAlarm (the alarm on FormBridge SlowDeliveries, Function=connector)")
+            return
+        expected = {
+            "Namespace": "FormBridge",
+            "MetricName": "SlowDeliveries",
+            "Dimensions": [{"Name": "Function", "Value": "connector"}],
+            "Statistic": "Sum",
+            "Period": 300,
+            "Threshold": {"Ref": "SlowDeliveryAlarmThreshold"},
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [{"Ref": "AlarmTopic"}],
+        }
+        for key, value in expected.items():
+            self.check(props.get(key) == value, f"SlowDeliveriesAlarm: {key} is {props.get(key)!r}, expected {value!r}")
+        self.check(
+            "formbridge tenants promote" in str(props.get("AlarmDescription", "")),
+            "SlowDeliveriesAlarm's description does not say what to do (formbridge tenants promote)",
+        )
 
     def outputs(self) -> None:
         # The connector may read exactly the queues the CLI names with the
@@ -313,7 +440,9 @@ class Checker:
         self.check(wanted <= outputs, f"outputs the CLI reads are missing: {sorted(wanted - outputs)}")
 
     def run(self) -> list[str]:
-        for step in (self.functions, self.api, self.routing, self.queues, self.iam, self.alarms, self.outputs):
+        for step in (
+            self.functions, self.concurrency, self.api, self.routing, self.queues, self.iam, self.alarms, self.outputs,
+        ):
             try:
                 step()
             except (KeyError, TypeError, AttributeError, IndexError) as e:
@@ -330,6 +459,19 @@ def ref(value) -> str | None:
             att = value["Fn::GetAtt"]
             return att[0] if isinstance(att, list) else att.split(".")[0]
     return None
+
+
+def is_nonzero(condition, param: str) -> bool:
+    """Whether a condition is `!Not [!Equals [!Ref param, "0"]]` (either order)."""
+    if not isinstance(condition, dict) or list(condition) != ["Fn::Not"]:
+        return False
+    inner = condition["Fn::Not"]
+    if not isinstance(inner, list) or len(inner) != 1 or not isinstance(inner[0], dict):
+        return False
+    equals = inner[0].get("Fn::Equals")
+    if not isinstance(equals, list) or len(equals) != 2:
+        return False
+    return {"Ref": param} in equals and any(v in ("0", 0) and not isinstance(v, bool) for v in equals)
 
 
 def workspace_binaries() -> set[str]:
@@ -400,6 +542,26 @@ MUTATIONS = {
     "a misspelt variable": ("          EVENT_SOURCE: !Ref EventSource", "          EVENT_SOURCES: !Ref EventSource"),
     "queue prefix and permission apart": ('Value: !Sub "${AWS::StackName}_t_"', 'Value: !Sub "${AWS::StackName}-t-"'),
     "payload format 1.0": ('AuthorizerPayloadFormatVersion: "2.0"', 'AuthorizerPayloadFormatVersion: "1.0"'),
+    "a reservation of 0 when the parameter is 0": (
+        "ReservedConcurrentExecutions: !If [ReservesAuthorizerConcurrency, !Ref AuthorizerReservedConcurrency, !Ref AWS::NoValue]",
+        "ReservedConcurrentExecutions: !Ref AuthorizerReservedConcurrency",
+    ),
+    "misspelt ReservedConcurrentExecutions": (
+        "ReservedConcurrentExecutions: !If [ReservesIngestConcurrency",
+        "ReservedConcurrentExecution: !If [ReservesIngestConcurrency",
+    ),
+    "an inverted reservation condition": (
+        'ReservesConnectorConcurrency: !Not [!Equals [!Ref ConnectorReservedConcurrency, "0"]]',
+        'ReservesConnectorConcurrency: !Equals [!Ref ConnectorReservedConcurrency, "0"]',
+    ),
+    "the authorizer with the connector's role": ("Role: !GetAtt AuthorizerRole.Arn", "Role: !GetAtt ConnectorRole.Arn"),
+    "no SLOW_DELIVERY_MS": ("          SLOW_DELIVERY_MS: !Ref SlowDeliveryMs\n", ""),
+    "a misspelt slow-delivery metric": ("MetricName: SlowDeliveries", "MetricName: SlowDelivery"),
+    "ListSecrets for ingest": ("Action: events:PutEvents", "Action: [events:PutEvents, secretsmanager:ListSecrets]"),
+    "ListSecrets with another action on every resource": (
+        "Action: secretsmanager:ListSecrets",
+        "Action: [secretsmanager:ListSecrets, secretsmanager:GetSecretValue]",
+    ),
 }
 
 
