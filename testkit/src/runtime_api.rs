@@ -110,19 +110,23 @@ impl FakeRuntimeApi {
     /// it has answered `n` invocations (or 30 s pass), then kills it;
     /// returns the answers and everything it wrote to stdout.
     pub fn run(&self, command: &mut Command, n: usize) -> (Vec<Answer>, String) {
-        let child = command
+        let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("spawn bootstrap");
+        // Read while it runs: a full pipe would block the function.
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let reader = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stdout, &mut text);
+            text
+        });
         let answers = self.wait_for_answers(n, Duration::from_secs(30));
-        let mut child = child;
         let _ = child.kill();
-        let output = child.wait_with_output().expect("bootstrap output");
-        (
-            answers,
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-        )
+        let _ = child.wait();
+        let stdout = reader.join().unwrap_or_default();
+        (answers, String::from_utf8_lossy(&stdout).into_owned())
     }
 
     /// When the function first asked for an invocation (it was ready).

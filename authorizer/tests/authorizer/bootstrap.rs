@@ -74,3 +74,52 @@ fn invalid_configuration_fails_start_up_naming_the_variable() {
         "REPLAY_WINDOW_SECONDS",
     );
 }
+
+#[tokio::test]
+async fn a_flood_of_unknown_tenant_ids_never_locks_out_a_real_tenant() {
+    let moto = MotoServer::start();
+    let secret = |i: usize| format!("fb_test_real_{i}_secret_0000000000000000000");
+    for i in 0..5 {
+        let record = TenantRecordBuilder::new(&format!("real-{i}"))
+            .secret(&secret(i))
+            .json();
+        moto.put_secret(&format!("form-bridge/tenants/real-{i}"), &record)
+            .await;
+    }
+    // Names the directory must not take for tenants'.
+    moto.put_secret("elsewhere/form-bridge/tenants/real-9", "{}")
+        .await;
+    moto.put_secret("form-bridge/tenants/Not_An_Id", "{}").await;
+
+    // A brand-new process: 400 requests for IDs that do not exist, signed
+    // with any secret, then the five real tenants, none of them cached.
+    let now = shared::signature::unix_now();
+    let junk_secret = "j".repeat(32);
+    let mut events: Vec<String> = (0..400)
+        .map(|i| signed_event(&format!("x{i:04}q"), &junk_secret, b"{}", now).to_string())
+        .collect();
+    events.extend(
+        (0..5).map(|i| signed_event(&format!("real-{i}"), &secret(i), b"{}", now).to_string()),
+    );
+    let runtime = FakeRuntimeApi::start(events);
+    let (answers, stdout) = runtime.run(&mut bootstrap(&runtime, &moto, &[]), 405);
+
+    let allowed: Vec<bool> = answers
+        .iter()
+        .map(|a| matches!(a, Answer::Response(r) if r.contains(r#""isAuthorized":true"#)))
+        .collect();
+    assert_eq!(allowed.len(), 405, "stdout:\n{stdout}");
+    assert!(!allowed[..400].iter().any(|a| *a));
+    assert_eq!(allowed[400..], [true; 5], "stdout:\n{stdout}");
+    // The flood did spend the budget for unknown IDs (else this test would
+    // prove nothing), and the directory listed exactly the five tenants.
+    assert!(
+        stdout.contains(r#""reason":"lookup_throttled""#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#""tenants":5,"message":"tenant directory listed""#)
+            || stdout.contains(r#""tenants":5"#),
+        "{stdout}"
+    );
+}

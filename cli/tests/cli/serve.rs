@@ -662,3 +662,63 @@ async fn shutdown_keeps_retrying_until_delivered() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unknown_tenant_ids_never_locks_out_a_real_tenant() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let dir = scratch_dir();
+    let real: Vec<String> = (0..12).map(|i| format!("real-{i}")).collect();
+    let records: Vec<Value> = real
+        .iter()
+        .map(|id| tenant(id, Some(&receiver.url())))
+        .collect();
+    let tenants = tenants_file(&dir, &records);
+    let gateway = Gateway::start(
+        &[
+            "--tenants",
+            tenants.to_str().unwrap(),
+            "--allow-private-destinations",
+        ],
+        &[],
+    );
+    let client = reqwest::Client::new();
+
+    // 1,200 requests for IDs that do not exist, fresh and well formed but
+    // signed with a secret no tenant has, eight at a time: far more than
+    // the budget for unknown IDs (bursts of 100, then 50 per second).
+    let flood = {
+        let client = client.clone();
+        let base = gateway.url.clone();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for chunk in (0..1_200).collect::<Vec<_>>().chunks(8) {
+                let mut sent = tokio::task::JoinSet::new();
+                for i in chunk {
+                    let id = format!("x{i:05}q");
+                    let url = format!("{base}/v1/tenants/{id}/submissions");
+                    let request = Submission::json(&id, "{}").request(&client, &url);
+                    sent.spawn(async move { answer(request).await.0 });
+                }
+                statuses.extend(sent.join_all().await);
+            }
+            statuses
+        })
+    };
+    // Meanwhile each real tenant sends its first submission: uncached.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut accepted = 0;
+    for id in &real {
+        let (status, body) =
+            answer(Submission::json(id, "{}").request(&client, &gateway.submissions(id))).await;
+        assert_eq!(status, 202, "{id}: {body}");
+        accepted += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let statuses = flood.await.unwrap();
+    assert_eq!(accepted, 12);
+    assert!(statuses.iter().all(|s| *s == 403), "{statuses:?}");
+    // The flood did exhaust the budget (else this proves nothing).
+    let logs = gateway.stderr();
+    assert!(logs.contains("lookup_throttled"), "{logs}");
+    wait_until("12 deliveries", || receiver.requests().len() >= 12);
+}

@@ -11,9 +11,11 @@
 //!   remembered. Either way the store is asked again at most every
 //!   `error_backoff` per tenant, not on every request.
 //! - Lookups of tenants the cache holds no record for (never seen, unknown,
-//!   malformed or failed) pass a per-process rate limit
-//!   (`new_tenant_lookups`), so a flood of random tenant IDs cannot turn
-//!   into a flood of store calls; refreshes of tenants with a record are
+//!   malformed or failed) ask the tenant directory ([`super::directory`])
+//!   first. IDs it lists are looked up at once; the others pass a
+//!   per-process rate limit (`new_tenant_lookups`), so a flood of random
+//!   tenant IDs cannot turn into a flood of store calls, and cannot spend
+//!   anything a real tenant needs. Refreshes of tenants with a record are
 //!   never limited.
 //!
 //! Time is `tokio::time::Instant`, so all of it is testable with paused time.
@@ -26,7 +28,8 @@ use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
 use tokio::time::Instant;
 
-use super::{StoreError, TenantStore};
+use super::directory::{Directory, DirectoryPolicy, Listing};
+use super::{StoreError, TenantStore, later};
 use crate::rate_limit::{Limiter, limiter};
 use crate::tenant::{RateLimit, RecordError, TenantRecord};
 use crate::tenant_id::TenantId;
@@ -46,15 +49,19 @@ pub struct CachePolicy {
     pub error_backoff: Duration,
     /// Most tenants held at once; least useful entries are evicted first.
     pub max_entries: u64,
-    /// Limit on lookups of tenants the cache holds no record for.
+    /// Limit on lookups of tenant IDs the cache holds no record for and
+    /// the directory does not list.
     pub new_tenant_lookups: RateLimit,
+    /// How the directory of tenant IDs is kept fresh.
+    pub directory: DirectoryPolicy,
 }
 
 impl CachePolicy {
     /// The defaults around a given TTL: negative entries for 30 s (at most
     /// `ttl`), stale records for 15 minutes past `ttl` during an outage,
-    /// retries of a failing store every 2 s, up to 10 000 tenants, and new
-    /// tenants looked up at 50 per second with bursts of 100.
+    /// retries of a failing store every 2 s, up to 10 000 tenants, unlisted
+    /// tenant IDs looked up at 50 per second with bursts of 100, and the
+    /// directory's defaults ([`DirectoryPolicy::default`]).
     pub fn with_ttl(ttl: Duration) -> Self {
         Self {
             ttl,
@@ -66,6 +73,7 @@ impl CachePolicy {
                 requests_per_second: NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN),
                 burst: NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN),
             },
+            directory: DirectoryPolicy::default(),
         }
     }
 }
@@ -99,19 +107,21 @@ impl Entry {
 
 /// A [`TenantStore`] behind a TTL cache. See the module docs for the rules.
 pub struct CachedTenantStore<S> {
-    inner: S,
+    inner: Arc<S>,
     entries: Cache<TenantId, Arc<Entry>>,
     policy: CachePolicy,
     new_lookups: Limiter,
+    directory: Arc<Directory>,
 }
 
 impl<S: TenantStore> CachedTenantStore<S> {
     /// Caches `inner` under `policy`.
     pub fn new(inner: S, policy: CachePolicy) -> Self {
         Self {
-            inner,
+            inner: Arc::new(inner),
             entries: Cache::builder().max_capacity(policy.max_entries).build(),
             new_lookups: limiter(policy.new_tenant_lookups),
+            directory: Arc::new(Directory::new(policy.directory)),
             policy,
         }
     }
@@ -161,19 +171,27 @@ impl<S: TenantStore> CachedTenantStore<S> {
             // Another caller refreshed it while we waited for the lock.
             return Ok(Op::Nop);
         }
-        // Only refreshes of tenants with a good record skip the limit;
+        // Only refreshes of tenants with a good record skip the directory;
         // otherwise expired negative entries for random IDs would let a
         // flood through after all.
         let has_record = current
             .as_ref()
             .is_some_and(|c| matches!(c.value, Cached::Found(_)));
-        if !has_record && self.new_lookups.check().is_err() {
-            return Err(StoreError::Throttled);
-        }
+        let listing = if has_record {
+            Listing::Listed
+        } else {
+            self.admit(tenant).await?
+        };
         let fetched = self.inner.fetch(tenant).await;
         let now = Instant::now();
         let (value, ttl) = match fetched {
-            Ok(Some(record)) => (Cached::Found(Arc::new(record)), self.policy.ttl),
+            Ok(Some(record)) => {
+                if listing != Listing::Listed {
+                    // Created since the last listing: no budget next time.
+                    self.directory.add(tenant);
+                }
+                (Cached::Found(Arc::new(record)), self.policy.ttl)
+            }
             Ok(None) => (Cached::Missing, self.policy.negative_ttl),
             // Logged by the caller, which turns it into an outcome.
             Err(StoreError::Malformed(err)) => (Cached::Malformed(err), self.policy.negative_ttl),
@@ -187,6 +205,38 @@ impl<S: TenantStore> CachedTenantStore<S> {
             fetched_at: now,
             refresh_at: later(now, ttl),
         })))
+    }
+
+    /// Decides whether a miss may ask the store: IDs the directory lists
+    /// always may; the others while the new-lookup budget lasts. Before the
+    /// first listing has ended, a refused miss waits for it and asks again.
+    async fn admit(&self, tenant: &TenantId) -> Result<Listing, StoreError> {
+        self.refresh_directory();
+        let listing = self.directory.lookup(tenant);
+        if listing == Listing::Listed || self.new_lookups.check().is_ok() {
+            return Ok(listing);
+        }
+        if listing == Listing::Unknown {
+            self.directory.first_load().await;
+            if self.directory.lookup(tenant) == Listing::Listed {
+                return Ok(Listing::Listed);
+            }
+        }
+        Err(StoreError::Throttled)
+    }
+
+    /// Lists the store's tenants in a task of its own when the directory
+    /// is due (first miss, then at most every `directory.refresh`).
+    fn refresh_directory(&self) {
+        if !self.directory.begin(Instant::now()) {
+            return;
+        }
+        let store = Arc::clone(&self.inner);
+        let directory = Arc::clone(&self.directory);
+        tokio::spawn(async move {
+            let listed = store.list().await;
+            directory.finish(listed, Instant::now());
+        });
     }
 
     /// The store failed: keep serving the last good record while it is
@@ -224,13 +274,6 @@ impl<S: TenantStore> CachedTenantStore<S> {
             refresh_at: retry_at,
         }))
     }
-}
-
-/// `at + d`, saturating far in the future instead of overflowing.
-fn later(at: Instant, d: Duration) -> Instant {
-    at.checked_add(d)
-        .or_else(|| at.checked_add(Duration::from_secs(100 * 365 * 86_400)))
-        .unwrap_or(at)
 }
 
 #[cfg(test)]
@@ -434,6 +477,126 @@ mod tests {
         let before = calls(&c);
         assert!(c.get(&id("acme")).await.expect("ok").is_some());
         assert_eq!(calls(&c), before + 1);
+    }
+
+    /// A memory store that lists its tenants, counting calls; listing can
+    /// be made to fail.
+    #[derive(Default)]
+    struct Listed {
+        store: MemoryTenantStore,
+        fetches: AtomicUsize,
+        lists: AtomicUsize,
+        list_fails: AtomicBool,
+    }
+
+    impl TenantStore for Listed {
+        async fn fetch(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.store.fetch(tenant).await
+        }
+
+        async fn list(&self) -> Result<Option<Vec<TenantId>>, StoreError> {
+            self.lists.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if self.list_fails.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("AccessDeniedException".into()));
+            }
+            self.store.list().await
+        }
+    }
+
+    /// Twenty real tenants behind a cache whose budget for unlisted IDs is
+    /// 1 per second with bursts of 3.
+    fn listed_cache() -> CachedTenantStore<Listed> {
+        let store = Listed::default();
+        for i in 0..20 {
+            store.store.upsert(record(&format!("real-{i}"), "active"));
+        }
+        let mut policy = CachePolicy::with_ttl(TTL);
+        policy.new_tenant_lookups = RateLimit {
+            requests_per_second: NonZeroU32::new(1).expect("1"),
+            burst: NonZeroU32::new(3).expect("3"),
+        };
+        CachedTenantStore::new(store, policy)
+    }
+
+    /// Looks up 50 junk IDs, then every real tenant; counts results.
+    async fn flood_then_real(c: &CachedTenantStore<Listed>, round: usize) -> (usize, usize) {
+        let mut throttled = 0;
+        for i in 0..50 {
+            let junk = id(&format!("x{round}-{i}"));
+            throttled += usize::from(matches!(c.get(&junk).await, Err(StoreError::Throttled)));
+        }
+        let mut found = 0;
+        for i in 0..20 {
+            found += usize::from(matches!(
+                c.get(&id(&format!("real-{i}"))).await,
+                Ok(Some(_))
+            ));
+        }
+        (throttled, found)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_unknown_ids_never_refuses_a_real_tenant() {
+        let c = listed_cache();
+        // A brand-new process: the flood's first miss starts the listing;
+        // misses the budget refuses wait for it, then junk is refused and
+        // every real tenant, uncached, is found.
+        let (throttled, found) = flood_then_real(&c, 0).await;
+        assert_eq!((throttled, found), (47, 20));
+        assert_eq!(c.inner().lists.load(Ordering::SeqCst), 1);
+        // Store calls for junk stay within the budget: 3, plus 20 real.
+        assert_eq!(c.inner().fetches.load(Ordering::SeqCst), 23);
+        // Later, uncached again (past the TTL), still all found; the
+        // directory was listed again once (a minute has passed).
+        tokio::time::advance(TTL + Duration::from_secs(1)).await;
+        let (_, found) = flood_then_real(&c, 1).await;
+        assert_eq!(found, 20);
+        tokio::task::yield_now().await;
+        assert_eq!(c.inner().lists.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tenant_created_after_the_listing_uses_the_budget_once() {
+        let c = listed_cache();
+        assert!(c.get(&id("real-0")).await.expect("ok").is_some());
+        tokio::time::sleep(Duration::from_millis(300)).await; // listed
+        c.inner().store.upsert(record("newco", "active"));
+        // Unlisted: the budget lets it through, and it is remembered.
+        assert!(c.get(&id("newco")).await.expect("ok").is_some());
+        // With the budget spent by junk, its next miss is still served.
+        for i in 0..10 {
+            let _ = c.get(&id(&format!("junk-{i}"))).await;
+        }
+        tokio::time::advance(TTL + Duration::from_secs(1)).await;
+        c.entries.invalidate(&id("newco")).await;
+        for i in 10..20 {
+            let _ = c.get(&id(&format!("junk-{i}"))).await;
+        }
+        assert!(c.get(&id("newco")).await.expect("ok").is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn when_listing_fails_unlisted_lookups_share_the_budget_and_it_is_retried() {
+        let c = listed_cache();
+        c.inner().list_fails.store(true, Ordering::SeqCst);
+        let (throttled, found) = flood_then_real(&c, 0).await;
+        // What the budget allows: nothing left for the real tenants.
+        assert_eq!((throttled, found), (47, 0));
+        assert_eq!(c.inner().lists.load(Ordering::SeqCst), 1);
+        // Not retried before 15 s; then it works again.
+        c.inner().list_fails.store(false, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let _ = c.get(&id("junk-a")).await;
+        assert_eq!(c.inner().lists.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let _ = c.get(&id("junk-b")).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(c.inner().lists.load(Ordering::SeqCst), 2);
+        let (_, found) = flood_then_real(&c, 1).await;
+        assert_eq!(found, 20);
     }
 
     #[tokio::test(start_paused = true)]

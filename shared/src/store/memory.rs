@@ -126,6 +126,10 @@ impl TenantStore for MemoryTenantStore {
     async fn fetch(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
         Ok(self.get(tenant))
     }
+
+    async fn list(&self) -> Result<Option<Vec<TenantId>>, StoreError> {
+        Ok(Some(self.read().keys().cloned().collect()))
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! stale-if-error in front of either.
 
 mod cache;
+mod directory;
 mod memory;
 #[cfg(feature = "aws")]
 mod secrets_manager;
@@ -14,6 +15,7 @@ mod secrets_manager;
 use std::future::Future;
 
 pub use cache::{CachePolicy, CachedTenantStore};
+pub use directory::DirectoryPolicy;
 pub use memory::{MemoryTenantStore, TenantsFileError};
 #[cfg(feature = "aws")]
 pub use secrets_manager::SecretsManagerStore;
@@ -59,7 +61,7 @@ impl StoreError {
 }
 
 /// Reads tenant records by tenant ID.
-pub trait TenantStore: Send + Sync {
+pub trait TenantStore: Send + Sync + 'static {
     /// The tenant's record, `Ok(None)` when there is no such tenant.
     ///
     /// A record whose `tenant_id` differs from `tenant` is
@@ -69,6 +71,20 @@ pub trait TenantStore: Send + Sync {
         &self,
         tenant: &TenantId,
     ) -> impl Future<Output = Result<Option<TenantRecord>, StoreError>> + Send;
+
+    /// Every tenant ID the store holds, for the directory that keeps
+    /// floods of unknown IDs from spending real tenants' lookups
+    /// ([`CachedTenantStore`]). `Ok(None)`: this store cannot list.
+    fn list(&self) -> impl Future<Output = Result<Option<Vec<TenantId>>, StoreError>> + Send {
+        std::future::ready(Ok(None))
+    }
+}
+
+/// `at + d`, saturating far in the future instead of overflowing.
+fn later(at: tokio::time::Instant, d: std::time::Duration) -> tokio::time::Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(at)
 }
 
 #[cfg(feature = "aws")]

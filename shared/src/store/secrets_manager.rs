@@ -3,6 +3,7 @@
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
 use super::{StoreError, TenantStore, check_owner};
 use crate::tenant::{RecordError, TenantRecord};
@@ -69,5 +70,37 @@ impl TenantStore for SecretsManagerStore {
             .ok_or_else(RecordError::not_a_string_secret)?;
         let record = TenantRecord::from_json(text)?;
         check_owner(tenant, record).map(Some)
+    }
+
+    /// `ListSecrets` filtered by the prefix, 100 names a page; names and
+    /// metadata only, never values. Secrets scheduled for deletion are
+    /// left out (their values can no longer be read), and so is any name
+    /// after the prefix that is not a valid tenant ID.
+    async fn list(&self) -> Result<Option<Vec<TenantId>>, StoreError> {
+        let filter = Filter::builder()
+            .key(FilterNameStringType::Name)
+            .values(&self.prefix)
+            .build();
+        let mut pages = self
+            .client
+            .list_secrets()
+            .filters(filter)
+            .max_results(100)
+            .into_paginator()
+            .send();
+        let mut ids = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|err| StoreError::Unavailable(DisplayErrorContext(&err).to_string()))?;
+            // The service's name filter also matches words inside names:
+            // only names that start with the prefix are tenants'.
+            ids.extend(
+                page.secret_list()
+                    .iter()
+                    .filter_map(|secret| secret.name()?.strip_prefix(&self.prefix))
+                    .filter_map(|id| TenantId::parse(id).ok()),
+            );
+        }
+        Ok(Some(ids))
     }
 }
