@@ -43,6 +43,7 @@ use shared::store::{
     DEFAULT_TENANT_SECRET_PREFIX, TenantStore,
 };
 use shared::telemetry::{Dimension, Measure, Metrics};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
@@ -58,6 +59,13 @@ pub struct Config {
     pub allow_private_destinations: bool,
     /// `DELIVERY_CONCURRENCY`: records of one batch delivered at once.
     pub concurrency: usize,
+    /// `DELIVERY_CONCURRENCY_PER_DESTINATION`: of those, at most this many
+    /// to one tenant's destination, so one slow endpoint cannot take a
+    /// whole invocation (or the local gateway's delivery slots).
+    pub per_destination: usize,
+    /// `SLOW_DELIVERY_MS`: a delivery that takes longer counts as slow
+    /// (the `SlowDeliveries` metric, per tenant and in all).
+    pub slow_delivery: Duration,
     /// Attempts, backoff, timeouts and breaker thresholds.
     pub policy: DeliveryPolicy,
 }
@@ -121,6 +129,13 @@ impl Config {
             )?,
             allow_private_destinations: env.flag("ALLOW_PRIVATE_DESTINATIONS", false)?,
             concurrency: env.number("DELIVERY_CONCURRENCY", 32, 1..=1_000)? as usize,
+            per_destination: env.number("DELIVERY_CONCURRENCY_PER_DESTINATION", 8, 1..=1_000)?
+                as usize,
+            slow_delivery: env.millis(
+                "SLOW_DELIVERY_MS",
+                2_000,
+                100..=shared::tenant::MAX_DESTINATION_TIMEOUT.as_millis() as u64,
+            )?,
             policy,
         })
     }
@@ -181,6 +196,8 @@ pub struct Connector<S, C> {
     store: CachedTenantStore<S>,
     deliverer: Deliverer<C>,
     concurrency: usize,
+    per_destination: usize,
+    slow_delivery: Duration,
     metrics: Metrics,
 }
 
@@ -192,6 +209,8 @@ impl<S: TenantStore, C: DeliveryClient> Connector<S, C> {
             store: CachedTenantStore::new(store, CachePolicy::with_ttl(config.secret_cache_ttl)),
             deliverer: Deliverer::new(client, config.policy, metrics.clone()),
             concurrency: config.concurrency.max(1),
+            per_destination: config.per_destination.max(1),
+            slow_delivery: config.slow_delivery,
             metrics,
         }
     }
@@ -225,11 +244,14 @@ impl<S: TenantStore, C: DeliveryClient> Connector<S, C> {
     }
 
     /// Delivers every record of a batch, at most `DELIVERY_CONCURRENCY` at
-    /// once; answers with the records that were not delivered.
+    /// once and `DELIVERY_CONCURRENCY_PER_DESTINATION` to one tenant;
+    /// answers with the records that were not delivered.
     pub async fn batch(&self, records: &[SqsRecord], deadline: Option<Instant>) -> BatchResponse {
+        let turns = Turns::new(self.per_destination);
+        let turns = &turns;
         let mut failed: Vec<usize> = futures_util::stream::iter(records.iter().enumerate())
             .map(|(i, record)| async move {
-                self.deliver_event(&record.body, deadline)
+                self.deliver(&record.body, deadline, Some(turns))
                     .await
                     .err()
                     .map(|_| i)
@@ -256,17 +278,44 @@ impl<S: TenantStore, C: DeliveryClient> Connector<S, C> {
         json: &str,
         deadline: Option<Instant>,
     ) -> Result<String, DeliveryError> {
-        let started = Instant::now();
+        self.deliver(json, deadline, None).await
+    }
+
+    /// [`Connector::deliver_event`], waiting first for the tenant's turn
+    /// when the batch bounds deliveries per destination.
+    async fn deliver(
+        &self,
+        json: &str,
+        deadline: Option<Instant>,
+        turns: Option<&Turns>,
+    ) -> Result<String, DeliveryError> {
         let submission = match Submission::parse(json) {
             Ok(submission) => submission,
             Err(reason) => {
                 let error = DeliveryError::Malformed(reason);
-                self.finish(None, None, &Attempts::none(error.clone()), started);
+                self.finish(None, None, &Attempts::none(error.clone()), Instant::now());
                 return Err(error);
             }
         };
         let tenant = &submission.detail.tenant_id;
         let id = &*submission.detail.submission_id;
+        let _turn = match turns {
+            None => None,
+            Some(turns) => match turns.wait(tenant, deadline).await {
+                Some(turn) => Some(turn),
+                None => {
+                    let error = DeliveryError::NoTimeLeft;
+                    self.finish(
+                        Some(tenant),
+                        Some(id),
+                        &Attempts::none(error.clone()),
+                        Instant::now(),
+                    );
+                    return Err(error);
+                }
+            },
+        };
+        let started = Instant::now();
         let lookup = async {
             match self.store.get(tenant).await {
                 Ok(Some(record)) => Ok(record),
@@ -354,6 +403,16 @@ impl<S: TenantStore, C: DeliveryClient> Connector<S, C> {
                 (class.as_str(), code)
             }
         };
+        if latency >= self.slow_delivery
+            && let Some(tenant) = tenant
+        {
+            // Per tenant, to find it; and in all, for the stack's alarm.
+            self.metrics.emit(
+                &[Measure::count("SlowDeliveries", 1)],
+                &[("TenantId", tenant.as_str())],
+                &[&["TenantId"], &[]],
+            );
+        }
         let measures = [
             Measure::count("Deliveries", 1),
             Measure::count("DeliveryAttempts", attempts.sent),
@@ -370,6 +429,50 @@ impl<S: TenantStore, C: DeliveryClient> Connector<S, C> {
         } else {
             self.metrics
                 .emit(&measures, &dimensions, &[&["Outcome", "Reason"]]);
+        }
+    }
+}
+
+/// Turns per destination within one batch: at most `per_destination`
+/// deliveries to one tenant at once, so the rest of the batch is not held
+/// behind one slow endpoint's records.
+struct Turns {
+    per_destination: usize,
+    by_tenant: std::sync::Mutex<std::collections::HashMap<TenantId, std::sync::Arc<Semaphore>>>,
+}
+
+impl Turns {
+    fn new(per_destination: usize) -> Self {
+        Self {
+            per_destination,
+            by_tenant: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Waits for a turn to deliver to `tenant`; `None` when none comes in
+    /// time to deliver before `deadline`.
+    async fn wait(
+        &self,
+        tenant: &TenantId,
+        deadline: Option<Instant>,
+    ) -> Option<OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut by_tenant = self.by_tenant.lock().unwrap_or_else(|e| e.into_inner());
+            std::sync::Arc::clone(
+                by_tenant
+                    .entry(tenant.clone())
+                    .or_insert_with(|| std::sync::Arc::new(Semaphore::new(self.per_destination))),
+            )
+        };
+        let acquire = semaphore.acquire_owned();
+        match deadline {
+            None => acquire.await.ok(),
+            Some(deadline) => {
+                let by = deadline
+                    .checked_sub(deliver::DEADLINE_MARGIN)
+                    .unwrap_or(deadline);
+                tokio::time::timeout_at(by, acquire).await.ok()?.ok()
+            }
         }
     }
 }

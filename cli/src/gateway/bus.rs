@@ -1,12 +1,16 @@
-//! The in-process bus: EventBridge, the rule, SQS and its dead-letter queue
-//! on one machine.
+//! The in-process bus: EventBridge, the rules, SQS and its dead-letter
+//! queue on one machine, with each tenant's deliveries kept apart.
 //!
-//! Ingest publishes into the bounded queue of a [`MemoryPublisher`]. The
-//! dispatcher takes events off it as delivery slots (`DELIVERY_CONCURRENCY`)
-//! free up and hands each, as the EventBridge event an SQS record would
-//! carry, to [`Connector::deliver_event`]: the Lambda's own code, with its
-//! tenant cache, breakers, signing and in-invocation retries. What happens
-//! next is what SQS would do:
+//! Ingest publishes through a [`BusPublisher`] into one lane per tenant.
+//! The dispatcher starts deliveries as slots (`DELIVERY_CONCURRENCY`) free
+//! up, taking tenants in turn (round robin) and at most
+//! `DELIVERY_CONCURRENCY_PER_DESTINATION` at once for one tenant, and hands
+//! each event, as the EventBridge event an SQS record would carry, to
+//! [`Connector::deliver_event`]: the Lambda's own code, with its tenant
+//! cache, breakers, signing and in-invocation retries. A tenant whose
+//! endpoint is slow or failing, or who floods, waits on its own lane; the
+//! next free slot goes to the next tenant with work. What happens after a
+//! delivery is what SQS would do:
 //!
 //! - delivered: done;
 //! - a permanent failure: dead-lettered at once (the Lambda leaves that to
@@ -14,11 +18,12 @@
 //! - a retryable failure: received again after a growing delay (the
 //!   visibility timeout), up to `max_receives`, then dead-lettered.
 //!
-//! An event waiting to be received again holds a slot of the queue, so
-//! events waiting for a failing destination count against the same bound
-//! as new submissions: memory stays bounded, and intake answers 503 rather
-//! than growing. Dead letters are kept for `GET /v1/dead-letters` and, with
-//! `--dead-letters FILE`, appended to that file as JSON lines.
+//! Every event accepted counts against the bus's capacity and its tenant's
+//! share until it is delivered or dead-lettered, waiting retries included:
+//! memory stays bounded, and intake answers 503 rather than growing, to the
+//! tenant whose share is full first. Dead letters are kept for
+//! `GET /v1/dead-letters` and, with `--dead-letters FILE`, appended to that
+//! file as JSON lines.
 //!
 //! Shutdown ([`Bus::drain`]): retries waiting on a delay are tried at once
 //! and then every second at most, queued events are still delivered, and
@@ -38,9 +43,9 @@ use connectors::{Class, Connector, DeliveryError, HttpDeliveryClient};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use shared::event::received_at;
-use shared::publish::{BusEntry, MemoryPublisher};
+use shared::publish::{BusEntry, EntryFailure, EventPublisher, MAX_ENTRIES_PER_CALL, PublishError};
 use shared::store::MemoryTenantStore;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tracing::{error, info, warn};
 
 /// The connector as the local gateway runs it.
@@ -50,8 +55,6 @@ pub type LocalConnector = Connector<MemoryTenantStore, HttpDeliveryClient>;
 const DEAD_LETTERS_IN_MEMORY: usize = 1_000;
 /// The longest wait between receives once shutdown has begun.
 const SHUTDOWN_RETRY_DELAY: Duration = Duration::from_secs(1);
-/// How often a draining dispatcher checks whether everything is done.
-const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// When a failed event is received again: like SQS's visibility timeout,
 /// growing with each receive, and its receive limit.
@@ -137,37 +140,148 @@ struct DeadLetters {
     file: Option<(PathBuf, Mutex<File>)>,
 }
 
+/// How much the bus holds and delivers at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Events accepted and not yet delivered or dead-lettered (queued, in
+    /// flight and waiting to be received again); beyond it, 503.
+    pub capacity: usize,
+    /// The same, for one tenant: a tenant whose endpoint is slow or down,
+    /// or who floods, fills its own share and gets 503, not the others.
+    pub tenant_capacity: usize,
+    /// Deliveries in flight at once (`DELIVERY_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Deliveries in flight at once to one tenant's destination
+    /// (`DELIVERY_CONCURRENCY_PER_DESTINATION`).
+    pub per_destination: usize,
+}
+
+/// One event waiting for, or in, a delivery.
+struct Job {
+    key: u64,
+    event: Arc<String>,
+    /// Receives so far.
+    receives: u32,
+}
+
+/// One tenant's events.
+#[derive(Default)]
+struct Lane {
+    queue: VecDeque<Job>,
+    in_flight: usize,
+    /// Accepted and not yet done: queued, in flight or waiting to retry.
+    held: usize,
+    /// In the round-robin list.
+    ready: bool,
+}
+
+/// The tenants' lanes and the round-robin list of those that may start a
+/// delivery now.
+#[derive(Default)]
+struct Lanes {
+    by_tenant: HashMap<Arc<str>, Lane>,
+    ready: VecDeque<Arc<str>>,
+    held: usize,
+    queued: usize,
+    in_flight: usize,
+    /// The shutdown deadline passed: nothing more is taken.
+    closed: bool,
+}
+
+impl Lanes {
+    fn lane(&mut self, tenant: &Arc<str>) -> &mut Lane {
+        self.by_tenant.entry(Arc::clone(tenant)).or_default()
+    }
+
+    /// Queues `job` at the back of its tenant's lane.
+    fn push(&mut self, tenant: &Arc<str>, job: Job, limits: &Limits) {
+        self.lane(tenant).queue.push_back(job);
+        self.queued += 1;
+        self.mark_ready(tenant, limits);
+    }
+
+    /// Puts the tenant at the back of the round-robin list if it has an
+    /// event to deliver and room under its in-flight cap.
+    fn mark_ready(&mut self, tenant: &Arc<str>, limits: &Limits) {
+        let Some(lane) = self.by_tenant.get_mut(tenant) else {
+            return;
+        };
+        if !lane.ready && !lane.queue.is_empty() && lane.in_flight < limits.per_destination {
+            lane.ready = true;
+            self.ready.push_back(Arc::clone(tenant));
+        }
+    }
+
+    /// The next delivery to start: the first ready tenant's oldest event,
+    /// that tenant going to the back of the list.
+    fn next(&mut self, limits: &Limits) -> Option<(Arc<str>, Job)> {
+        while self.in_flight < limits.concurrency {
+            let tenant = self.ready.pop_front()?;
+            let Some(lane) = self.by_tenant.get_mut(&tenant) else {
+                continue;
+            };
+            lane.ready = false;
+            let Some(job) = lane.queue.pop_front() else {
+                continue;
+            };
+            lane.in_flight += 1;
+            self.in_flight += 1;
+            self.queued -= 1;
+            self.mark_ready(&tenant, limits);
+            return Some((tenant, job));
+        }
+        None
+    }
+
+    /// A delivery of `tenant`'s ended (`in_flight`) or an event waiting to
+    /// retry was given up; `done`: the event leaves the bus.
+    fn settle(&mut self, tenant: &Arc<str>, in_flight: bool, done: bool, limits: &Limits) {
+        let Some(lane) = self.by_tenant.get_mut(tenant) else {
+            return;
+        };
+        if in_flight {
+            lane.in_flight -= 1;
+            self.in_flight -= 1;
+        }
+        if done {
+            lane.held -= 1;
+            self.held -= 1;
+        }
+        if lane.held == 0 && !lane.ready {
+            self.by_tenant.remove(tenant);
+        } else {
+            self.mark_ready(tenant, limits);
+        }
+    }
+}
+
 /// The bus between ingest and the connector.
 pub struct Bus {
     connector: LocalConnector,
-    /// The publisher's queue: for depth, and for slots held by waiting
-    /// redeliveries.
-    queue: mpsc::Sender<BusEntry>,
-    slots: Arc<Semaphore>,
+    limits: Limits,
     redelivery: Redelivery,
-    /// Events taken off the queue and not yet delivered or dead-lettered,
-    /// by key: what the shutdown deadline dead-letters.
+    lanes: Mutex<Lanes>,
+    /// Wakes the dispatcher: an event was queued or a delivery ended.
+    wake: Notify,
+    /// Events accepted and not yet delivered or dead-lettered, by key:
+    /// what the shutdown deadline dead-letters.
     outstanding: Mutex<HashMap<u64, Arc<String>>>,
     next_key: AtomicU64,
-    taken: AtomicU64,
+    accepted: AtomicU64,
     delivered: AtomicU64,
     dead_lettered: AtomicU64,
     retrying: AtomicUsize,
-    held_slots: AtomicUsize,
-    in_flight: AtomicUsize,
     phase: watch::Sender<Phase>,
     drained: Notify,
     dead_letters: DeadLetters,
 }
 
 impl Bus {
-    /// A bus delivering through `connector`, `concurrency` at a time, from
-    /// `publisher`'s queue. Dead letters are appended to `dead_letter_file`
-    /// when given (created if missing).
+    /// A bus delivering through `connector` within `limits`. Dead letters
+    /// are appended to `dead_letter_file` when given (created if missing).
     pub fn new(
         connector: LocalConnector,
-        publisher: &MemoryPublisher,
-        concurrency: usize,
+        limits: Limits,
         redelivery: Redelivery,
         dead_letter_file: Option<&Path>,
     ) -> anyhow::Result<Self> {
@@ -184,19 +298,24 @@ impl Bus {
                 Some((path.to_owned(), Mutex::new(file)))
             }
         };
+        let limits = Limits {
+            capacity: limits.capacity.max(MAX_ENTRIES_PER_CALL),
+            tenant_capacity: limits.tenant_capacity.max(MAX_ENTRIES_PER_CALL),
+            concurrency: limits.concurrency.max(1),
+            per_destination: limits.per_destination.max(1),
+        };
         Ok(Self {
             connector,
-            queue: publisher.sender().clone(),
-            slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            limits,
             redelivery,
+            lanes: Mutex::new(Lanes::default()),
+            wake: Notify::new(),
             outstanding: Mutex::new(HashMap::new()),
             next_key: AtomicU64::new(0),
-            taken: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             retrying: AtomicUsize::new(0),
-            held_slots: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
             phase: watch::Sender::new(Phase::Running),
             drained: Notify::new(),
             dead_letters: DeadLetters {
@@ -206,18 +325,24 @@ impl Bus {
         })
     }
 
+    /// The limits in force (after raising any below their minimum).
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// The current counts.
     pub fn snapshot(&self) -> Snapshot {
-        let depth = (self.queue.max_capacity() - self.queue.capacity())
-            .saturating_sub(self.held_slots.load(Relaxed)) as u64;
-        let taken = self.taken.load(Relaxed);
+        let (queued, in_flight) = {
+            let lanes = lock(&self.lanes);
+            (lanes.queued, lanes.in_flight)
+        };
         Snapshot {
-            accepted: taken + depth,
+            accepted: self.accepted.load(Relaxed),
             delivered: self.delivered.load(Relaxed),
             dead_lettered: self.dead_lettered.load(Relaxed),
             retrying: self.retrying.load(Relaxed) as u64,
-            in_flight: self.in_flight.load(Relaxed) as u64,
-            queue_depth: depth,
+            in_flight: in_flight as u64,
+            queue_depth: queued as u64,
         }
     }
 
@@ -248,132 +373,170 @@ impl Bus {
         json
     }
 
-    /// Takes events off the queue and delivers them until the shutdown
-    /// deadline; then dead-letters what is still queued.
-    pub async fn run(self: Arc<Self>, mut queue: mpsc::Receiver<BusEntry>) {
-        let mut phase = self.phase.subscribe();
-        loop {
-            let entry = loop {
-                let draining = *phase.borrow() == Phase::Draining;
-                let next = if draining {
-                    Phase::Expired
-                } else {
-                    Phase::Draining
-                };
-                tokio::select! {
-                    entry = queue.recv() => break entry,
-                    // Wakes when draining starts, to begin the checks below.
-                    () = reached(&mut phase, next) => {
-                        if *phase.borrow() == Phase::Expired {
-                            break None;
-                        }
-                    }
-                    // Checked here, between receives, no event can be in
-                    // the dispatcher's hands while the bus looks empty.
-                    () = tokio::time::sleep(DRAIN_POLL), if draining => {
-                        if queue.is_empty() && lock(&self.outstanding).is_empty() {
-                            self.drained.notify_one();
-                        }
-                    }
-                }
-            };
-            let Some(entry) = entry else { break };
-            let key = self.next_key.fetch_add(1, Relaxed);
-            let event = Arc::new(eventbridge_event(&entry));
-            lock(&self.outstanding).insert(key, Arc::clone(&event));
-            self.taken.fetch_add(1, Relaxed);
-            // The event is received before a delivery slot is awaited, so
-            // a redelivery waiting for a slot is never queued behind a
-            // dispatcher idling on an empty queue. Closed at the deadline:
-            // the event is outstanding, and `drain` dead-letters it.
-            let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
-                break;
-            };
-            tokio::spawn(Arc::clone(&self).deliver(key, event, slot));
+    /// Takes a call's entries, all or none: none when the bus, or a
+    /// tenant's share of it, cannot hold them all.
+    fn publish(&self, entries: &[BusEntry]) -> Result<(), PublishError> {
+        let events: Vec<(Arc<str>, String)> = entries
+            .iter()
+            .map(|entry| {
+                let tenant = EventIds::read_detail(&entry.detail).tenant_id;
+                (
+                    Arc::from(tenant.unwrap_or_default()),
+                    eventbridge_event(entry),
+                )
+            })
+            .collect();
+        let mut lanes = lock(&self.lanes);
+        if lanes.closed {
+            return Err(PublishError::Refused("the local bus is closed".to_owned()));
         }
-        queue.close();
-        // Until every sender's reserved slot is filled or released (retries
-        // release theirs once the slots are closed), so an entry being
-        // published right now is not dropped with the queue.
-        let rest = async {
-            while let Some(entry) = queue.recv().await {
-                self.taken.fetch_add(1, Relaxed);
-                self.dead_letter(
-                    None,
-                    &eventbridge_event(&entry),
-                    "shutdown_timeout",
-                    "shutdown",
-                    0,
-                );
+        if lanes.held + events.len() > self.limits.capacity {
+            return Err(PublishError::Unavailable(
+                "the local queue is full".to_owned(),
+            ));
+        }
+        let mut per_tenant: HashMap<&Arc<str>, usize> = HashMap::new();
+        for (tenant, _) in &events {
+            *per_tenant.entry(tenant).or_default() += 1;
+        }
+        for (tenant, n) in &per_tenant {
+            let held = lanes.by_tenant.get(*tenant).map_or(0, |lane| lane.held);
+            if held + n > self.limits.tenant_capacity {
+                return Err(PublishError::Unavailable(format!(
+                    "tenant {tenant}'s share of the local queue is full"
+                )));
             }
-        };
-        if tokio::time::timeout(Duration::from_secs(1), rest)
-            .await
-            .is_err()
-        {
-            warn!("a publisher held a queue slot past the shutdown deadline");
         }
+        let mut outstanding = lock(&self.outstanding);
+        for (tenant, event) in events {
+            let key = self.next_key.fetch_add(1, Relaxed);
+            let event = Arc::new(event);
+            outstanding.insert(key, Arc::clone(&event));
+            lanes.lane(&tenant).held += 1;
+            lanes.held += 1;
+            let job = Job {
+                key,
+                event,
+                receives: 0,
+            };
+            lanes.push(&tenant, job, &self.limits);
+        }
+        drop(outstanding);
+        drop(lanes);
+        self.accepted.fetch_add(entries.len() as u64, Relaxed);
+        self.wake.notify_one();
+        Ok(())
     }
 
-    /// Delivers one event, receiving it again after retryable failures.
-    async fn deliver(self: Arc<Self>, key: u64, event: Arc<String>, slot: OwnedSemaphorePermit) {
-        let mut slot = Some(slot);
-        let mut receives = 1;
+    /// Starts deliveries as slots free up, tenants in turn, until the
+    /// shutdown deadline.
+    pub async fn run(self: Arc<Self>) {
         let mut phase = self.phase.subscribe();
         loop {
-            self.in_flight.fetch_add(1, Relaxed);
-            let result = self.connector.deliver_event(&event, None).await;
-            self.in_flight.fetch_sub(1, Relaxed);
-            drop(slot.take());
-            let error = match result {
-                Ok(_) => {
-                    if lock(&self.outstanding).remove(&key).is_some() {
-                        self.delivered.fetch_add(1, Relaxed);
-                    } else {
-                        // Dead-lettered at the shutdown deadline meanwhile.
-                        info!(key, "delivered after being dead-lettered at shutdown");
-                    }
-                    return;
+            let mut started = Vec::new();
+            let all_done = {
+                let mut lanes = lock(&self.lanes);
+                while let Some(next) = lanes.next(&self.limits) {
+                    started.push(next);
                 }
-                Err(error) => error,
+                lanes.held == 0
             };
-            if error.class() == Class::Permanent || receives >= self.redelivery.max_receives {
-                self.dead_letter(Some(key), &event, error.code(), class(&error), receives);
-                return;
+            for (tenant, job) in started {
+                tokio::spawn(Arc::clone(&self).deliver(tenant, job));
             }
-            // Wait for the next receive holding a queue slot, so waiting
-            // events count against the queue's bound.
-            self.retrying.fetch_add(1, Relaxed);
-            let Ok(queue_slot) = self.queue.reserve().await else {
-                self.retrying.fetch_sub(1, Relaxed);
-                self.dead_letter(Some(key), &event, error.code(), class(&error), receives);
-                return;
-            };
-            self.held_slots.fetch_add(1, Relaxed);
-            let delay = self.redelivery.delay(receives);
-            if *phase.borrow() == Phase::Running {
-                // Shutdown cuts the wait short: one more try at once.
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = reached(&mut phase, Phase::Draining) => {}
-                }
+            let current = *phase.borrow();
+            if current == Phase::Draining && all_done {
+                self.drained.notify_one();
+            }
+            let next = if current == Phase::Running {
+                Phase::Draining
             } else {
-                // While shutting down, retries come quickly until the deadline.
-                tokio::time::sleep(delay.min(SHUTDOWN_RETRY_DELAY)).await;
-            }
-            let next = Arc::clone(&self.slots).acquire_owned().await;
-            drop(queue_slot);
-            self.held_slots.fetch_sub(1, Relaxed);
-            self.retrying.fetch_sub(1, Relaxed);
-            match next {
-                Ok(next) => slot = Some(next),
-                Err(_) => {
-                    self.dead_letter(Some(key), &event, error.code(), class(&error), receives);
-                    return;
+                Phase::Expired
+            };
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = reached(&mut phase, next) => {
+                    if *phase.borrow() == Phase::Expired {
+                        break;
+                    }
                 }
             }
-            receives += 1;
         }
+        lock(&self.lanes).closed = true;
+    }
+
+    /// Delivers one event; after a retryable failure, waits and queues it
+    /// again in its tenant's lane.
+    async fn deliver(self: Arc<Self>, tenant: Arc<str>, mut job: Job) {
+        job.receives += 1;
+        let result = self.connector.deliver_event(&job.event, None).await;
+        let error = match result {
+            Ok(_) => {
+                if lock(&self.outstanding).remove(&job.key).is_some() {
+                    self.delivered.fetch_add(1, Relaxed);
+                } else {
+                    // Dead-lettered at the shutdown deadline meanwhile.
+                    info!(
+                        key = job.key,
+                        "delivered after being dead-lettered at shutdown"
+                    );
+                }
+                self.settle(&tenant, true, true);
+                return;
+            }
+            Err(error) => error,
+        };
+        if error.class() == Class::Permanent || job.receives >= self.redelivery.max_receives {
+            self.dead_letter(
+                Some(job.key),
+                &job.event,
+                error.code(),
+                class(&error),
+                job.receives,
+            );
+            self.settle(&tenant, true, true);
+            return;
+        }
+        // Off the delivery slot while waiting, but still held: waiting
+        // events count against the bounds.
+        self.settle(&tenant, true, false);
+        self.retrying.fetch_add(1, Relaxed);
+        let delay = self.redelivery.delay(job.receives);
+        let mut phase = self.phase.subscribe();
+        if *phase.borrow() == Phase::Running {
+            // Shutdown cuts the wait short: one more try at once.
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = reached(&mut phase, Phase::Draining) => {}
+            }
+        } else {
+            // While shutting down, retries come quickly until the deadline.
+            tokio::time::sleep(delay.min(SHUTDOWN_RETRY_DELAY)).await;
+        }
+        self.retrying.fetch_sub(1, Relaxed);
+        let mut lanes = lock(&self.lanes);
+        if lanes.closed {
+            lanes.settle(&tenant, false, true, &self.limits);
+            drop(lanes);
+            self.dead_letter(
+                Some(job.key),
+                &job.event,
+                error.code(),
+                class(&error),
+                job.receives,
+            );
+            return;
+        }
+        lanes.push(&tenant, job, &self.limits);
+        drop(lanes);
+        self.wake.notify_one();
+    }
+
+    /// Records that a delivery ended or an event left the bus, and wakes
+    /// the dispatcher.
+    fn settle(&self, tenant: &Arc<str>, in_flight: bool, done: bool) {
+        lock(&self.lanes).settle(tenant, in_flight, done, &self.limits);
+        self.wake.notify_one();
     }
 
     /// Moves an event to the dead letters. With a key, only if it is still
@@ -438,9 +601,9 @@ impl Bus {
         dispatcher: tokio::task::JoinHandle<()>,
     ) -> Snapshot {
         self.phase.send_replace(Phase::Draining);
+        self.wake.notify_one();
         let _ = tokio::time::timeout(timeout, self.drained.notified()).await;
         self.phase.send_replace(Phase::Expired);
-        self.slots.close();
         let _ = dispatcher.await;
         let left: Vec<(u64, Arc<String>)> = lock(&self.outstanding)
             .iter()
@@ -449,7 +612,34 @@ impl Bus {
         for (key, event) in left {
             self.dead_letter(Some(key), &event, "shutdown_timeout", "shutdown", 0);
         }
-        self.snapshot()
+        let mut snapshot = self.snapshot();
+        // Dead-lettered at the deadline: no longer queued.
+        snapshot.queue_depth = 0;
+        snapshot
+    }
+}
+
+/// Ingest's publisher in the local gateway: puts events on the [`Bus`].
+#[derive(Clone)]
+pub struct BusPublisher(Arc<Bus>);
+
+impl BusPublisher {
+    /// A publisher onto `bus`.
+    pub fn new(bus: Arc<Bus>) -> Self {
+        Self(bus)
+    }
+}
+
+impl EventPublisher for BusPublisher {
+    /// All or nothing, like the in-memory queue: when the bus or the
+    /// tenant's share is full, nothing is queued and the call fails as
+    /// unavailable, which the gateway answers with 503.
+    async fn put_events(
+        &self,
+        entries: &[BusEntry],
+    ) -> Result<Vec<Result<(), EntryFailure>>, PublishError> {
+        self.0.publish(entries)?;
+        Ok(vec![Ok(()); entries.len()])
     }
 }
 
@@ -492,6 +682,12 @@ struct EventIds<'a> {
 }
 
 impl<'a> EventIds<'a> {
+    /// The IDs in a published entry's detail.
+    fn read_detail(detail: &'a str) -> Self {
+        serde_json::from_str(detail).unwrap_or_default()
+    }
+
+    /// The IDs in an EventBridge event's detail.
     fn read(event: &'a str) -> Self {
         #[derive(serde::Deserialize)]
         struct Envelope<'a> {
@@ -522,6 +718,69 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn job(key: u64) -> Job {
+        Job {
+            key,
+            event: Arc::new(String::new()),
+            receives: 0,
+        }
+    }
+
+    const LIMITS: Limits = Limits {
+        capacity: 1_000,
+        tenant_capacity: 1_000,
+        concurrency: 6,
+        per_destination: 2,
+    };
+
+    /// Queues `n` events for `tenant`, keys from `first`.
+    fn queue(lanes: &mut Lanes, tenant: &Arc<str>, first: u64, n: u64) {
+        for key in first..first + n {
+            lanes.lane(tenant).held += 1;
+            lanes.held += 1;
+            lanes.push(tenant, job(key), &LIMITS);
+        }
+    }
+
+    #[test]
+    fn tenants_take_turns_and_none_exceeds_its_cap() {
+        let (slow, fast, other): (Arc<str>, Arc<str>, Arc<str>) =
+            (Arc::from("slowco"), Arc::from("fastco"), Arc::from("other"));
+        let mut lanes = Lanes::default();
+        // A backlog of 100 first, then one event each for two others.
+        queue(&mut lanes, &slow, 0, 100);
+        queue(&mut lanes, &fast, 100, 1);
+        queue(&mut lanes, &other, 200, 3);
+        let mut started = Vec::new();
+        while let Some((tenant, job)) = lanes.next(&LIMITS) {
+            started.push((tenant.to_string(), job.key));
+        }
+        // Round robin, two at most per tenant, six in all.
+        assert_eq!(
+            started,
+            [
+                ("slowco".to_owned(), 0),
+                ("fastco".to_owned(), 100),
+                ("other".to_owned(), 200),
+                ("slowco".to_owned(), 1),
+                ("other".to_owned(), 201),
+            ]
+        );
+        assert_eq!((lanes.in_flight, lanes.queued), (5, 99));
+        // slowco's deliveries hang; fastco's next event starts at once.
+        queue(&mut lanes, &fast, 101, 1);
+        assert_eq!(lanes.next(&LIMITS).map(|(_, j)| j.key), Some(101));
+        assert!(lanes.next(&LIMITS).is_none(), "six in flight");
+        // other finishes: its last event goes next, not slowco's backlog.
+        lanes.settle(&other, true, true, &LIMITS);
+        assert_eq!(lanes.next(&LIMITS).map(|(_, j)| j.key), Some(202));
+        // A lane with nothing left is forgotten.
+        lanes.settle(&fast, true, true, &LIMITS);
+        lanes.settle(&fast, true, true, &LIMITS);
+        assert!(!lanes.by_tenant.contains_key(&fast));
+        assert_eq!(lanes.held, 100 + 3 - 1);
     }
 
     #[test]

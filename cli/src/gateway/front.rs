@@ -23,11 +23,10 @@ use ingest::Ingest;
 use ingest::event::{
     Authorizer as AuthorizerContext, Headers, IngestEvent, LambdaContext, RequestContext,
 };
-use shared::publish::MemoryPublisher;
 use shared::signature::{CONTENT_DIGEST_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, unix_now};
 use shared::store::MemoryTenantStore;
 
-use super::bus::Bus;
+use super::bus::{Bus, BusPublisher};
 use crate::http::{Body, Handler, json_response, read_body};
 
 /// API Gateway's answer when an identity source header is missing.
@@ -43,7 +42,7 @@ const REQUEST_ID_HEADER: &str = "apigw-requestid";
 /// in-process bus.
 pub struct Gateway {
     authorizer: Authorizer<MemoryTenantStore>,
-    ingest: Ingest<MemoryPublisher>,
+    ingest: Ingest<BusPublisher>,
     bus: Arc<Bus>,
     /// Bodies are read up to one byte more than ingest accepts, so that
     /// ingest itself answers 413 for a longer one.
@@ -57,7 +56,7 @@ impl Gateway {
     /// ingest's `MAX_BODY_BYTES`.
     pub fn new(
         authorizer: Authorizer<MemoryTenantStore>,
-        ingest: Ingest<MemoryPublisher>,
+        ingest: Ingest<BusPublisher>,
         bus: Arc<Bus>,
         max_body_bytes: usize,
     ) -> Self {

@@ -16,7 +16,7 @@ use authorizer::Authorizer;
 use connectors::{GuardRules, HttpDeliveryClient};
 use ingest::Ingest;
 use shared::config::Env;
-use shared::publish::{MemoryPublisher, RetryPolicy};
+use shared::publish::RetryPolicy;
 use shared::store::MemoryTenantStore;
 use shared::telemetry::Metrics;
 use shared::tenant::{NewTenant, TenantDocument};
@@ -24,7 +24,7 @@ use shared::{TenantId, TenantRecord, TenantStatus};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::bus::{Bus, Redelivery, Snapshot};
+use super::bus::{Bus, BusPublisher, Limits, Redelivery, Snapshot};
 use super::front::Gateway;
 use crate::output::{self, count};
 use crate::sender::receive::Receiver;
@@ -68,9 +68,12 @@ pub struct ServeArgs {
     /// Allow loopback, private and plain-http destinations (sets ALLOW_PRIVATE_DESTINATIONS=true).
     #[arg(long)]
     pub allow_private_destinations: bool,
-    /// Events the in-process queue holds, waiting retries included; when full, submissions get 503.
+    /// Events accepted and not yet delivered or dead-lettered (queued, in flight, waiting to retry); beyond it, submissions get 503.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(10..=10_000_000))]
     pub queue_capacity: u32,
+    /// The same for one tenant, so that a tenant whose endpoint is slow or down cannot fill the queue for the others (at most --queue-capacity).
+    #[arg(long, value_name = "N", default_value_t = 2_500, value_parser = clap::value_parser!(u32).range(10..=10_000_000))]
+    pub tenant_queue_capacity: u32,
     /// Times an event is received (delivery attempted) before it is dead-lettered.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_receives: u32,
@@ -141,7 +144,6 @@ pub async fn run(options: ServeArgs) -> anyhow::Result<Snapshot> {
     let rules = GuardRules::new(connector_config.allow_private_destinations);
     warn_about_tenants(&store, rules);
 
-    let (publisher, queue) = MemoryPublisher::channel(options.queue_capacity as usize);
     let client = HttpDeliveryClient::new(connector_config.client_options())
         .context("the delivery HTTP client")?;
     let connector = connectors::Connector::new(
@@ -154,14 +156,20 @@ pub async fn run(options: ServeArgs) -> anyhow::Result<Snapshot> {
         max_receives: options.max_receives,
         ..Redelivery::default()
     };
+    let limits = Limits {
+        capacity: options.queue_capacity as usize,
+        tenant_capacity: options.tenant_queue_capacity.min(options.queue_capacity) as usize,
+        concurrency: connector_config.concurrency,
+        per_destination: connector_config.per_destination,
+    };
     let bus = Arc::new(Bus::new(
         connector,
-        &publisher,
-        connector_config.concurrency,
+        limits,
         redelivery,
         options.dead_letters.as_deref(),
     )?);
-    let dispatcher = tokio::spawn(Arc::clone(&bus).run(queue));
+    let publisher = BusPublisher::new(Arc::clone(&bus));
+    let dispatcher = tokio::spawn(Arc::clone(&bus).run());
 
     // A full queue answers 503 at once: waiting would only hold the
     // client's connection while the queue stays full.

@@ -194,3 +194,55 @@ async fn malformed_details_fail_alone_with_a_reason_that_quotes_nothing() {
     }
     assert_eq!(server.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn one_destination_takes_only_its_share_of_an_invocation_and_slowness_is_counted() {
+    // slowco answers after 1 s; its eight records may use two slots at once.
+    let slow = HttpServer::start(|_, _| Reply::json(200, "{}").after(Duration::from_secs(1)));
+    let fast = HttpServer::start(|_, _| Reply::json(200, "{}"));
+    let (connector, metrics) = connector(
+        &[
+            record("slowco", &slow.url()).build(),
+            record("fastco", &fast.url()).build(),
+        ],
+        &[
+            ("DELIVERY_CONCURRENCY_PER_DESTINATION", "2"),
+            ("SLOW_DELIVERY_MS", "500"),
+        ],
+    );
+    let mut bodies: Vec<String> = (0..8).map(|_| event("slowco").0).collect();
+    bodies.push(event("fastco").0);
+    // Time for two rounds of slowco's deliveries, not four: the records
+    // whose turn would come too late go back to the queue, undelivered.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(2_600);
+    let output = connector
+        .handle(&sqs(&bodies), Some(deadline))
+        .await
+        .unwrap();
+    let Output::Batch(batch) = output else {
+        panic!("{output:?}")
+    };
+    let failed: Vec<&str> = batch
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(fast.requests().len(), 1, "fastco delivered");
+    assert!(!failed.contains(&"m8"), "{failed:?}");
+    // At most two at a time for two rounds (a third may just fit).
+    let sent = slow.requests().len();
+    assert!((4..=6).contains(&sent), "{sent} sent to slowco");
+    assert_eq!(failed.len(), 8 - sent, "{failed:?}");
+    // Each of slowco's deliveries counts as slow, per tenant and in all.
+    let slow_lines: Vec<Value> = metrics
+        .lines()
+        .into_iter()
+        .filter(|m| m.get("SlowDeliveries").is_some())
+        .collect();
+    assert_eq!(slow_lines.len(), sent, "{slow_lines:?}");
+    assert!(slow_lines.iter().all(|m| m["TenantId"] == "slowco"));
+    assert_eq!(
+        slow_lines[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["Function", "TenantId"], ["Function"]])
+    );
+}
