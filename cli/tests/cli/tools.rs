@@ -1,9 +1,17 @@
-//! `sign`, `send`, `tenants new` and the command line's errors.
+//! `sign`, `send`, `receive`, `tenants new` and the command line's errors.
 
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::json;
 use shared::store::MemoryTenantStore;
+use shared::tenant::WebhookSecret;
 use testkit::{HttpServer, Reply, TenantRecordBuilder, VECTOR};
 
-use crate::harness::{Gateway, SIGNING_SECRET, run, scratch_dir, tenant, tenants_file};
+use crate::harness::{
+    BINARY, Gateway, SIGNING_SECRET, WEBHOOK_SECRET, get_json, get_json_when, run, scratch_dir,
+    sigterm, tenant, tenants_file, wait_until,
+};
 
 #[test]
 fn sign_prints_the_published_test_vector() {
@@ -228,6 +236,7 @@ fn every_command_has_help_with_examples_and_stack_options_only_on_a_stack() {
         (&["serve", "--help"], false),
         (&["sign", "--help"], false),
         (&["send", "--help"], false),
+        (&["receive", "--help"], false),
         (&["tenant", "new", "--help"], false),
         (&["tenants", "--help"], false),
         (&["tenants", "new", "--help"], false),
@@ -289,4 +298,154 @@ fn serve_refuses_bad_tenants_files_and_busy_ports() {
     );
     assert_eq!(code, 2);
     assert!(err.contains("DELIVERY_ATTEMPTS"), "{err}");
+}
+
+/// A delivery to `receiver` as the connector sends it: a `form.submission`
+/// for `tenant` received at `received_at`, signed with [`WEBHOOK_SECRET`].
+fn delivery(
+    client: &reqwest::Client,
+    receiver: &str,
+    id: &str,
+    tenant: &str,
+    received_at: SystemTime,
+) -> reqwest::RequestBuilder {
+    let body = json!({
+        "type": "form.submission",
+        "timestamp": shared::event::received_at(received_at),
+        "data": {"tenant_id": tenant, "submission_id": id, "payload": {"a": 1}},
+    })
+    .to_string();
+    let now = shared::signature::unix_now();
+    let secret = WebhookSecret::parse(WEBHOOK_SECRET).unwrap();
+    client
+        .post(receiver)
+        .header("webhook-id", id)
+        .header("webhook-timestamp", now.to_string())
+        .header(
+            "webhook-signature",
+            shared::webhook::sign(&secret, id, now, body.as_bytes()),
+        )
+        .body(body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receive_answers_late_side_by_side_and_reports_each_tenants_lag() {
+    let port = testkit::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let receiver = Command::new(BINARY)
+        .args(["receive", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--quiet", "--delay-ms", "1000"])
+        .env("FORMBRIDGE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the receiver to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let client = reqwest::Client::new();
+    // acme's submissions were received 3 s before they are delivered;
+    // beta's carry a timestamp from another clock, an hour ahead.
+    let three_seconds_ago = SystemTime::now() - Duration::from_secs(3);
+    let an_hour_ahead = SystemTime::now() + Duration::from_secs(3600);
+    let started = Instant::now();
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let (tenant, at) = if i < 18 {
+            ("acme", three_seconds_ago)
+        } else {
+            ("beta", an_hour_ahead)
+        };
+        let request = delivery(&client, &url, &format!("msg_{i}"), tenant, at);
+        sent.push(tokio::spawn(request.send()));
+    }
+    for answer in sent {
+        assert_eq!(answer.await.unwrap().unwrap().status(), 204);
+    }
+    // Each was answered a second after it arrived; one after the other
+    // would have taken 20 s.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "not side by side: {elapsed:?}"
+    );
+    // A duplicate, and a verified body that is not a submission event.
+    let again = delivery(&client, &url, "msg_0", "acme", three_seconds_ago);
+    assert_eq!(again.send().await.unwrap().status(), 204);
+    let secret = WebhookSecret::parse(WEBHOOK_SECRET).unwrap();
+    let now = shared::signature::unix_now();
+    let other = client
+        .post(&url)
+        .header("webhook-id", "msg_other")
+        .header("webhook-timestamp", now.to_string())
+        .header(
+            "webhook-signature",
+            shared::webhook::sign(&secret, "msg_other", now, b"{}"),
+        )
+        .body("{}");
+    assert_eq!(other.send().await.unwrap().status(), 204);
+
+    let counts = get_json(&client, &format!("{url}/stats")).await;
+    assert_eq!(
+        counts,
+        json!({"verified": 22, "unique": 21, "duplicates": 1, "refused": 0})
+    );
+    let tenants = get_json(&client, &format!("{url}/stats/tenants")).await;
+    let acme = &tenants["acme"];
+    assert_eq!(acme["delivered"], 18, "{tenants}");
+    assert_eq!(acme["duplicates"], 1, "{tenants}");
+    let lag = |q: &str| acme["lag_ms"][q].as_u64().unwrap();
+    assert!(lag("p50") >= 3_000, "{tenants}");
+    assert!(lag("max") < 60_000, "{tenants}");
+    assert!(
+        lag("p50") <= lag("p99") && lag("p99") <= lag("max"),
+        "{tenants}"
+    );
+    assert_eq!(
+        tenants["beta"],
+        json!({"delivered": 2, "duplicates": 0, "lag_ms": {"p50": 0, "p99": 0, "max": 0}})
+    );
+    assert_eq!(tenants.as_object().unwrap().len(), 2, "{tenants}");
+
+    // Stopped while a delivery waits out the delay, it still answers it.
+    let waiting = tokio::spawn(delivery(&client, &url, "msg_last", "beta", an_hour_ahead).send());
+    get_json_when(&client, &format!("{url}/stats"), |c| c["verified"] == 23).await;
+    sigterm(receiver.id());
+    assert_eq!(waiting.await.unwrap().unwrap().status(), 204);
+    let out = receiver.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.contains("receiver: stopped. verified 23 · unique 22 · duplicates 1 · refused 0"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "receiver: tenant acme: delivered 18 · duplicates 1 · lag ms p50 {} · p99 {} · max {}",
+            lag("p50"),
+            lag("p99"),
+            lag("max")
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "receiver: tenant beta: delivered 3 · duplicates 0 · lag ms p50 0 · p99 0 · max 0"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn receive_refuses_a_delay_that_is_not_a_number_of_milliseconds() {
+    for bad in ["soon", "-1", "600001"] {
+        let (code, _, err) = run(
+            &["receive", &format!("--delay-ms={bad}")],
+            b"",
+            &[("FORMBRIDGE_WEBHOOK_SECRET", WEBHOOK_SECRET)],
+        );
+        assert_eq!(code, 2, "{bad}");
+        assert!(err.contains("--delay-ms"), "{bad}: {err}");
+        assert!(!err.contains(WEBHOOK_SECRET), "no secret in errors: {err}");
+    }
 }
