@@ -680,7 +680,7 @@ async fn a_flood_of_unknown_tenant_ids_never_locks_out_a_real_tenant() {
 
     // 1,200 requests for IDs that do not exist, fresh and well formed but
     // signed with a secret no tenant has, eight at a time: far more than
-    // the budget for unknown IDs (bursts of 100, then 50 per second).
+    // the budget for unknown IDs (bursts of 20, then 10 per second).
     let flood = {
         let client = client.clone();
         let base = gateway.url.clone();

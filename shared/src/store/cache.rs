@@ -60,8 +60,10 @@ impl CachePolicy {
     /// The defaults around a given TTL: negative entries for 30 s (at most
     /// `ttl`), stale records for 15 minutes past `ttl` during an outage,
     /// retries of a failing store every 2 s, up to 10 000 tenants, unlisted
-    /// tenant IDs looked up at 50 per second with bursts of 100, and the
-    /// directory's defaults ([`DirectoryPolicy::default`]).
+    /// tenant IDs looked up at 10 per second with bursts of 20 (real
+    /// tenants are listed and never need it: it bounds what a flood of
+    /// unknown IDs costs), and the directory's defaults
+    /// ([`DirectoryPolicy::default`]).
     pub fn with_ttl(ttl: Duration) -> Self {
         Self {
             ttl,
@@ -70,8 +72,8 @@ impl CachePolicy {
             error_backoff: Duration::from_secs(2),
             max_entries: 10_000,
             new_tenant_lookups: RateLimit {
-                requests_per_second: NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN),
-                burst: NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN),
+                requests_per_second: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+                burst: NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN),
             },
             directory: DirectoryPolicy::default(),
         }
