@@ -14,6 +14,16 @@
 //   large    PAYLOAD_BYTES (default 200000) bodies at RATE (default 50/s)
 //   invalid  steady traffic with INVALID_SHARE (default 10%) of requests
 //            signed wrongly, stale, or with a tampered body
+//   isolation  what one tenant, or an anonymous caller, does to the others.
+//            The tenants file's first tenant is hot (HOT_FACTOR, 10, times
+//            NORMAL_RATE), the second slow (its endpoint answers late:
+//            SLOW_RATE requests/s plus one batch of SLOW_BURST submissions
+//            at SLOW_BURST_AT), the rest normal (NORMAL_RATE each, default
+//            20/s). Meanwhile JUNK_RATE (150/s) requests for random unknown
+//            tenant IDs (x<random>), fresh and well formed but signed with
+//            no secret. Junk starts at once; the tenants START_AFTER (2 s)
+//            later, the normal ones one second apart, so each is looked up
+//            for the first time under the flood. DURATION is the whole run.
 //
 // TARGET selects the thresholds (default local):
 //   local     this machine, k6 on the same cores: p99 <= P99_MS (20) ms for
@@ -21,7 +31,11 @@
 //   deployed  a deployed stack: p95 <= 100 ms, p99 <= 250 ms, failed < 0.1%
 // Either way, every invalid request must be refused with its expected
 // status (403 bad signature, 403 stale, 401 tampered body): the
-// `invalid_misjudged` count must be 0.
+// `invalid_misjudged` count must be 0. In `isolation`, the latency
+// threshold applies to the normal tenants' requests (class:normal), every
+// tenant's request must get 202 and every junk request 403
+// (`unexpected_status` 0 for each class); the delivery thresholds are
+// loadtest/run-local's, from the receivers.
 //
 // Tenants: TENANTS_FILE (a JSON array of tenant records, as `formbridge
 // serve --tenants` reads; the first signing secret of each is used), or
@@ -53,9 +67,26 @@ const DEFAULT_INVALID = { smoke: 0.05, invalid: 0.1 }[SCENARIO] || 0;
 const INVALID_SHARE = number('INVALID_SHARE', DEFAULT_INVALID);
 const PAYLOAD_BYTES = number('PAYLOAD_BYTES', SCENARIO === 'large' ? 200000 : 0);
 const P99_MS = number('P99_MS', 20);
+const NORMAL_RATE = number('NORMAL_RATE', 20);
+const HOT_FACTOR = number('HOT_FACTOR', 10);
+const SLOW_RATE = number('SLOW_RATE', 2);
+const SLOW_BURST = number('SLOW_BURST', 40);
+const JUNK_RATE = number('JUNK_RATE', 150);
 
-if (!['smoke', 'steady', 'spike', 'tenants', 'large', 'invalid'].includes(SCENARIO)) {
-  throw new Error(`SCENARIO must be smoke, steady, spike, tenants, large or invalid, not ${SCENARIO}`);
+const SCENARIOS = ['smoke', 'steady', 'spike', 'tenants', 'large', 'invalid', 'isolation'];
+if (!SCENARIOS.includes(SCENARIO)) {
+  throw new Error(`SCENARIO must be one of ${SCENARIOS.join(', ')}, not ${SCENARIO}`);
+}
+if (SCENARIO === 'isolation' && SLOW_BURST > 100) {
+  throw new Error('SLOW_BURST is one batch: at most 100 submissions');
+}
+
+// A k6 duration ("30s", "1m", "1m30s", "90") in seconds.
+function seconds(name, fallback) {
+  const text = env(name, fallback);
+  const parts = /^(?:(\d+)m)?(?:(\d+)s?)?$/.exec(text);
+  if (!parts || text === '') throw new Error(`${name} must be a duration such as 30s or 1m30s, not ${text}`);
+  return Number(parts[1] || 0) * 60 + Number(parts[2] || 0);
 }
 if (!['local', 'deployed'].includes(TARGET)) {
   throw new Error(`TARGET must be local or deployed, not ${TARGET}`);
@@ -88,6 +119,62 @@ function vus(rate) {
   return { preAllocatedVUs: Math.max(50, Math.ceil(rate / 20)), maxVUs: Math.max(200, Math.ceil(rate)) };
 }
 
+// The isolation scenario runs one k6 scenario per tenant: fewer VUs each,
+// as requests take milliseconds.
+function fewVus(rate) {
+  return { preAllocatedVUs: Math.max(5, Math.ceil(rate / 10)), maxVUs: Math.max(50, Math.ceil(rate / 2)) };
+}
+
+// Tenant roles in the isolation scenario, by position in the file: hot
+// (index 0), slow (1), normal (the rest).
+const SLOW = TENANTS[1];
+const NORMAL = TENANTS.slice(2);
+const CLASSES = ['normal', 'hot', 'slow', 'junk'];
+
+function isolationScenarios() {
+  if (TENANTS.length < 3) {
+    throw new Error('the isolation scenario needs at least 3 tenants: hot, slow, and normal ones');
+  }
+  const total = seconds('DURATION', '30s');
+  const startAfter = seconds('START_AFTER', '2s');
+  const burstAt = seconds('SLOW_BURST_AT', '10s');
+  const lastStart = startAfter + NORMAL.length - 1;
+  if (total < lastStart + 5 || burstAt >= total) {
+    throw new Error(`DURATION (${total} s) must leave every tenant 5 s after its start (${lastStart} s) and the burst (SLOW_BURST_AT ${burstAt} s)`);
+  }
+  // From `start` to the end, calling `exec`; `index` is the tenant's.
+  const steady = (rate, start, exec, role, index) => ({
+    executor: 'constant-arrival-rate',
+    rate,
+    timeUnit: '1s',
+    startTime: `${start}s`,
+    duration: `${total - start}s`,
+    ...fewVus(rate),
+    exec,
+    env: index === undefined ? {} : { TENANT_INDEX: `${index}` },
+    tags: { class: role },
+  });
+  const all = {
+    junk: steady(JUNK_RATE, 0, 'junk', 'junk'),
+    hot: steady(NORMAL_RATE * HOT_FACTOR, startAfter, 'tenant', 'hot', 0),
+  };
+  if (SLOW_RATE > 0) all.slow = steady(SLOW_RATE, startAfter, 'tenant', 'slow', 1);
+  if (SLOW_BURST > 0) {
+    all.slow_burst = {
+      executor: 'shared-iterations',
+      vus: 1,
+      iterations: 1,
+      startTime: `${burstAt}s`,
+      exec: 'slowBurst',
+      tags: { class: 'slow' },
+    };
+  }
+  NORMAL.forEach((tenant, i) => {
+    all[`normal_${i + 1}`] = steady(NORMAL_RATE, startAfter + i, 'tenant', 'normal', i + 2);
+  });
+  return all;
+}
+
 function validScenario() {
   const rate = RATE * (1 - INVALID_SHARE);
   if (SCENARIO === 'spike') {
@@ -109,7 +196,7 @@ function validScenario() {
   return { executor: 'constant-arrival-rate', rate, timeUnit: '1s', duration: DURATION, ...vus(rate), exec: 'valid' };
 }
 
-const scenarios = { valid: validScenario() };
+const scenarios = SCENARIO === 'isolation' ? isolationScenarios() : { valid: validScenario() };
 if (INVALID_SHARE > 0) {
   const rate = Math.max(1, Math.round(RATE * INVALID_SHARE));
   scenarios.invalid = { executor: 'constant-arrival-rate', rate, timeUnit: '1s', duration: DURATION, ...vus(rate), exec: 'invalid' };
@@ -120,8 +207,18 @@ const thresholds = {
   invalid_misjudged: ['count==0'],
   checks: ['rate==1'],
 };
+if (SCENARIO === 'isolation') {
+  // Every class's latency and accepted count in the summary (an empty
+  // list only adds the sub-metric); the latency threshold is on the
+  // normal tenants', the ones that must not notice the others.
+  for (const c of CLASSES) {
+    thresholds[`unexpected_status{class:${c}}`] = ['count==0'];
+    thresholds[`http_req_duration{class:${c}}`] = c === 'normal' ? [`p(99)<=${P99_MS}`] : [];
+    thresholds[`submissions_accepted{class:${c}}`] = [];
+  }
+}
 if (TARGET === 'local') {
-  thresholds['http_req_duration{kind:valid}'] = [`p(99)<=${P99_MS}`];
+  if (SCENARIO !== 'isolation') thresholds['http_req_duration{kind:valid}'] = [`p(99)<=${P99_MS}`];
   thresholds.http_req_failed = ['rate==0'];
   thresholds.dropped_iterations = ['count==0'];
 } else {
@@ -138,6 +235,8 @@ export const options = {
 };
 
 const invalidMisjudged = new Counter('invalid_misjudged');
+const unexpectedStatus = new Counter('unexpected_status');
+const submissionsAccepted = new Counter('submissions_accepted');
 const invalidRefused = new Rate('invalid_refused_as_expected');
 const accepted202 = http.expectedStatuses(202);
 
@@ -219,4 +318,67 @@ export function invalid() {
   const right = response.status === wrong.status;
   invalidRefused.add(right, { kind: wrong.kind });
   if (!right) invalidMisjudged.add(1, { kind: wrong.kind, status: `${response.status}` });
+}
+
+// The isolation scenario. A tenant's steady traffic: one submission a
+// request, to the tenant at TENANT_INDEX of the file.
+export function tenant() {
+  const index = Number(__ENV.TENANT_INDEX);
+  const role = index === 0 ? 'hot' : index === 1 ? 'slow' : 'normal';
+  postSubmissions(TENANTS[index], role, body(), 1);
+}
+
+// One batch of SLOW_BURST submissions from the slow tenant: more than the
+// gateway's delivery slots (DELIVERY_CONCURRENCY, 32), so without a cap
+// per destination it would take them all for its endpoint's delay.
+export function slowBurst() {
+  const batch = [];
+  for (let i = 0; i < SLOW_BURST; i += 1) batch.push(JSON.parse(body()));
+  postSubmissions(SLOW, 'slow', JSON.stringify(batch), SLOW_BURST);
+}
+
+function postSubmissions(target, role, payload, count) {
+  const headers = sign(target, payload, Math.floor(Date.now() / 1000), target.secret);
+  const response = http.post(url(target), payload, {
+    headers,
+    tags: { kind: 'tenant', class: role },
+    responseCallback: accepted202,
+  });
+  const ok = check(response, { [`${role}: accepted (202)`]: (r) => r.status === 202 });
+  if (ok) {
+    submissionsAccepted.add(count, { class: role });
+  } else {
+    unexpectedStatus.add(1, { class: role, status: `${response.status}` });
+  }
+}
+
+const expected403 = http.expectedStatuses(403);
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+function randomText(length, alphabet) {
+  let text = '';
+  for (let i = 0; i < length; i += 1) text += alphabet[Math.floor(Math.random() * alphabet.length)];
+  return text;
+}
+
+// A request an attacker can make without any secret: a random tenant ID
+// that does not exist, a fresh timestamp, the right digest, and a
+// signature of the right shape. The only right answer is 403.
+export function junk() {
+  const target = { id: `x${randomText(15, ALPHABET)}` };
+  const payload = body();
+  const headers = {
+    'Content-Type': 'application/json',
+    'Content-Digest': `sha-256=:${crypto.sha256(payload, 'base64')}:`,
+    'X-FormBridge-Timestamp': `${Math.floor(Date.now() / 1000)}`,
+    'X-FormBridge-Signature': `v1=${randomText(64, '0123456789abcdef')}`,
+  };
+  const response = http.post(url(target), payload, {
+    headers,
+    tags: { kind: 'junk', class: 'junk' },
+    responseCallback: expected403,
+  });
+  if (!check(response, { 'junk: refused (403)': (r) => r.status === 403 })) {
+    unexpectedStatus.add(1, { class: 'junk', status: `${response.status}` });
+  }
 }
