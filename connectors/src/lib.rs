@@ -2,7 +2,9 @@
 //! each tenant's REST endpoint (docs/protocol.md, section 6).
 //!
 //! An EventBridge rule sends events to an SQS queue, and the queue invokes
-//! this Lambda with batches. For each record, concurrently up to a bound:
+//! this Lambda with batches. For each record, concurrently up to a bound,
+//! and up to a smaller bound per tenant so that one slow endpoint cannot
+//! take the whole invocation:
 //!
 //! 1. read the EventBridge event and check it is a submission
 //!    ([`event`]); a malformed record fails alone;
