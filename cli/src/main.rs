@@ -218,6 +218,7 @@ mod tests {
                         || command_line.starts_with("dlq")
                         || [
                             "create", "rotate", "suspend", "resume", "list", "show", "delete",
+                            "promote", "demote", "scale",
                         ]
                         .iter()
                         .any(|c| command_line.starts_with(&format!("tenants {c}")));

@@ -39,6 +39,10 @@ const MAX_MESSAGE_BYTES: &str = "1048576";
 pub const DLQ_SUFFIX: &str = "_dlq";
 /// The rule target's ID.
 const TARGET_ID: &str = "queue";
+/// The tag a demote puts on the tenant's rule: the Unix time from which
+/// its record routes shared, so a re-run knows how long cached records
+/// may still route events to the rule.
+pub const SHARED_SINCE_TAG: &str = "form-bridge:shared-since";
 /// EventBridge keeps retrying a target for 24 hours (185 attempts).
 const TARGET_MAX_ATTEMPTS: i32 = 185;
 const TARGET_MAX_AGE_SECONDS: i32 = 86_400;
@@ -53,6 +57,7 @@ pub struct Scaling {
 }
 
 impl Scaling {
+    /// `ScalingConfig` with this maximum concurrency.
     fn config(&self) -> aws_sdk_lambda::types::ScalingConfig {
         aws_sdk_lambda::types::ScalingConfig::builder()
             .maximum_concurrency(self.max_concurrency)
@@ -189,6 +194,15 @@ pub async fn ensure(
         })?
         .rule_arn
         .context("PutRule answered without the rule's ARN")?;
+    // The path is wanted again (a promote after a demote began): a demote
+    // run later measures its wait from its own switch, not an older one.
+    aws.events
+        .untag_resource()
+        .resource_arn(&rule_arn)
+        .tag_keys(SHARED_SINCE_TAG)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot update rule {}'s tags: {}", names.rule, describe(&e)))?;
 
     let policy = json!({
         "Version": "2012-10-17",
@@ -283,6 +297,12 @@ pub async fn pending(aws: &Clients, stack: &Stack, tenant: &TenantId) -> anyhow:
     })
 }
 
+/// Whether the tenant has a queue or a dead-letter queue of its own.
+pub async fn exists(aws: &Clients, names: &Names) -> anyhow::Result<bool> {
+    Ok(queue_url(aws, &names.queue).await?.is_some()
+        || queue_url(aws, &names.dead_letter_queue).await?.is_some())
+}
+
 /// Removes a dedicated tenant's resources; those already gone are skipped.
 ///
 /// The rule goes first, so no new event can arrive; then, unless
@@ -296,9 +316,84 @@ pub async fn remove(
     discard: bool,
 ) -> anyhow::Result<()> {
     let names = Names::new(stack.require(stack::QUEUE_PREFIX)?, tenant)?;
-    let bus = stack.require(stack::BUS)?;
-    let connector = stack.require(stack::CONNECTOR)?;
+    remove_rule(aws, stack, &names).await?;
+    if !discard {
+        let left = pending(aws, stack, tenant).await?;
+        if left != Pending::default() {
+            bail!(
+                "tenant {tenant}'s rule is removed, but its queue still holds {} and its \
+                 dead-letter queue {}: run delete again once they are delivered or redriven",
+                crate::output::count(left.queued, "event"),
+                crate::output::count(left.dead_lettered, "event")
+            );
+        }
+    }
+    remove_queue(aws, stack, &names).await?;
+    remove_dead_letter_queue(aws, &names).await
+}
 
+/// A dedicated tenant's rule on the bus, as a demote sees it.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Its ARN.
+    pub arn: String,
+    /// Since when (Unix seconds) the tenant's record routes shared, once a
+    /// demote has recorded it ([`SHARED_SINCE_TAG`]).
+    pub shared_since: Option<i64>,
+}
+
+/// The tenant's rule, or `None` when it has none.
+pub async fn rule(aws: &Clients, stack: &Stack, names: &Names) -> anyhow::Result<Option<Rule>> {
+    let bus = stack.require(stack::BUS)?;
+    let found = aws
+        .events
+        .describe_rule()
+        .name(&names.rule)
+        .event_bus_name(bus)
+        .send()
+        .await;
+    let arn = match found {
+        Ok(rule) => rule
+            .arn
+            .with_context(|| format!("DescribeRule answered without rule {}'s ARN", names.rule))?,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => bail!("cannot read rule {}: {}", names.rule, describe(&e)),
+    };
+    let tags = aws
+        .events
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot read rule {}'s tags: {}", names.rule, describe(&e)))?;
+    let shared_since = tags
+        .tags()
+        .iter()
+        .find(|t| t.key() == SHARED_SINCE_TAG)
+        .and_then(|t| t.value().parse().ok());
+    Ok(Some(Rule { arn, shared_since }))
+}
+
+/// Records on the rule that the tenant's record routes shared since `at`.
+pub async fn mark_shared_since(aws: &Clients, rule: &Rule, at: i64) -> anyhow::Result<()> {
+    let tag = aws_sdk_eventbridge::types::Tag::builder()
+        .key(SHARED_SINCE_TAG)
+        .value(at.to_string())
+        .build()
+        .context("rule tag")?;
+    aws.events
+        .tag_resource()
+        .resource_arn(&rule.arn)
+        .tags(tag)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot tag rule {}: {}", rule.arn, describe(&e)))?;
+    Ok(())
+}
+
+/// Removes the tenant's rule (its target first), if it exists.
+pub async fn remove_rule(aws: &Clients, stack: &Stack, names: &Names) -> anyhow::Result<()> {
+    let bus = stack.require(stack::BUS)?;
     let rule = &names.rule;
     let removed = aws
         .events
@@ -316,18 +411,14 @@ pub async fn remove(
         .event_bus_name(bus)
         .send()
         .await;
-    unless_gone(deleted, || format!("cannot delete rule {rule}"))?;
-    if !discard {
-        let left = pending(aws, stack, tenant).await?;
-        if left != Pending::default() {
-            bail!(
-                "tenant {tenant}'s rule is removed, but its queue still holds {} and its \
-                 dead-letter queue {}: run delete again once they are delivered or redriven",
-                crate::output::count(left.queued, "event"),
-                crate::output::count(left.dead_lettered, "event")
-            );
-        }
-    }
+    unless_gone(deleted, || format!("cannot delete rule {rule}"))
+}
+
+/// Removes the tenant's queue, its event source mappings (first, so the
+/// connector stops reading it) and its age alarm, whatever the queue
+/// still holds: callers check [`depth`] first.
+pub async fn remove_queue(aws: &Clients, stack: &Stack, names: &Names) -> anyhow::Result<()> {
+    let connector = stack.require(stack::CONNECTOR)?;
     if let Some(url) = queue_url(aws, &names.queue).await? {
         let arn = queue_arn(aws, &url).await?;
         for uuid in mappings(aws, connector, &arn).await? {
@@ -341,30 +432,106 @@ pub async fn remove(
                 format!("cannot delete event source mapping {uuid}")
             })?;
         }
+        delete_queue(aws, &names.queue, &url).await?;
     }
-    for name in [&names.queue, &names.dead_letter_queue] {
-        if let Some(url) = queue_url(aws, name).await? {
-            aws.sqs
-                .delete_queue()
-                .queue_url(&url)
-                .send()
-                .await
-                .map_err(|e| anyhow!("cannot delete queue {name}: {}", describe(&e)))?;
-        }
+    let deleted = aws
+        .cloudwatch
+        .delete_alarms()
+        .alarm_names(&names.age_alarm)
+        .send()
+        .await;
+    unless_gone(deleted, || {
+        format!("cannot delete alarm {}", names.age_alarm)
+    })
+}
+
+/// Removes the tenant's dead-letter queue and its depth alarm, whatever it
+/// still holds: callers check [`depth`] first.
+pub async fn remove_dead_letter_queue(aws: &Clients, names: &Names) -> anyhow::Result<()> {
+    if let Some(url) = queue_url(aws, &names.dead_letter_queue).await? {
+        delete_queue(aws, &names.dead_letter_queue, &url).await?;
     }
     let deleted = aws
         .cloudwatch
         .delete_alarms()
         .alarm_names(&names.depth_alarm)
-        .alarm_names(&names.age_alarm)
         .send()
         .await;
     unless_gone(deleted, || {
-        format!(
-            "cannot delete alarms {} and {}",
-            names.depth_alarm, names.age_alarm
-        )
+        format!("cannot delete alarm {}", names.depth_alarm)
     })
+}
+
+async fn delete_queue(aws: &Clients, name: &str, url: &str) -> anyhow::Result<()> {
+    let deleted = aws.sqs.delete_queue().queue_url(url).send().await;
+    unless_gone(deleted, || format!("cannot delete queue {name}"))
+}
+
+/// A dedicated tenant's event source mapping as it is now.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    /// Its ID.
+    pub uuid: String,
+    /// Records per invocation.
+    pub batch_size: Option<i32>,
+    /// Most concurrent invocations (`None`: no maximum set).
+    pub max_concurrency: Option<i32>,
+}
+
+/// The tenant's event source mapping on the connector, if its queue and
+/// mapping exist.
+pub async fn mapping(
+    aws: &Clients,
+    stack: &Stack,
+    names: &Names,
+) -> anyhow::Result<Option<Mapping>> {
+    let connector = stack.require(stack::CONNECTOR)?;
+    let Some(url) = queue_url(aws, &names.queue).await? else {
+        return Ok(None);
+    };
+    let arn = queue_arn(aws, &url).await?;
+    let answer = aws
+        .lambda
+        .list_event_source_mappings()
+        .function_name(connector)
+        .event_source_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot list {connector}'s event source mappings: {}",
+                describe(&e)
+            )
+        })?;
+    Ok(answer
+        .event_source_mappings()
+        .iter()
+        .filter(|m| is_live(m))
+        .find_map(|m| {
+            Some(Mapping {
+                uuid: m.uuid()?.to_owned(),
+                batch_size: m.batch_size(),
+                max_concurrency: m.scaling_config().and_then(|c| c.maximum_concurrency()),
+            })
+        }))
+}
+
+/// Sets a mapping's batch size and maximum concurrency.
+pub async fn scale(aws: &Clients, uuid: &str, scaling: Scaling) -> anyhow::Result<()> {
+    aws.lambda
+        .update_event_source_mapping()
+        .uuid(uuid)
+        .batch_size(scaling.batch_size)
+        .scaling_config(scaling.config())
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot update event source mapping {uuid}: {}",
+                describe(&e)
+            )
+        })?;
+    Ok(())
 }
 
 /// Success, or the thing was already gone; else the error, described.
@@ -505,9 +672,14 @@ fn live_mappings(
 ) -> Vec<String> {
     mappings
         .iter()
-        .filter(|m| m.state() != Some("Deleting"))
+        .filter(|m| is_live(m))
         .filter_map(|m| m.uuid().map(str::to_owned))
         .collect()
+}
+
+/// Whether a mapping is not being deleted (see [`live_mappings`]).
+pub fn is_live(mapping: &aws_sdk_lambda::types::EventSourceMappingConfiguration) -> bool {
+    mapping.state() != Some("Deleting")
 }
 
 async fn ensure_mapping(

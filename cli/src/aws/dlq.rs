@@ -1,10 +1,13 @@
 //! `formbridge dlq redrive`: dead-lettered events back to their delivery
 //! queue.
 //!
-//! - the shared dead-letter queue → the shared queue;
-//! - each dedicated tenant's dead-letter queue → its queue;
-//! - the events dead-letter queue (events EventBridge could not put on a
-//!   queue) → the queue its event's routing names.
+//! Each event goes to the queue of its tenant's routing as the tenant's
+//! record says now, whichever dead-letter queue it sits in: the shared
+//! dead-letter queue, a dedicated (or demoted) tenant's own, or the events
+//! dead-letter queue (events EventBridge could not put on a queue). A
+//! demoted tenant's dead letters go to the shared queue, a promoted one's
+//! to its own; a tenant without a record keeps its dead letters where
+//! they are (the connector could not deliver them).
 //!
 //! Each message is sent to its destination first and deleted from the
 //! dead-letter queue only once sent, so a failure part-way leaves it where
@@ -17,12 +20,17 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    SendMessageBatchRequestEntry,
+};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
+use shared::Routing;
 use shared::tenant_id::TenantId;
 
 use super::dedicated::{self, queue_url};
+use super::records::Records;
 use super::stack::{self, Stack, StackArgs};
 use super::{Clients, describe};
 use crate::output;
@@ -49,8 +57,10 @@ enum DlqCommand {
         formbridge dlq redrive --stack form-bridge --from bigco\n      \
             a dedicated tenant's\n\n\
         Sources: shared (the shared queue's dead letters), events (events\n\
-        EventBridge could not put on a queue; each goes back by its routing)\n\
-        and dedicated tenants' IDs. Each message is sent before it is deleted,\n\
+        EventBridge could not put on a queue) and the IDs of tenants with a\n\
+        dead-letter queue of their own (dedicated, or demoted). Each event goes\n\
+        to the queue of its tenant's current routing, so a demoted tenant's go\n\
+        to the shared queue. Each message is sent before it is deleted,\n\
         so an interruption never loses one (at worst one is delivered twice,\n\
         with the same webhook-id). Fix the cause first, or the events come back.\n\
         Exit status: 0 when everything was moved, 1 when some messages were left.")]
@@ -59,7 +69,7 @@ enum DlqCommand {
 
 #[derive(Args)]
 struct RedriveArgs {
-    /// A dead-letter queue to redrive: shared, events or a dedicated tenant's ID (or tenant:ID); repeatable; default: all.
+    /// A dead-letter queue to redrive: shared, events or the ID of a tenant with its own (or tenant:ID); repeatable; default: all.
     #[arg(long, value_name = "QUEUE", value_parser = Source::parse)]
     from: Vec<Source>,
     /// Move at most this many messages from each queue.
@@ -160,15 +170,16 @@ pub async fn redrive(
     };
     let mut results = Vec::new();
     for source in sources {
-        let mut router = Router::new(aws, stack);
-        let (dlq, name) = match &source {
+        let (dlq, name, fallback) = match &source {
             Source::Shared => (
                 stack.require(stack::SHARED_DLQ)?.to_owned(),
                 "shared dead-letter queue".to_owned(),
+                Fallback::Queue(stack.require(stack::SHARED_QUEUE)?.to_owned()),
             ),
             Source::Events => (
                 stack.require(stack::EVENTS_DLQ)?.to_owned(),
                 "events dead-letter queue".to_owned(),
+                Fallback::None,
             ),
             Source::Tenant(id) => {
                 let names = dedicated::Names::new(stack.require(stack::QUEUE_PREFIX)?, id)?;
@@ -180,13 +191,10 @@ pub async fn redrive(
                             names.dead_letter_queue
                         )
                     })?;
-                router.fixed = queue_url(aws, &names.queue).await?;
-                (url, names.dead_letter_queue)
+                (url, names.dead_letter_queue, Fallback::Tenant(id.clone()))
             }
         };
-        if source == Source::Shared {
-            router.fixed = Some(stack.require(stack::SHARED_QUEUE)?.to_owned());
-        }
+        let mut router = Router::new(aws, stack, fallback);
         results.push(drain(aws, &dlq, name, &mut router, limit).await?);
     }
     Ok(results)
@@ -229,63 +237,169 @@ struct RoutedEvent<'a> {
 struct RoutedDetail<'a> {
     #[serde(borrow, default)]
     tenant_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    routing: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// Where each message goes: one fixed queue, or by the event's routing.
+/// The tenant ID of a dead-lettered event, if the message is one.
+fn tenant_of(body: &str) -> Option<String> {
+    let event: RoutedEvent<'_> = serde_json::from_str(body).ok()?;
+    event.detail.tenant_id.map(std::borrow::Cow::into_owned)
+}
+
+/// Where a message that names no tenant goes.
+enum Fallback {
+    /// Nowhere: it is left, as not an event.
+    None,
+    /// By this tenant's routing (a tenant's own dead-letter queue).
+    Tenant(TenantId),
+    /// To this queue (the shared dead-letter queue's: the shared queue).
+    Queue(String),
+}
+
+/// Where each message goes: the queue of its tenant's routing as the
+/// tenant's record says now, whichever dead-letter queue it sits in (a
+/// demoted tenant's dead letters go to the shared queue, a promoted
+/// one's to its own).
 struct Router<'a> {
     aws: &'a Clients,
     stack: &'a Stack,
-    fixed: Option<String>,
-    dedicated: HashMap<String, Option<String>>,
+    records: Records<'a>,
+    fallback: Fallback,
+    /// Each tenant's queue, or why it has none, looked up once per run.
+    queues: HashMap<String, Result<String, String>>,
 }
 
 impl<'a> Router<'a> {
-    fn new(aws: &'a Clients, stack: &'a Stack) -> Self {
+    fn new(aws: &'a Clients, stack: &'a Stack, fallback: Fallback) -> Self {
         Self {
             aws,
             stack,
-            fixed: None,
-            dedicated: HashMap::new(),
+            records: Records::new(aws, stack),
+            fallback,
+            queues: HashMap::new(),
         }
     }
 
     /// The queue URL for a message body, or why it has none.
     async fn route(&mut self, body: &str) -> Result<String, String> {
-        if let Some(url) = &self.fixed {
-            return Ok(url.clone());
+        let tenant = match (tenant_of(body), &self.fallback) {
+            (Some(tenant), _) => tenant,
+            (None, Fallback::Tenant(id)) => id.to_string(),
+            (None, Fallback::Queue(url)) => return Ok(url.clone()),
+            (None, Fallback::None) => return Err("a message that is not an event".to_owned()),
+        };
+        if let Some(known) = self.queues.get(&tenant) {
+            return known.clone();
         }
-        let event: RoutedEvent<'_> =
-            serde_json::from_str(body).map_err(|_| "a message that is not an event".to_owned())?;
-        if event.detail.routing.as_deref() != Some("dedicated") {
-            return self
-                .stack
+        let found = self.queue_of(&tenant).await;
+        self.queues.insert(tenant, found.clone());
+        found
+    }
+
+    /// The queue of a tenant's current routing.
+    async fn queue_of(&self, tenant: &str) -> Result<String, String> {
+        let id = TenantId::parse(tenant)
+            .map_err(|_| format!("an event of an invalid tenant ID {tenant:?}"))?;
+        let record = self
+            .records
+            .read(&id)
+            .await
+            .map_err(|e| format!("{e:#}: its events are left where they are"))?;
+        let shared = || {
+            self.stack
                 .require(stack::SHARED_QUEUE)
                 .map(str::to_owned)
-                .map_err(|e| e.to_string());
+                .map_err(|e| e.to_string())
+        };
+        match record.routing() {
+            Some(Routing::Shared) => shared(),
+            Some(Routing::Dedicated) => {
+                let prefix = self
+                    .stack
+                    .require(stack::QUEUE_PREFIX)
+                    .map_err(|e| e.to_string())?;
+                let names = dedicated::Names::new(prefix, &id).map_err(|e| e.to_string())?;
+                queue_url(self.aws, &names.queue)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| {
+                        format!(
+                            "dedicated tenant {id} has no queue {}: `formbridge tenants resume {id}{}` \
+                             puts it back",
+                            names.queue,
+                            self.stack.options()
+                        )
+                    })
+            }
+            None => Err(format!(
+                "tenant {id}'s record has an invalid routing: fix it, then redrive again"
+            )),
         }
-        let tenant = event.detail.tenant_id.unwrap_or_default().into_owned();
-        if !self.dedicated.contains_key(&tenant) {
-            let url = match TenantId::parse(&tenant) {
-                Ok(id) => {
-                    let prefix = self
-                        .stack
-                        .require(stack::QUEUE_PREFIX)
-                        .map_err(|e| e.to_string())?;
-                    let names = dedicated::Names::new(prefix, &id).map_err(|e| e.to_string())?;
-                    queue_url(self.aws, &names.queue)
-                        .await
-                        .map_err(|e| e.to_string())?
-                }
-                Err(_) => None,
-            };
-            self.dedicated.insert(tenant.clone(), url);
-        }
-        self.dedicated[&tenant]
-            .clone()
-            .ok_or_else(|| format!("dedicated tenant {tenant:?} has no queue"))
     }
+}
+
+/// How many messages in the dead-letter queue `dlq` are events of
+/// `tenant`. SQS can only count by receiving: each message is received
+/// once (hidden meanwhile) and made visible again at once afterwards. A
+/// dead-letter queue has no receive limit, so this costs its messages
+/// nothing.
+pub async fn count_tenant(aws: &Clients, dlq: &str, tenant: &TenantId) -> anyhow::Result<u64> {
+    let mut seen = std::collections::HashSet::new();
+    let mut receipts = Vec::new();
+    let mut count = 0;
+    loop {
+        let messages = aws
+            .sqs
+            .receive_message()
+            .queue_url(dlq)
+            .max_number_of_messages(BATCH)
+            .visibility_timeout(RECEIVE_VISIBILITY_SECONDS)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot receive from {dlq}: {}", describe(&e)))?
+            .messages
+            .unwrap_or_default();
+        let mut new = 0;
+        for message in messages {
+            let (Some(id), Some(receipt)) = (message.message_id, message.receipt_handle) else {
+                continue;
+            };
+            receipts.push(receipt);
+            if seen.insert(id) {
+                new += 1;
+                if message.body.as_deref().and_then(tenant_of).as_deref() == Some(tenant.as_str()) {
+                    count += 1;
+                }
+            }
+        }
+        if new == 0 {
+            break;
+        }
+    }
+    for (n, chunk) in receipts.chunks(BATCH as usize).enumerate() {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, receipt)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(format!("{n}-{i}"))
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .context("visibility entry")?;
+        // Failing here only delays a redrive: the messages come back after
+        // RECEIVE_VISIBILITY_SECONDS anyway.
+        let _ = aws
+            .sqs
+            .change_message_visibility_batch()
+            .queue_url(dlq)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+    }
+    Ok(count)
 }
 
 async fn drain(

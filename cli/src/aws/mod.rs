@@ -9,12 +9,15 @@
 //! - [`tenants`]: the `tenants` subcommands on a stack; [`records`] keeps
 //!   the records in Secrets Manager and [`dedicated`] a dedicated tenant's
 //!   own rule, queues, mapping and alarms.
+//! - [`quota`]: what the connector's concurrency and the bus's rules
+//!   allow before a command adds to them.
 //! - [`dlq`]: `dlq redrive`.
 //! - [`clients`]: the SDK clients and how their errors are described.
 
 pub mod clients;
 pub mod dedicated;
 pub mod dlq;
+pub mod quota;
 pub mod records;
 pub mod stack;
 pub mod tenants;

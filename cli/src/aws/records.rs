@@ -15,8 +15,9 @@ use shared::store::CachePolicy;
 use shared::tenant::{DocumentError, NewTenant, TenantDocument};
 use shared::{Routing, Secret, TenantId, TenantStatus};
 
-use super::dedicated::{self, Scaling};
-use super::stack::Stack;
+use super::dedicated::{self, Names, Scaling};
+use super::quota;
+use super::stack::{self, Stack};
 use super::{Clients, describe, is_not_found};
 
 /// Days a deleted record can be restored (`aws secretsmanager restore-secret`).
@@ -132,6 +133,13 @@ impl<'a> Records<'a> {
             Err(e) => bail!("cannot look up secret {name}: {}", describe(&e)),
         }
         if let Some(scaling) = new.dedicated {
+            let names = Names::new(self.stack.require(stack::QUEUE_PREFIX)?, id)?;
+            quota::check_concurrency(self.aws, self.stack, &names.queue, scaling.max_concurrency)
+                .await?;
+            let adding = dedicated::rule(self.aws, self.stack, &names)
+                .await?
+                .is_none();
+            quota::warn_if_rules_near_quota(self.aws, self.stack, adding).await;
             dedicated::ensure(self.aws, self.stack, id, Some(scaling)).await?;
         }
         self.aws
@@ -298,7 +306,16 @@ impl<'a> Records<'a> {
         } else {
             self.check_intake_stopped(id, &record)?;
         }
-        if record.routing() == Some(Routing::Dedicated) {
+        if record.routing() != Some(Routing::Dedicated) && !force {
+            self.check_no_dead_letters(id).await?;
+        }
+        // A demoted tenant may still have its old queues (a demote under
+        // way, or a dead-letter queue kept for its dead letters).
+        let leftovers = match self.stack.get(stack::QUEUE_PREFIX) {
+            Some(prefix) => dedicated::exists(self.aws, &Names::new(prefix, id)?).await?,
+            None => false,
+        };
+        if record.routing() == Some(Routing::Dedicated) || leftovers {
             let pending = dedicated::pending(self.aws, self.stack, id).await?;
             if !force && pending != dedicated::Pending::default() {
                 bail!(
@@ -345,14 +362,9 @@ impl<'a> Records<'a> {
                 self.stack.options()
             );
         };
-        // What the functions' own cache allows: a record is served for its
-        // TTL and, while Secrets Manager fails, for `stale_if_error` more.
-        let ttl = Duration::from_secs(self.stack.cache_ttl()?);
-        let served = ttl + CachePolicy::with_ttl(ttl).stale_if_error;
-        let wait = i64::try_from(served.as_secs())
-            .unwrap_or(i64::MAX)
-            .saturating_add(IN_FLIGHT_SECONDS);
-        let left = since.saturating_add(wait).saturating_sub(unix_now());
+        let left = since
+            .saturating_add(cache_wait(self.stack)?)
+            .saturating_sub(unix_now());
         if left > 0 {
             bail!(
                 "tenant {id} was suspended {}s ago; the functions may still accept its requests \
@@ -364,6 +376,218 @@ impl<'a> Records<'a> {
         }
         Ok(())
     }
+
+    /// Refuses to delete a shared tenant whose events wait in the shared
+    /// dead-letter queue: once its record is gone they cannot be
+    /// delivered, and a redrive leaves them where they are.
+    async fn check_no_dead_letters(&self, id: &TenantId) -> anyhow::Result<()> {
+        let dlq = self.stack.require(stack::SHARED_DLQ)?;
+        let count = super::dlq::count_tenant(self.aws, dlq, id).await?;
+        if count > 0 {
+            bail!(
+                "tenant {id} has {} in the shared dead-letter queue: redrive them first \
+                 (`formbridge dlq redrive --from shared{}`; they are delivered while its record \
+                 exists), or pass --force to delete it anyway (they then stay in the dead-letter \
+                 queue, which a redrive leaves them in, until its 14-day retention ends)",
+                crate::output::count(count, "event"),
+                self.stack.options()
+            );
+        }
+        Ok(())
+    }
+
+    /// Moves a tenant to dedicated routing: its own path first (created,
+    /// or completed and scaled), then its record. Events already on the
+    /// shared queue, and those routed there by records still cached, are
+    /// delivered by the shared mapping: nothing has to move.
+    pub async fn promote(
+        &self,
+        id: &TenantId,
+        scaling: Option<Scaling>,
+    ) -> anyhow::Result<Promotion> {
+        let mut record = self.read(id).await?;
+        record
+            .validate()
+            .map_err(|e| anyhow!("tenant {id}'s record cannot be used ({e}): fix it first"))?;
+        let names = Names::new(self.stack.require(stack::QUEUE_PREFIX)?, id)?;
+        let existing = dedicated::mapping(self.aws, self.stack, &names).await?;
+        // An existing mapping keeps its scale unless one is given.
+        let changes = scaling.is_some() || existing.is_none();
+        let scaling = scaling
+            .or_else(|| {
+                let found = existing.as_ref()?;
+                Some(Scaling {
+                    batch_size: found.batch_size?,
+                    max_concurrency: found.max_concurrency?,
+                })
+            })
+            .unwrap_or_default();
+        if changes {
+            quota::check_concurrency(self.aws, self.stack, &names.queue, scaling.max_concurrency)
+                .await?;
+        }
+        let adding = dedicated::rule(self.aws, self.stack, &names)
+            .await?
+            .is_none();
+        quota::warn_if_rules_near_quota(self.aws, self.stack, adding).await;
+        let resources =
+            dedicated::ensure(self.aws, self.stack, id, changes.then_some(scaling)).await?;
+        let already = record.routing() == Some(Routing::Dedicated);
+        if !already {
+            record.set_routing(Routing::Dedicated)?;
+            self.write(id, &record).await?;
+        }
+        Ok(Promotion {
+            already,
+            queue: resources.names.queue,
+            scaling,
+        })
+    }
+
+    /// Moves a tenant back to shared routing, as far as can be done now:
+    /// the record first (after making sure its dedicated path is whole, for
+    /// the records still cached), then, once no cached record can route to
+    /// it, the rule; once its queue is empty, the mapping and queue; the
+    /// dead-letter queue only when empty (its dead letters can still be
+    /// redriven, to the shared queue). Each run continues from what exists.
+    /// Returns whether this run switched the record, and where it stands.
+    pub async fn demote(&self, id: &TenantId) -> anyhow::Result<(bool, Demotion)> {
+        let mut record = self.read(id).await?;
+        let switched = match record.routing() {
+            Some(Routing::Shared) => false,
+            Some(Routing::Dedicated) => {
+                dedicated::ensure(self.aws, self.stack, id, None).await?;
+                record.set_routing(Routing::Shared)?;
+                self.write(id, &record).await?;
+                true
+            }
+            None => bail!("tenant {id}'s record has an invalid routing: fix it first"),
+        };
+        let names = Names::new(self.stack.require(stack::QUEUE_PREFIX)?, id)?;
+        if let Some(rule) = dedicated::rule(self.aws, self.stack, &names).await? {
+            let since = match rule.shared_since {
+                Some(since) if !switched => since,
+                // Unknown (a run stopped before it recorded it): from now,
+                // which is never too early.
+                _ => {
+                    let now = unix_now();
+                    dedicated::mark_shared_since(self.aws, &rule, now).await?;
+                    now
+                }
+            };
+            let left = since
+                .saturating_add(cache_wait(self.stack)?)
+                .saturating_sub(unix_now());
+            if left > 0 {
+                return Ok((switched, Demotion::CachesExpire { seconds: left }));
+            }
+            dedicated::remove_rule(self.aws, self.stack, &names).await?;
+        }
+        let queued = dedicated::depth(self.aws, &names.queue).await?;
+        if queued > 0 {
+            return Ok((switched, Demotion::Draining { queued }));
+        }
+        dedicated::remove_queue(self.aws, self.stack, &names).await?;
+        let dead_lettered = dedicated::depth(self.aws, &names.dead_letter_queue).await?;
+        if dead_lettered == 0 {
+            dedicated::remove_dead_letter_queue(self.aws, &names).await?;
+        }
+        Ok((
+            switched,
+            Demotion::Done {
+                dead_lettered,
+                dead_letter_queue: names.dead_letter_queue,
+            },
+        ))
+    }
+
+    /// Changes a dedicated tenant's mapping: its maximum concurrency and
+    /// batch size, each kept when not given. Returns the scale before and
+    /// after.
+    pub async fn scale(
+        &self,
+        id: &TenantId,
+        max_concurrency: Option<i32>,
+        batch_size: Option<i32>,
+    ) -> anyhow::Result<(dedicated::Mapping, Scaling)> {
+        let record = self.read(id).await?;
+        if record.routing() != Some(Routing::Dedicated) {
+            bail!(
+                "tenant {id} has shared routing: its events go through the shared queue, whose \
+                 mapping the stack sets (ConnectorMaxConcurrency, ConnectorBatchSize); to give it \
+                 its own, run `formbridge tenants promote {id}{}`",
+                self.stack.options()
+            );
+        }
+        let names = Names::new(self.stack.require(stack::QUEUE_PREFIX)?, id)?;
+        let Some(mapping) = dedicated::mapping(self.aws, self.stack, &names).await? else {
+            bail!(
+                "tenant {id} has no event source mapping on the connector (or no queue {}): \
+                 `formbridge tenants resume {id}{}` puts its path back",
+                names.queue,
+                self.stack.options()
+            );
+        };
+        let after = Scaling {
+            batch_size: batch_size
+                .or(mapping.batch_size)
+                .unwrap_or(Scaling::default().batch_size),
+            max_concurrency: max_concurrency
+                .or(mapping.max_concurrency)
+                .unwrap_or(Scaling::default().max_concurrency),
+        };
+        quota::check_concurrency(self.aws, self.stack, &names.queue, after.max_concurrency).await?;
+        dedicated::scale(self.aws, &mapping.uuid, after).await?;
+        Ok((mapping, after))
+    }
+}
+
+/// What `promote` did.
+#[derive(Debug, Clone)]
+pub struct Promotion {
+    /// The record already had dedicated routing (the path was completed).
+    pub already: bool,
+    /// The tenant's queue.
+    pub queue: String,
+    /// Its mapping's scale.
+    pub scaling: Scaling,
+}
+
+/// Where a demote stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Demotion {
+    /// Functions may still route the tenant's events to its rule from a
+    /// cached record for this many seconds: the rule stays until then.
+    CachesExpire {
+        /// Seconds left.
+        seconds: i64,
+    },
+    /// The rule is gone; the queue still holds (or is delivering) events.
+    Draining {
+        /// Events waiting, in flight or delayed.
+        queued: u64,
+    },
+    /// The rule, mapping and queue are gone; so is the dead-letter queue,
+    /// unless it holds dead letters.
+    Done {
+        /// Dead letters kept (0: the dead-letter queue was removed).
+        dead_lettered: u64,
+        /// Its name.
+        dead_letter_queue: String,
+    },
+}
+
+/// How long after a record changes a function may still act on the
+/// previous one: the functions' cache TTL, the time a record is still
+/// served while Secrets Manager fails (`stale_if_error`), and ingest's
+/// timeout for requests authorized just before. `delete` waits this long
+/// after a suspension, `demote` after the switch to shared routing.
+pub fn cache_wait(stack: &Stack) -> anyhow::Result<i64> {
+    let ttl = Duration::from_secs(stack.cache_ttl()?);
+    let served = ttl + CachePolicy::with_ttl(ttl).stale_if_error;
+    Ok(i64::try_from(served.as_secs())
+        .unwrap_or(i64::MAX)
+        .saturating_add(IN_FLIGHT_SECONDS))
 }
 
 fn summary(id: String, record: &TenantDocument) -> Summary {

@@ -1,5 +1,5 @@
-//! `formbridge tenants create|rotate|suspend|resume|list|show|delete`:
-//! tenants on a deployed stack.
+//! `formbridge tenants create|rotate|suspend|resume|list|show|delete`,
+//! `promote|demote|scale`: tenants on a deployed stack.
 
 use std::process::ExitCode;
 
@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use shared::{Routing, TenantId, TenantStatus};
 
 use super::dedicated::Scaling;
-use super::records::{Creation, RECOVERY_WINDOW_DAYS, Records, Rotation};
+use super::records::{Creation, Demotion, RECOVERY_WINDOW_DAYS, Records, Rotation};
 use super::stack::{Stack, StackArgs};
 use crate::output;
 use crate::tenants::{RecordArgs, parse_tenant_id};
@@ -53,6 +53,86 @@ pub enum StackCommand {
         cached record can still accept its requests, and a dedicated tenant's\n\
         queues must be empty, unless --force.")]
     Delete(DeleteArgs),
+    /// Give a shared tenant its own delivery path, then route its events there.
+    #[command(after_help = "Examples:\n  \
+        formbridge tenants promote slowco --stack form-bridge\n  \
+        formbridge tenants promote slowco --stack form-bridge \\\n      \
+            --max-concurrency 10 --batch-size 5\n\n\
+        Creates the tenant's queue, dead-letter queue, rule and mapping (as\n\
+        create --dedicated does), then switches its record to dedicated\n\
+        routing. Events already on the shared queue stay there and are\n\
+        delivered by the shared connector: nothing has to move. Refused when\n\
+        the connector's mappings would need more concurrency than it can get.\n\
+        Running it again after an interruption completes it.")]
+    Promote(PromoteArgs),
+    /// Route a dedicated tenant's events through the shared queue again, then remove its own path.
+    #[command(after_help = "Examples:\n  \
+        formbridge tenants demote bigco --stack form-bridge\n  \
+        formbridge tenants demote bigco --stack form-bridge --no-wait\n\n\
+        Switches the record to shared routing first. The tenant's rule stays\n\
+        until no function can hold the old record (the cache TTL, plus 15\n\
+        minutes while Secrets Manager fails, plus 15 s: about 20 minutes by\n\
+        default), then its queue is left to empty, then the mapping and queue\n\
+        are removed. Its dead-letter queue is removed when empty, else kept:\n\
+        formbridge dlq redrive --from ID sends its events to the shared queue.\n\
+        Without --no-wait it waits for each step; with it, run it again later:\n\
+        every run continues from what exists.")]
+    Demote(DemoteArgs),
+    /// Change a dedicated tenant's mapping: most connector invocations at once, records per invocation.
+    #[command(after_help = "Examples:\n  \
+        formbridge tenants scale bigco --stack form-bridge --max-concurrency 20\n  \
+        formbridge tenants scale bigco --stack form-bridge --batch-size 1\n\n\
+        Refused when the connector's mappings together (the shared queue's\n\
+        and every dedicated tenant's) would need more concurrency than the\n\
+        connector can get: its reserved concurrency (the stack's\n\
+        ConnectorReservedConcurrency), else the account's unreserved pool.")]
+    Scale(ScaleArgs),
+}
+
+/// `tenants promote`.
+#[derive(Args)]
+pub struct PromoteArgs {
+    /// The tenant ID.
+    #[arg(value_parser = parse_tenant_id)]
+    id: TenantId,
+    /// Records per connector invocation (default 10, or an existing mapping's).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=10))]
+    batch_size: Option<i32>,
+    /// Most connector invocations at once for this tenant (default 5, or an existing mapping's).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(2..=1000))]
+    max_concurrency: Option<i32>,
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+/// `tenants demote`.
+#[derive(Args)]
+pub struct DemoteArgs {
+    /// The tenant ID.
+    #[arg(value_parser = parse_tenant_id)]
+    id: TenantId,
+    /// Do what can be done now and say what is left, instead of waiting for it.
+    #[arg(long)]
+    no_wait: bool,
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+/// `tenants scale`.
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("scale").required(true).multiple(true))]
+pub struct ScaleArgs {
+    /// The tenant ID.
+    #[arg(value_parser = parse_tenant_id)]
+    id: TenantId,
+    /// Most connector invocations at once for this tenant.
+    #[arg(long, value_name = "N", group = "scale", value_parser = clap::value_parser!(i32).range(2..=1000))]
+    max_concurrency: Option<i32>,
+    /// Records per connector invocation.
+    #[arg(long, value_name = "N", group = "scale", value_parser = clap::value_parser!(i32).range(1..=10))]
+    batch_size: Option<i32>,
+    #[command(flatten)]
+    stack: StackArgs,
 }
 
 /// `tenants create`.
@@ -149,6 +229,9 @@ impl StackCommand {
             Self::List(a) => &mut a.stack,
             Self::Show(a) => &mut a.stack,
             Self::Delete(a) => &mut a.stack,
+            Self::Promote(a) => &mut a.stack,
+            Self::Demote(a) => &mut a.stack,
+            Self::Scale(a) => &mut a.stack,
         };
         std::mem::take(stack)
     }
@@ -218,8 +301,132 @@ impl StackCommand {
                     );
                 }
             }
+            Self::Promote(args) => promote(&records, &stack, args).await?,
+            Self::Demote(args) => demote(&records, &stack, args).await?,
+            Self::Scale(ScaleArgs {
+                id,
+                max_concurrency,
+                batch_size,
+                ..
+            }) => {
+                let (before, after) = records.scale(&id, max_concurrency, batch_size).await?;
+                let max = before
+                    .max_concurrency
+                    .map_or_else(|| "none".to_owned(), |n| n.to_string());
+                let batch = before
+                    .batch_size
+                    .map_or_else(|| "unset".to_owned(), |n| n.to_string());
+                output::line(format_args!(
+                    "tenant {id}: max concurrency {max} -> {}, batch size {batch} -> {}",
+                    after.max_concurrency, after.batch_size
+                ));
+            }
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+async fn promote(records: &Records<'_>, stack: &Stack, args: PromoteArgs) -> anyhow::Result<()> {
+    let id = args.id;
+    let scaling = match (args.max_concurrency, args.batch_size) {
+        (None, None) => None,
+        (max, batch) => Some(Scaling {
+            batch_size: batch.unwrap_or(Scaling::default().batch_size),
+            max_concurrency: max.unwrap_or(Scaling::default().max_concurrency),
+        }),
+    };
+    let promoted = records.promote(&id, scaling).await?;
+    output::line(format_args!(
+        "tenant {id}: {}dedicated routing (queue {}, max concurrency {}, batch size {})",
+        if promoted.already { "already " } else { "now " },
+        promoted.queue,
+        promoted.scaling.max_concurrency,
+        promoted.scaling.batch_size
+    ));
+    if !promoted.already {
+        eprintln!(
+            "formbridge: the functions route {id}'s new events to its own queue within their \
+             cache TTL ({} s). Its events already on the shared queue, and those routed there \
+             until then, are delivered by the shared connector as before: nothing has to move.",
+            stack.cache_ttl()?
+        );
+    }
+    Ok(())
+}
+
+/// How often a waiting demote looks at the queue again.
+const DEMOTE_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn demote(records: &Records<'_>, stack: &Stack, args: DemoteArgs) -> anyhow::Result<()> {
+    let id = args.id;
+    let again = format!("formbridge tenants demote {id}{}", stack.options());
+    let mut said = None;
+    loop {
+        let (switched, state) = records.demote(&id).await?;
+        if switched {
+            output::line(format_args!("tenant {id}: now shared routing"));
+        }
+        match state {
+            Demotion::Done {
+                dead_lettered: 0, ..
+            } => {
+                output::line(format_args!(
+                    "tenant {id}: shared routing; no dedicated path left"
+                ));
+                return Ok(());
+            }
+            Demotion::Done {
+                dead_lettered,
+                dead_letter_queue,
+            } => {
+                output::line(format_args!(
+                    "tenant {id}: shared routing; its dead-letter queue {dead_letter_queue} is \
+                     kept with {}",
+                    output::count(dead_lettered, "event")
+                ));
+                eprintln!(
+                    "formbridge: redrive them once the cause is fixed (`formbridge dlq redrive \
+                     --from {id}{}`: they go to the shared queue), then run `{again}` to remove it",
+                    stack.options()
+                );
+                return Ok(());
+            }
+            Demotion::CachesExpire { seconds } => {
+                let wait = u64::try_from(seconds).unwrap_or(0);
+                if args.no_wait {
+                    output::line(format_args!(
+                        "tenant {id}: shared routing; its rule stays {wait} s more, while \
+                         cached records may still route events to it"
+                    ));
+                    eprintln!("formbridge: run `{again}` after that to go on");
+                    return Ok(());
+                }
+                eprintln!(
+                    "formbridge: waiting {wait} s, until no function can hold {id}'s old record \
+                     and route an event to its rule (interrupting is safe: `{again}` goes on)"
+                );
+                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+            }
+            Demotion::Draining { queued } => {
+                if args.no_wait {
+                    output::line(format_args!(
+                        "tenant {id}: shared routing; its queue still holds {}",
+                        output::count(queued, "event")
+                    ));
+                    eprintln!("formbridge: the connector delivers them; run `{again}` once it has");
+                    return Ok(());
+                }
+                if said != Some(queued) {
+                    eprintln!(
+                        "formbridge: waiting for the connector to deliver the {} left in {id}'s \
+                         queue (interrupting is safe: `{again}` goes on)",
+                        output::count(queued, "event")
+                    );
+                    said = Some(queued);
+                }
+                tokio::time::sleep(DEMOTE_POLL).await;
+            }
+        }
     }
 }
 
