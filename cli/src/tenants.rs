@@ -28,8 +28,8 @@ use crate::output;
     command(after_help = "Examples:\n  \
         formbridge tenants new acme --destination https://hooks.acme.example/forms\n\n\
         This build has no operations on a deployed stack (create, rotate,\n\
-        suspend, resume, list, show, delete): they need the full build,\n\
-        cargo install --locked --path cli")
+        suspend, resume, list, show, delete, promote, demote, scale): they\n\
+        need the full build, cargo install --locked --path cli")
 )]
 pub struct TenantsArgs {
     #[command(subcommand)]

@@ -287,8 +287,9 @@ impl<'a> Records<'a> {
         Ok(summaries)
     }
 
-    /// Deletes a tenant. It must be suspended and, when dedicated, its
-    /// queues empty, unless `force`. Its record can be restored for
+    /// Deletes a tenant. It must be suspended, have no events in the
+    /// shared dead-letter queue and, when it has queues of its own, have
+    /// them empty, unless `force`. Its record can be restored for
     /// [`RECOVERY_WINDOW_DAYS`] unless `without_recovery`.
     pub async fn delete(
         &self,
@@ -306,7 +307,9 @@ impl<'a> Records<'a> {
         } else {
             self.check_intake_stopped(id, &record)?;
         }
-        if record.routing() != Some(Routing::Dedicated) && !force {
+        // A dedicated tenant may have some too, dead-lettered before its
+        // promotion.
+        if !force {
             self.check_no_dead_letters(id).await?;
         }
         // A demoted tenant may still have its old queues (a demote under
@@ -377,7 +380,7 @@ impl<'a> Records<'a> {
         Ok(())
     }
 
-    /// Refuses to delete a shared tenant whose events wait in the shared
+    /// Refuses to delete a tenant whose events wait in the shared
     /// dead-letter queue: once its record is gone they cannot be
     /// delivered, and a redrive leaves them where they are.
     async fn check_no_dead_letters(&self, id: &TenantId) -> anyhow::Result<()> {

@@ -50,8 +50,9 @@ pub enum StackCommand {
         A tenant must have been suspended for longer than the functions' cache\n\
         TTL (--secret-cache-ttl, output SecretCacheTtlSeconds) plus 15 minutes\n\
         (a record is still served while Secrets Manager fails) and 15 s, so no\n\
-        cached record can still accept its requests, and a dedicated tenant's\n\
-        queues must be empty, unless --force.")]
+        cached record can still accept its requests; its events in the shared\n\
+        dead-letter queue must be redriven, and its own queues (a dedicated or\n\
+        demoted tenant's) empty, unless --force.")]
     Delete(DeleteArgs),
     /// Give a shared tenant its own delivery path, then route its events there.
     #[command(after_help = "Examples:\n  \
@@ -205,7 +206,7 @@ pub struct DeleteArgs {
     /// The tenant ID.
     #[arg(value_parser = parse_tenant_id)]
     id: TenantId,
-    /// Delete an active tenant, and a dedicated tenant's undelivered events.
+    /// Skip the checks: delete an active tenant and the events left in its own queues, and leave its dead letters in the shared one.
     #[arg(long)]
     force: bool,
     /// Delete the record at once instead of after a 7-day recovery window.
