@@ -59,7 +59,7 @@ pub const CACHE_TTL: Name = Name {
     output: "SecretCacheTtlSeconds",
     flag: "--secret-cache-ttl",
     value_name: "SECONDS",
-    help: "How long the functions cache a tenant record (delete waits for it)",
+    help: "How long the functions cache a tenant record (delete and demote wait for it)",
     fallback: Some("300"),
     common: false,
 };
