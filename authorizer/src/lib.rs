@@ -308,6 +308,11 @@ impl<S: TenantStore> Authorizer<S> {
             Err(denial) => {
                 let reason = denial.code();
                 match denial {
+                    // Unknown IDs over the budget: junk, whose volume an
+                    // attacker controls; info, like any other deny.
+                    Denial::Store(StoreError::Throttled) => tracing::info!(
+                        tenant_id = tenant, request_id, reason, detail = %denial, "denied"
+                    ),
                     Denial::Store(_) => tracing::error!(
                         tenant_id = tenant, request_id, reason, error = %denial, "denied"
                     ),

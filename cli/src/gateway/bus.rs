@@ -213,10 +213,13 @@ impl Lanes {
     }
 
     /// The next delivery to start: the first ready tenant's oldest event,
-    /// that tenant going to the back of the list.
+    /// that tenant going to the back of the list; with no tenant ready, an
+    /// event of a tenant over its cap ([`Lanes::overflow`]).
     fn next(&mut self, limits: &Limits) -> Option<(Arc<str>, Job)> {
         while self.in_flight < limits.concurrency {
-            let tenant = self.ready.pop_front()?;
+            let Some(tenant) = self.ready.pop_front() else {
+                return self.overflow(limits);
+            };
             let Some(lane) = self.by_tenant.get_mut(&tenant) else {
                 continue;
             };
@@ -231,6 +234,28 @@ impl Lanes {
             return Some((tenant, job));
         }
         None
+    }
+
+    /// When every tenant with events waiting is at its cap, the slots
+    /// beyond a reserve (a quarter) still serve them, the tenant with the
+    /// fewest in flight first (then the oldest event): a lone busy tenant
+    /// gets most of the bus, and a tenant that turns up finds a free slot
+    /// at once.
+    fn overflow(&mut self, limits: &Limits) -> Option<(Arc<str>, Job)> {
+        let reserve = limits.concurrency / 4;
+        if self.queued == 0 || self.in_flight + reserve >= limits.concurrency {
+            return None;
+        }
+        let (tenant, lane) = self
+            .by_tenant
+            .iter_mut()
+            .filter(|(_, lane)| !lane.queue.is_empty())
+            .min_by_key(|(_, lane)| (lane.in_flight, lane.queue.front().map(|job| job.key)))?;
+        let job = lane.queue.pop_front()?;
+        lane.in_flight += 1;
+        self.in_flight += 1;
+        self.queued -= 1;
+        Some((Arc::clone(tenant), job))
     }
 
     /// A delivery of `tenant`'s ended (`in_flight`) or an event waiting to
@@ -731,7 +756,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         capacity: 1_000,
         tenant_capacity: 1_000,
-        concurrency: 6,
+        concurrency: 8,
         per_destination: 2,
     };
 
@@ -745,11 +770,11 @@ mod tests {
     }
 
     #[test]
-    fn tenants_take_turns_and_none_exceeds_its_cap() {
+    fn tenants_take_turns_within_their_caps_and_a_reserve_stays_free() {
         let (slow, fast, other): (Arc<str>, Arc<str>, Arc<str>) =
             (Arc::from("slowco"), Arc::from("fastco"), Arc::from("other"));
         let mut lanes = Lanes::default();
-        // A backlog of 100 first, then one event each for two others.
+        // A backlog of 100 first, then one event for fastco, three for other.
         queue(&mut lanes, &slow, 0, 100);
         queue(&mut lanes, &fast, 100, 1);
         queue(&mut lanes, &other, 200, 3);
@@ -757,30 +782,41 @@ mod tests {
         while let Some((tenant, job)) = lanes.next(&LIMITS) {
             started.push((tenant.to_string(), job.key));
         }
-        // Round robin, two at most per tenant, six in all.
-        assert_eq!(
-            started,
-            [
-                ("slowco".to_owned(), 0),
-                ("fastco".to_owned(), 100),
-                ("other".to_owned(), 200),
-                ("slowco".to_owned(), 1),
-                ("other".to_owned(), 201),
-            ]
-        );
-        assert_eq!((lanes.in_flight, lanes.queued), (5, 99));
-        // slowco's deliveries hang; fastco's next event starts at once.
+        // Round robin, two at most per tenant while others wait; then one
+        // slot beyond the caps (8 slots, a reserve of 2): the oldest event
+        // among the tenants with the fewest in flight.
+        let expected: Vec<(String, u64)> = [
+            ("slowco", 0),
+            ("fastco", 100),
+            ("other", 200),
+            ("slowco", 1),
+            ("other", 201),
+            ("slowco", 2),
+        ]
+        .into_iter()
+        .map(|(t, k)| (t.to_owned(), k))
+        .collect();
+        assert_eq!(started, expected);
+        assert_eq!((lanes.in_flight, lanes.queued), (6, 98));
+        // Everything hangs; fastco's next event starts at once, in the
+        // reserve, and the last slot stays free.
+        let next = |lanes: &mut Lanes| lanes.next(&LIMITS).map(|(_, job)| job.key);
         queue(&mut lanes, &fast, 101, 1);
-        assert_eq!(lanes.next(&LIMITS).map(|(_, j)| j.key), Some(101));
-        assert!(lanes.next(&LIMITS).is_none(), "six in flight");
-        // other finishes: its last event goes next, not slowco's backlog.
+        assert_eq!(next(&mut lanes), Some(101));
+        assert_eq!(next(&mut lanes), None);
+        // other's two end: its third goes next, under its cap.
         lanes.settle(&other, true, true, &LIMITS);
-        assert_eq!(lanes.next(&LIMITS).map(|(_, j)| j.key), Some(202));
-        // A lane with nothing left is forgotten.
+        lanes.settle(&other, true, true, &LIMITS);
+        assert_eq!(next(&mut lanes), Some(202));
+        assert_eq!(next(&mut lanes), None);
+        // fastco's end: its lane is forgotten, and slowco's backlog takes
+        // the freed slots beyond the reserve.
         lanes.settle(&fast, true, true, &LIMITS);
         lanes.settle(&fast, true, true, &LIMITS);
         assert!(!lanes.by_tenant.contains_key(&fast));
-        assert_eq!(lanes.held, 100 + 3 - 1);
+        assert_eq!((next(&mut lanes), next(&mut lanes)), (Some(3), Some(4)));
+        assert_eq!(next(&mut lanes), None);
+        assert_eq!((lanes.in_flight, lanes.held), (6, 101));
     }
 
     #[test]

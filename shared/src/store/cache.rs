@@ -498,13 +498,15 @@ mod tests {
             self.store.fetch(tenant).await
         }
 
+        /// What the store held when the call began, 200 ms later.
         async fn list(&self) -> Result<Option<Vec<TenantId>>, StoreError> {
             self.lists.fetch_add(1, Ordering::SeqCst);
+            let listed = self.store.list().await;
             tokio::time::sleep(Duration::from_millis(200)).await;
             if self.list_fails.load(Ordering::SeqCst) {
                 return Err(StoreError::Unavailable("AccessDeniedException".into()));
             }
-            self.store.list().await
+            listed
         }
     }
 
@@ -578,6 +580,18 @@ mod tests {
             let _ = c.get(&id(&format!("junk-{i}"))).await;
         }
         assert!(c.get(&id("newco")).await.expect("ok").is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tenant_found_while_a_listing_is_in_flight_stays_listed() {
+        let c = listed_cache();
+        // The first miss starts a listing that will not hold newco.
+        assert!(c.get(&id("real-0")).await.expect("ok").is_some());
+        c.inner().store.upsert(record("newco", "active"));
+        assert!(c.get(&id("newco")).await.expect("ok").is_some());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(c.inner().lists.load(Ordering::SeqCst), 1);
+        assert_eq!(c.directory.lookup(&id("newco")), Listing::Listed);
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,10 +8,12 @@
 //!
 //! The directory is loaded by the first miss, not at start-up (a cold start
 //! pays nothing), in a task of its own, and listed again at most every
-//! `refresh` while misses keep coming. A failed listing keeps the previous
-//! one and is tried again after `retry`. Until the first listing has ended,
-//! a miss that the budget refuses waits for it (up to `first_load_wait`), so
-//! a brand-new process under a flood still finds its real tenants.
+//! `refresh` (plus up to a quarter, at random) while misses keep coming; a
+//! tenant found by a lookup meanwhile is kept. A failed listing keeps the
+//! previous one and is tried again after `retry`. Until the first listing
+//! has ended, a miss that the budget refuses waits for it (up to
+//! `first_load_wait`), so a brand-new process under a flood still finds its
+//! real tenants.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -37,8 +39,13 @@ pub(super) enum Listing {
 /// How the directory keeps itself fresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DirectoryPolicy {
-    /// How often the store is listed again while misses keep coming.
+    /// How often the store is listed again while misses keep coming (plus
+    /// up to a quarter more, at random)...
     pub refresh: Duration,
+    /// ...and at least this long per page of 100 tenants, so that one
+    /// environment lists at most a page every this often, whatever the
+    /// number of tenants (`ListSecrets` has a low account-wide quota).
+    pub refresh_per_page: Duration,
     /// After a failed listing, how long before the next try.
     pub retry: Duration,
     /// How long a miss the new-lookup budget refused waits for the first
@@ -47,11 +54,13 @@ pub struct DirectoryPolicy {
 }
 
 impl Default for DirectoryPolicy {
-    /// Listed again every minute at most, retried 15 s after a failure,
-    /// and a refused miss waits up to 3 s for the first listing.
+    /// Listed again every minute at most (every 6 s per page of 100
+    /// tenants beyond 10 pages), retried 15 s after a failure, and a
+    /// refused miss waits up to 3 s for the first listing.
     fn default() -> Self {
         Self {
             refresh: Duration::from_secs(60),
+            refresh_per_page: Duration::from_secs(6),
             retry: Duration::from_secs(15),
             first_load_wait: Duration::from_secs(3),
         }
@@ -64,6 +73,9 @@ struct State {
     /// When the next listing may start.
     due: Option<Instant>,
     listing: bool,
+    /// Tenants found while a listing was in flight, which that listing may
+    /// not hold yet.
+    found_while_listing: Vec<TenantId>,
 }
 
 /// The tenant IDs last listed from the store.
@@ -110,8 +122,15 @@ impl Directory {
         match listed {
             Ok(Some(ids)) => {
                 tracing::info!(tenants = ids.len(), "tenant directory listed");
-                state.ids = Some(ids.into_iter().collect());
-                state.due = Some(later(now, self.policy.refresh));
+                let pages = u32::try_from(ids.len().div_ceil(100)).unwrap_or(u32::MAX);
+                let interval = self
+                    .policy
+                    .refresh
+                    .max(self.policy.refresh_per_page.saturating_mul(pages));
+                let mut ids: HashSet<TenantId> = ids.into_iter().collect();
+                ids.extend(state.found_while_listing.drain(..));
+                state.ids = Some(ids);
+                state.due = Some(later(now, jittered(interval)));
             }
             Ok(None) => state.due = Some(later(now, Duration::MAX)),
             Err(error) => {
@@ -124,13 +143,18 @@ impl Directory {
                 state.due = Some(later(now, self.policy.retry));
             }
         }
+        state.found_while_listing.clear();
         drop(state);
         self.first_load.send_replace(true);
     }
 
     /// Adds a tenant found by a lookup (created since the last listing).
     pub(super) fn add(&self, tenant: &TenantId) {
-        if let Some(ids) = &mut self.lock().ids {
+        let mut state = self.lock();
+        if state.listing {
+            state.found_while_listing.push(tenant.clone());
+        }
+        if let Some(ids) = &mut state.ids {
             ids.insert(tenant.clone());
         }
     }
@@ -146,4 +170,10 @@ impl Directory {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// `interval` plus up to a quarter more, at random: environments that
+/// started together do not list together.
+fn jittered(interval: Duration) -> Duration {
+    interval.saturating_add(interval.mul_f64(fastrand::f64() / 4.0))
 }
