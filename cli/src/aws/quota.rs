@@ -212,7 +212,10 @@ async fn shares(aws: &Clients, connector: &str) -> anyhow::Result<Vec<Share>> {
 
 /// The bus's rules, counted (paged through), plus one if `adding`; a
 /// warning when that reaches [`RULES_WARNING_PERCENT`] of the default
-/// quota. A failure to count is a warning too: it never stops a command.
+/// quota. The account's actual quota is not read (that needs the Service
+/// Quotas API and its permission): the warning says to ignore it if the
+/// quota was raised. A failure to count is a warning too: it never stops
+/// a command.
 pub async fn warn_if_rules_near_quota(aws: &Clients, stack: &Stack, adding: bool) {
     match count_rules(aws, stack).await {
         Ok(count) => {
@@ -231,8 +234,8 @@ pub async fn warn_if_rules_near_quota(aws: &Clients, stack: &Stack, adding: bool
 pub fn rules_warning(count: usize) -> Option<String> {
     (count * 100 >= DEFAULT_RULES_PER_BUS * RULES_WARNING_PERCENT).then(|| {
         format!(
-            "the bus has {count} rules, {}% of EventBridge's default quota of \
-             {DEFAULT_RULES_PER_BUS} rules per bus (the shared rule and the archive's count too; \
+            "the bus has {count} rules, {}% of the default quota of {DEFAULT_RULES_PER_BUS} \
+             rules per bus (ignore if raised; the shared rule and the archive's count too, and \
              each dedicated tenant adds one): before it is reached, ask AWS for more (Service \
              Quotas, Amazon EventBridge, \"Rules per event bus\"), or demote tenants that no \
              longer need their own path",
@@ -331,7 +334,10 @@ mod tests {
         assert_eq!(rules_warning(269), None);
         let warning = rules_warning(270).unwrap();
         assert!(warning.contains("270 rules, 90%"), "{warning}");
-        assert!(warning.contains("quota of 300"), "{warning}");
+        assert!(
+            warning.contains("default quota of 300 rules per bus (ignore if raised;"),
+            "{warning}"
+        );
         assert!(rules_warning(301).unwrap().contains("100%"));
     }
 }

@@ -996,7 +996,10 @@ async fn a_bus_near_its_rule_quota_is_warned_about() {
     let (code, _, err) = stack.formbridge(&["tenants", "create", "bigco", "--dedicated"]);
     assert_eq!(code, 0, "a warning, not a refusal: {err}");
     assert!(
-        err.contains("warning: the bus has 270 rules, 90% of EventBridge's default quota of 300"),
+        err.contains(
+            "warning: the bus has 270 rules, 90% of the default quota of 300 rules per bus \
+             (ignore if raised;"
+        ),
         "{err}"
     );
     // One fewer: no warning.
