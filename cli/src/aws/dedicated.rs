@@ -75,6 +75,45 @@ impl Default for Scaling {
     }
 }
 
+/// A change of a mapping's scale as a command asks for it: each field
+/// given, or `None` to keep what the mapping has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScaleChange {
+    /// Records per invocation.
+    pub batch_size: Option<i32>,
+    /// Most concurrent invocations.
+    pub max_concurrency: Option<i32>,
+}
+
+impl ScaleChange {
+    /// Both fields given.
+    pub fn to(scaling: Scaling) -> Self {
+        Self {
+            batch_size: Some(scaling.batch_size),
+            max_concurrency: Some(scaling.max_concurrency),
+        }
+    }
+
+    /// The scale a mapping has after this change: each field as given,
+    /// else as `current` has it, else the default (a new mapping, or one
+    /// without that setting). The one place where a change and an
+    /// existing mapping are merged, so `create`, `promote` and `scale`
+    /// agree that what is not given is kept.
+    pub fn applied_to(self, current: Option<&Mapping>) -> Scaling {
+        let default = Scaling::default();
+        Scaling {
+            batch_size: self
+                .batch_size
+                .or(current.and_then(|m| m.batch_size))
+                .unwrap_or(default.batch_size),
+            max_concurrency: self
+                .max_concurrency
+                .or(current.and_then(|m| m.max_concurrency))
+                .unwrap_or(default.max_concurrency),
+        }
+    }
+}
+
 /// The names of a dedicated tenant's resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
@@ -421,7 +460,7 @@ pub async fn remove_queue(aws: &Clients, stack: &Stack, names: &Names) -> anyhow
     let connector = stack.require(stack::CONNECTOR)?;
     if let Some(url) = queue_url(aws, &names.queue).await? {
         let arn = queue_arn(aws, &url).await?;
-        for uuid in mappings(aws, connector, &arn).await? {
+        for Mapping { uuid, .. } in mappings(aws, connector, &arn).await? {
             let deleted = aws
                 .lambda
                 .delete_event_source_mapping()
@@ -468,7 +507,7 @@ async fn delete_queue(aws: &Clients, name: &str, url: &str) -> anyhow::Result<()
 }
 
 /// A dedicated tenant's event source mapping as it is now.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapping {
     /// Its ID.
     pub uuid: String,
@@ -490,30 +529,15 @@ pub async fn mapping(
         return Ok(None);
     };
     let arn = queue_arn(aws, &url).await?;
-    let answer = aws
-        .lambda
-        .list_event_source_mappings()
-        .function_name(connector)
-        .event_source_arn(&arn)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow!(
-                "cannot list {connector}'s event source mappings: {}",
-                describe(&e)
-            )
-        })?;
-    Ok(answer
-        .event_source_mappings()
-        .iter()
-        .filter(|m| is_live(m))
-        .find_map(|m| {
-            Some(Mapping {
-                uuid: m.uuid()?.to_owned(),
-                batch_size: m.batch_size(),
-                max_concurrency: m.scaling_config().and_then(|c| c.maximum_concurrency()),
-            })
-        }))
+    Ok(mappings(aws, connector, &arn).await?.into_iter().next())
+}
+
+impl Mapping {
+    /// Whether it runs at exactly this scale.
+    pub fn is_at(&self, scaling: Scaling) -> bool {
+        self.batch_size == Some(scaling.batch_size)
+            && self.max_concurrency == Some(scaling.max_concurrency)
+    }
 }
 
 /// Sets a mapping's batch size and maximum concurrency.
@@ -646,8 +670,8 @@ pub async fn depth(aws: &Clients, name: &str) -> anyhow::Result<u64> {
     Ok(counts.values().filter_map(|v| v.parse::<u64>().ok()).sum())
 }
 
-/// The event source mappings from `queue_arn` to the connector.
-async fn mappings(aws: &Clients, connector: &str, queue_arn: &str) -> anyhow::Result<Vec<String>> {
+/// The live event source mappings from `queue_arn` to the connector.
+async fn mappings(aws: &Clients, connector: &str, queue_arn: &str) -> anyhow::Result<Vec<Mapping>> {
     let answer = aws
         .lambda
         .list_event_source_mappings()
@@ -664,16 +688,22 @@ async fn mappings(aws: &Clients, connector: &str, queue_arn: &str) -> anyhow::Re
     Ok(live_mappings(answer.event_source_mappings()))
 }
 
-/// The IDs of the mappings that are not being deleted: one that is
-/// deleting cannot be updated and will be gone, so it does not count as
-/// the tenant's mapping (a `create` right after a `delete` makes a new one).
+/// The mappings that are not being deleted: one that is deleting cannot
+/// be updated and will be gone, so it does not count as the tenant's
+/// mapping (a `create` right after a `delete` makes a new one).
 fn live_mappings(
     mappings: &[aws_sdk_lambda::types::EventSourceMappingConfiguration],
-) -> Vec<String> {
+) -> Vec<Mapping> {
     mappings
         .iter()
         .filter(|m| is_live(m))
-        .filter_map(|m| m.uuid().map(str::to_owned))
+        .filter_map(|m| {
+            Some(Mapping {
+                uuid: m.uuid()?.to_owned(),
+                batch_size: m.batch_size(),
+                max_concurrency: m.scaling_config().and_then(|c| c.maximum_concurrency()),
+            })
+        })
         .collect()
 }
 
@@ -688,7 +718,7 @@ async fn ensure_mapping(
     queue_arn: &str,
     scaling: Option<Scaling>,
 ) -> anyhow::Result<String> {
-    if let Some(uuid) = mappings(aws, connector, queue_arn)
+    if let Some(Mapping { uuid, .. }) = mappings(aws, connector, queue_arn)
         .await?
         .into_iter()
         .next()
@@ -800,7 +830,45 @@ mod tests {
             mapping("new", "Creating"),
             mapping("on", "Enabled"),
         ]);
-        assert_eq!(found, ["new", "on"]);
+        let uuids: Vec<&str> = found.iter().map(|m| m.uuid.as_str()).collect();
+        assert_eq!(uuids, ["new", "on"]);
+    }
+
+    #[test]
+    fn a_change_keeps_what_it_does_not_give() {
+        let current = super::Mapping {
+            uuid: "m".into(),
+            batch_size: Some(3),
+            max_concurrency: Some(20),
+        };
+        let batch_only = ScaleChange {
+            batch_size: Some(5),
+            max_concurrency: None,
+        };
+        let after = batch_only.applied_to(Some(&current));
+        assert_eq!((after.batch_size, after.max_concurrency), (5, 20));
+        assert!(!current.is_at(after));
+        // Nothing given: the mapping as it is.
+        assert!(current.is_at(ScaleChange::default().applied_to(Some(&current))));
+        // No mapping, or one without a maximum: the defaults fill in.
+        let new = batch_only.applied_to(None);
+        assert_eq!((new.batch_size, new.max_concurrency), (5, 5));
+        let unbounded = super::Mapping {
+            max_concurrency: None,
+            ..current.clone()
+        };
+        assert_eq!(
+            ScaleChange::default()
+                .applied_to(Some(&unbounded))
+                .max_concurrency,
+            5
+        );
+        let both = Scaling {
+            batch_size: 1,
+            max_concurrency: 2,
+        };
+        let set = ScaleChange::to(both).applied_to(Some(&current));
+        assert_eq!((set.batch_size, set.max_concurrency), (1, 2));
     }
 
     #[test]

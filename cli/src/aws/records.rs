@@ -15,7 +15,7 @@ use shared::store::CachePolicy;
 use shared::tenant::{DocumentError, NewTenant, TenantDocument};
 use shared::{Routing, Secret, TenantId, TenantStatus};
 
-use super::dedicated::{self, Names, Scaling};
+use super::dedicated::{self, Names, ScaleChange, Scaling};
 use super::quota;
 use super::stack::{self, Stack};
 use super::{Clients, describe, is_not_found};
@@ -134,12 +134,7 @@ impl<'a> Records<'a> {
         }
         if let Some(scaling) = new.dedicated {
             let names = Names::new(self.stack.require(stack::QUEUE_PREFIX)?, id)?;
-            quota::check_concurrency(self.aws, self.stack, &names.queue, scaling.max_concurrency)
-                .await?;
-            let adding = dedicated::rule(self.aws, self.stack, &names)
-                .await?
-                .is_none();
-            quota::warn_if_rules_near_quota(self.aws, self.stack, adding).await;
+            let (scaling, _) = self.plan_path(&names, ScaleChange::to(scaling)).await?;
             dedicated::ensure(self.aws, self.stack, id, Some(scaling)).await?;
         }
         self.aws
@@ -399,40 +394,44 @@ impl<'a> Records<'a> {
         Ok(())
     }
 
+    /// Before a dedicated path is created or completed: the scale its
+    /// mapping will have (`change` applied to the existing mapping, if
+    /// any), refused when the connector cannot run it, and the rule-quota
+    /// warning when the rule is new. Returns that scale and whether the
+    /// mapping is new or changes. The concurrency is checked only for a
+    /// new mapping or a new maximum: an existing one is already in the sum.
+    async fn plan_path(
+        &self,
+        names: &Names,
+        change: ScaleChange,
+    ) -> anyhow::Result<(Scaling, bool)> {
+        let existing = dedicated::mapping(self.aws, self.stack, names).await?;
+        let scaling = change.applied_to(existing.as_ref());
+        let changes = existing.as_ref().is_none_or(|m| !m.is_at(scaling));
+        let more = existing.is_none_or(|m| m.max_concurrency != Some(scaling.max_concurrency));
+        if more {
+            quota::check_concurrency(self.aws, self.stack, &names.queue, scaling.max_concurrency)
+                .await?;
+        }
+        let adding = dedicated::rule(self.aws, self.stack, names)
+            .await?
+            .is_none();
+        quota::warn_if_rules_near_quota(self.aws, self.stack, adding).await;
+        Ok((scaling, changes))
+    }
+
     /// Moves a tenant to dedicated routing: its own path first (created,
-    /// or completed and scaled), then its record. Events already on the
+    /// or completed, and scaled as `change` asks: what it does not give,
+    /// an existing mapping keeps), then its record. Events already on the
     /// shared queue, and those routed there by records still cached, are
     /// delivered by the shared mapping: nothing has to move.
-    pub async fn promote(
-        &self,
-        id: &TenantId,
-        scaling: Option<Scaling>,
-    ) -> anyhow::Result<Promotion> {
+    pub async fn promote(&self, id: &TenantId, change: ScaleChange) -> anyhow::Result<Promotion> {
         let mut record = self.read(id).await?;
         record
             .validate()
             .map_err(|e| anyhow!("tenant {id}'s record cannot be used ({e}): fix it first"))?;
         let names = Names::new(self.stack.require(stack::QUEUE_PREFIX)?, id)?;
-        let existing = dedicated::mapping(self.aws, self.stack, &names).await?;
-        // An existing mapping keeps its scale unless one is given.
-        let changes = scaling.is_some() || existing.is_none();
-        let scaling = scaling
-            .or_else(|| {
-                let found = existing.as_ref()?;
-                Some(Scaling {
-                    batch_size: found.batch_size?,
-                    max_concurrency: found.max_concurrency?,
-                })
-            })
-            .unwrap_or_default();
-        if changes {
-            quota::check_concurrency(self.aws, self.stack, &names.queue, scaling.max_concurrency)
-                .await?;
-        }
-        let adding = dedicated::rule(self.aws, self.stack, &names)
-            .await?
-            .is_none();
-        quota::warn_if_rules_near_quota(self.aws, self.stack, adding).await;
+        let (scaling, changes) = self.plan_path(&names, change).await?;
         let resources =
             dedicated::ensure(self.aws, self.stack, id, changes.then_some(scaling)).await?;
         let already = record.routing() == Some(Routing::Dedicated);
@@ -510,8 +509,7 @@ impl<'a> Records<'a> {
     pub async fn scale(
         &self,
         id: &TenantId,
-        max_concurrency: Option<i32>,
-        batch_size: Option<i32>,
+        change: ScaleChange,
     ) -> anyhow::Result<(dedicated::Mapping, Scaling)> {
         let record = self.read(id).await?;
         if record.routing() != Some(Routing::Dedicated) {
@@ -531,14 +529,7 @@ impl<'a> Records<'a> {
                 self.stack.options()
             );
         };
-        let after = Scaling {
-            batch_size: batch_size
-                .or(mapping.batch_size)
-                .unwrap_or(Scaling::default().batch_size),
-            max_concurrency: max_concurrency
-                .or(mapping.max_concurrency)
-                .unwrap_or(Scaling::default().max_concurrency),
-        };
+        let after = change.applied_to(Some(&mapping));
         quota::check_concurrency(self.aws, self.stack, &names.queue, after.max_concurrency).await?;
         dedicated::scale(self.aws, &mapping.uuid, after).await?;
         Ok((mapping, after))

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use shared::{Routing, TenantId, TenantStatus};
 
-use super::dedicated::Scaling;
+use super::dedicated::{ScaleChange, Scaling};
 use super::records::{Creation, Demotion, RECOVERY_WINDOW_DAYS, Records, Rotation};
 use super::stack::{Stack, StackArgs};
 use crate::output;
@@ -310,7 +310,11 @@ impl StackCommand {
                 batch_size,
                 ..
             }) => {
-                let (before, after) = records.scale(&id, max_concurrency, batch_size).await?;
+                let change = ScaleChange {
+                    batch_size,
+                    max_concurrency,
+                };
+                let (before, after) = records.scale(&id, change).await?;
                 let max = before
                     .max_concurrency
                     .map_or_else(|| "none".to_owned(), |n| n.to_string());
@@ -329,14 +333,11 @@ impl StackCommand {
 
 async fn promote(records: &Records<'_>, stack: &Stack, args: PromoteArgs) -> anyhow::Result<()> {
     let id = args.id;
-    let scaling = match (args.max_concurrency, args.batch_size) {
-        (None, None) => None,
-        (max, batch) => Some(Scaling {
-            batch_size: batch.unwrap_or(Scaling::default().batch_size),
-            max_concurrency: max.unwrap_or(Scaling::default().max_concurrency),
-        }),
+    let change = ScaleChange {
+        batch_size: args.batch_size,
+        max_concurrency: args.max_concurrency,
     };
-    let promoted = records.promote(&id, scaling).await?;
+    let promoted = records.promote(&id, change).await?;
     output::line(format_args!(
         "tenant {id}: {}dedicated routing (queue {}, max concurrency {}, batch size {})",
         if promoted.already { "already " } else { "now " },

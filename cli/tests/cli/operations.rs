@@ -1355,6 +1355,20 @@ async fn promote_and_demote_converge_after_an_interruption_and_dead_letters_foll
         out.contains("already dedicated routing (queue fb_t_acme, max concurrency 3"),
         "an existing mapping keeps its scale: {out}"
     );
+    // One flag changes that one only, as scale does.
+    let out = stack.ok(&["tenants", "promote", "acme", "--batch-size", "4"]);
+    assert!(
+        out.contains(
+            "already dedicated routing (queue fb_t_acme, max concurrency 3, batch size 4)"
+        ),
+        "{out}"
+    );
+    let mapping = &stack.mappings("fb_t_acme").await[0];
+    assert_eq!(mapping.batch_size(), Some(4));
+    assert_eq!(
+        mapping.scaling_config().unwrap().maximum_concurrency(),
+        Some(3)
+    );
 
     // A demote stopped after it switched the record, before it recorded
     // when: the wait starts again from the re-run, never shorter.
