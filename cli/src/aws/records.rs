@@ -223,8 +223,11 @@ impl<'a> Records<'a> {
         let changed = record.set_status(status, unix_now())?;
         // A dedicated tenant's path is completed before it may submit again
         // (after a restored record, or a failed create): an event accepted
-        // while its rule or queue is missing would have no route.
+        // while its rule or queue is missing would have no route. A missing
+        // mapping comes back at the default scale, checked like a new one.
         if status == TenantStatus::Active && record.routing() == Some(Routing::Dedicated) {
+            let names = Names::new(self.stack.require(stack::QUEUE_PREFIX)?, id)?;
+            self.plan_path(&names, ScaleChange::default()).await?;
             dedicated::ensure(self.aws, self.stack, id, None).await?;
         }
         if record != before {
@@ -458,6 +461,12 @@ impl<'a> Records<'a> {
         let switched = match record.routing() {
             Some(Routing::Shared) => false,
             Some(Routing::Dedicated) => {
+                // Records still cached route the tenant's events here until
+                // the rule goes, so the path is completed first. A missing
+                // mapping is put back without the concurrency check: it
+                // lives only until this demote removes it, and refusing
+                // would leave those events on a queue nothing reads (or
+                // block the demote that gives the concurrency back).
                 dedicated::ensure(self.aws, self.stack, id, None).await?;
                 record.set_routing(Routing::Shared)?;
                 self.write(id, &record).await?;

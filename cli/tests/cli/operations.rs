@@ -118,6 +118,17 @@ impl Deployed {
         aws_sdk_lambda::Client::new(&self.config)
     }
 
+    /// Sets the connector's reserved concurrency.
+    async fn set_reserved(&self, n: i32) {
+        self.lambda()
+            .put_function_concurrency()
+            .function_name("fb-connector")
+            .reserved_concurrent_executions(n)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Moves the time a demote recorded on a tenant's rule an hour into
     /// the past, as if the functions' caches had long expired.
     async fn age_demotion(&self, id: &str) {
@@ -805,18 +816,29 @@ async fn resume_rebuilds_a_dedicated_path_before_the_tenant_may_submit() {
         .unwrap();
     // A resume that cannot complete the path leaves the tenant suspended:
     // accepted events would have no queue to go to.
-    let (code, _, err) = stack.formbridge(&[
-        "tenants",
-        "resume",
-        "bigco",
-        "--connector-function",
-        "no-such-function",
-    ]);
+    let (code, _, err) = stack.formbridge(&["tenants", "resume", "bigco", "--bus", "missing-bus"]);
     assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot create rule bigco"), "{err}");
     assert_eq!(stack.record("bigco").await["status"], "suspended");
+    // Nor one whose mapping, made again, the connector has no room for:
+    // checked like a new tenant's (the shared queue's 10 and its 5 are
+    // more than 12).
+    stack.set_reserved(12).await;
+    let (code, _, err) = stack.formbridge(&["tenants", "resume", "bigco"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "up to 15 invocations at once (fb-shared 10, this tenant 5), more than the 12"
+        ),
+        "{err}"
+    );
+    assert_eq!(stack.record("bigco").await["status"], "suspended");
+    assert!(stack.queue_url("fb_t_bigco").await.is_none());
     // One that can rebuilds it first, then resumes.
+    stack.set_reserved(100).await;
     stack.ok(&["tenants", "resume", "bigco"]);
     assert!(stack.queue_url("fb_t_bigco").await.is_some());
+    assert_eq!(stack.mappings("fb_t_bigco").await.len(), 1);
     assert_eq!(stack.record("bigco").await["status"], "active");
 }
 
