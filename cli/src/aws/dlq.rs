@@ -339,43 +339,126 @@ impl<'a> Router<'a> {
 
 /// How many messages in the dead-letter queue `dlq` are events of
 /// `tenant`. SQS can only count by receiving: each message is received
-/// once (hidden meanwhile) and made visible again at once afterwards. A
+/// (hidden meanwhile) until a long-polled receive finds none visible, then
+/// every one is made visible again, whether the count succeeded or not. A
 /// dead-letter queue has no receive limit, so this costs its messages
 /// nothing.
+///
+/// The messages stay hidden for [`count_visibility`] of the queue's size,
+/// long enough for the whole scan, so none comes back before the scan
+/// ends (which would keep the receives from ever coming back empty); a
+/// scan that nears it anyway stops with an error. Only a process killed
+/// mid-scan leaves them hidden, for that long.
 pub async fn count_tenant(aws: &Clients, dlq: &str, tenant: &TenantId) -> anyhow::Result<u64> {
-    let mut seen = std::collections::HashSet::new();
-    let mut receipts = Vec::new();
+    let size = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(dlq)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot read {dlq}: {}", describe(&e)))?
+        .attributes
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0);
+    let visibility = count_visibility(size);
+    // Each message's latest receipt (the only one SQS accepts).
+    let mut held = HashMap::new();
+    let counted = scan(aws, dlq, tenant, visibility, &mut held).await;
+    let reset = reset_visibility(aws, dlq, held.values()).await;
+    match (counted, reset) {
+        (Ok(count), Ok(())) => Ok(count),
+        (Ok(count), Err(e)) => {
+            // The count is right; only a redrive is delayed.
+            eprintln!("formbridge: warning: {e:#}");
+            Ok(count)
+        }
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(reset)) => Err(e.context(format!("{reset:#}"))),
+    }
+}
+
+/// Messages counted per second that [`count_visibility`] assumes: one
+/// receive of 10 every half second, well below what a receive takes.
+const COUNTED_PER_SECOND: u64 = 20;
+/// SQS's longest visibility timeout (12 hours).
+const MAX_VISIBILITY_SECONDS: u64 = 43_200;
+/// What a scan keeps in hand before its messages' visibility ends.
+const VISIBILITY_MARGIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a count keeps a queue of about `size` messages hidden:
+/// [`RECEIVE_VISIBILITY_SECONDS`] plus the scan's time at
+/// [`COUNTED_PER_SECOND`], at most SQS's 12 hours.
+pub fn count_visibility(size: u64) -> i32 {
+    let seconds = (RECEIVE_VISIBILITY_SECONDS as u64)
+        .saturating_add(size / COUNTED_PER_SECOND)
+        .min(MAX_VISIBILITY_SECONDS);
+    i32::try_from(seconds).unwrap_or(i32::MAX)
+}
+
+/// Receives every visible message once, keeping its receipt in `held`;
+/// the number of `tenant`'s events.
+async fn scan(
+    aws: &Clients,
+    dlq: &str,
+    tenant: &TenantId,
+    visibility: i32,
+    held: &mut HashMap<String, String>,
+) -> anyhow::Result<u64> {
+    let started = std::time::Instant::now();
+    let deadline = std::time::Duration::from_secs(u64::try_from(visibility).unwrap_or(0))
+        .saturating_sub(VISIBILITY_MARGIN);
     let mut count = 0;
     loop {
+        if started.elapsed() >= deadline {
+            anyhow::bail!(
+                "cannot count the messages of {dlq} ({} so far) within {visibility} s, before \
+                 the first ones become visible again: try again (the queue may be growing), or \
+                 redrive it first",
+                held.len()
+            );
+        }
+        // A long poll asks every SQS server: an empty answer means no
+        // message is visible, so every one is held.
         let messages = aws
             .sqs
             .receive_message()
             .queue_url(dlq)
             .max_number_of_messages(BATCH)
-            .visibility_timeout(RECEIVE_VISIBILITY_SECONDS)
+            .visibility_timeout(visibility)
             .wait_time_seconds(1)
             .send()
             .await
             .map_err(|e| anyhow!("cannot receive from {dlq}: {}", describe(&e)))?
             .messages
             .unwrap_or_default();
-        let mut new = 0;
+        if messages.is_empty() {
+            return Ok(count);
+        }
         for message in messages {
             let (Some(id), Some(receipt)) = (message.message_id, message.receipt_handle) else {
                 continue;
             };
-            receipts.push(receipt);
-            if seen.insert(id) {
-                new += 1;
-                if message.body.as_deref().and_then(tenant_of).as_deref() == Some(tenant.as_str()) {
-                    count += 1;
-                }
+            if held.insert(id, receipt).is_none()
+                && message.body.as_deref().and_then(tenant_of).as_deref() == Some(tenant.as_str())
+            {
+                count += 1;
             }
         }
-        if new == 0 {
-            break;
-        }
     }
+}
+
+/// Makes the held messages visible again.
+async fn reset_visibility<'a>(
+    aws: &Clients,
+    dlq: &str,
+    receipts: impl Iterator<Item = &'a String>,
+) -> anyhow::Result<()> {
+    let receipts: Vec<&String> = receipts.collect();
+    let mut failed = 0;
     for (n, chunk) in receipts.chunks(BATCH as usize).enumerate() {
         let entries = chunk
             .iter()
@@ -383,23 +466,32 @@ pub async fn count_tenant(aws: &Clients, dlq: &str, tenant: &TenantId) -> anyhow
             .map(|(i, receipt)| {
                 ChangeMessageVisibilityBatchRequestEntry::builder()
                     .id(format!("{n}-{i}"))
-                    .receipt_handle(receipt)
+                    .receipt_handle(*receipt)
                     .visibility_timeout(0)
                     .build()
             })
             .collect::<Result<Vec<_>, _>>()
             .context("visibility entry")?;
-        // Failing here only delays a redrive: the messages come back after
-        // RECEIVE_VISIBILITY_SECONDS anyway.
-        let _ = aws
+        match aws
             .sqs
             .change_message_visibility_batch()
             .queue_url(dlq)
             .set_entries(Some(entries))
             .send()
-            .await;
+            .await
+        {
+            Ok(answer) => failed += answer.failed.len(),
+            Err(_) => failed += chunk.len(),
+        }
     }
-    Ok(count)
+    if failed > 0 {
+        anyhow::bail!(
+            "{} of {dlq} could not be made visible again: they are hidden until their \
+             visibility timeout ends (a redrive meanwhile leaves them)",
+            output::count(failed as u64, "message")
+        );
+    }
+    Ok(())
 }
 
 async fn drain(
@@ -596,6 +688,14 @@ mod tests {
             sizes(by_size(vec![message(1), message(1000), message(1)])),
             [1, 1, 1]
         );
+    }
+
+    #[test]
+    fn a_count_hides_messages_long_enough_for_its_scan() {
+        assert_eq!(count_visibility(0), RECEIVE_VISIBILITY_SECONDS);
+        // 100,000 messages at 20 a second: 5,000 s more.
+        assert_eq!(count_visibility(100_000), 120 + 5_000);
+        assert_eq!(count_visibility(u64::MAX), 43_200);
     }
 
     #[test]

@@ -1468,22 +1468,18 @@ async fn promote_and_demote_converge_after_an_interruption_and_dead_letters_foll
 async fn deleting_a_shared_tenant_with_dead_letters_is_refused_with_the_count() {
     let stack = Deployed::start().await;
     stack.ok(&["tenants", "create", "acme"]);
-    stack
-        .send_messages(
-            "fb-shared-dlq",
-            &[
-                event("acme", "shared"),
-                event("other", "shared"),
-                event("acme", "shared"),
-            ],
-        )
-        .await;
+    // More than one receive's worth (10), so the count takes several.
+    let mut dead: Vec<String> = Vec::new();
+    for n in 0..35 {
+        dead.push(event(if n % 3 == 1 { "other" } else { "acme" }, "shared"));
+    }
+    stack.send_messages("fb-shared-dlq", &dead).await;
     stack.ok(&["tenants", "suspend", "acme"]);
     stack.age_suspension("acme").await;
     let (code, _, err) = stack.formbridge(&["tenants", "delete", "acme"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("tenant acme has 2 events in the shared dead-letter queue"),
+        err.contains("tenant acme has 23 events in the shared dead-letter queue"),
         "{err}"
     );
     assert!(
@@ -1496,6 +1492,6 @@ async fn deleting_a_shared_tenant_with_dead_letters_is_refused_with_the_count() 
     // "other" has no record, so its event stays).
     let (code, out, _) = stack.formbridge(&["dlq", "redrive", "--from", "shared"]);
     assert_eq!(code, 1);
-    assert_eq!(out, "shared dead-letter queue: moved 2, left 1\n");
+    assert_eq!(out, "shared dead-letter queue: moved 23, left 12\n");
     stack.ok(&["tenants", "delete", "acme"]);
 }
