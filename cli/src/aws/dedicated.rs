@@ -43,6 +43,15 @@ const TARGET_ID: &str = "queue";
 /// its record routes shared, so a re-run knows how long cached records
 /// may still route events to the rule.
 pub const SHARED_SINCE_TAG: &str = "form-bridge:shared-since";
+/// The tag put on the tenant's queue when its rule is removed: the Unix
+/// time of the removal, so a re-run knows how long events matched before
+/// it may still arrive.
+pub const RULE_REMOVED_TAG: &str = "form-bridge:rule-removed-at";
+/// How long the queue is kept after its rule's removal. EventBridge puts a
+/// matched event on its target within seconds, so an event matched just
+/// before the removal has arrived by then (one whose delivery is being
+/// retried, the queue failing, goes to the events dead-letter queue).
+pub const SETTLE_SECONDS: i64 = 60;
 /// EventBridge keeps retrying a target for 24 hours (185 attempts).
 const TARGET_MAX_ATTEMPTS: i32 = 185;
 const TARGET_MAX_AGE_SECONDS: i32 = 86_400;
@@ -277,6 +286,21 @@ pub async fn ensure(
     )
     .await?;
 
+    // The rule is wanted again: a later removal starts its own settling.
+    aws.sqs
+        .untag_queue()
+        .queue_url(&queue_url)
+        .tag_keys(RULE_REMOVED_TAG)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot update queue {}'s tags: {}",
+                names.queue,
+                describe(&e)
+            )
+        })?;
+
     let target = aws_sdk_eventbridge::types::Target::builder()
         .id(TARGET_ID)
         .arn(&queue_arn)
@@ -342,33 +366,82 @@ pub async fn exists(aws: &Clients, names: &Names) -> anyhow::Result<bool> {
         || queue_url(aws, &names.dead_letter_queue).await?.is_some())
 }
 
-/// Removes a dedicated tenant's resources; those already gone are skipped.
-///
-/// The rule goes first, so no new event can arrive; then, unless
-/// `discard`, the queues must be empty (else nothing more is removed, and
-/// running it again later continues); then the mapping, the queues and the
-/// alarms.
-pub async fn remove(
+/// Removes a dedicated tenant's resources at once, whatever its queues
+/// still hold (`delete --force`); those already gone are skipped. The rule
+/// goes first, so no new event arrives.
+pub async fn remove_all(aws: &Clients, stack: &Stack, names: &Names) -> anyhow::Result<()> {
+    remove_rule(aws, stack, names).await?;
+    remove_queue(aws, stack, names).await?;
+    remove_dead_letter_queue(aws, names).await
+}
+
+/// Records on the tenant's queue, if it has one, that its rule is gone
+/// since `at` (Unix seconds).
+pub async fn mark_rule_removed(aws: &Clients, names: &Names, at: i64) -> anyhow::Result<()> {
+    let Some(url) = queue_url(aws, &names.queue).await? else {
+        return Ok(());
+    };
+    aws.sqs
+        .tag_queue()
+        .queue_url(&url)
+        .tags(RULE_REMOVED_TAG, at.to_string())
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot tag queue {}: {}", names.queue, describe(&e)))?;
+    Ok(())
+}
+
+/// The tenant's queue (its URL) and since when its rule is gone, as the
+/// queue records it ([`RULE_REMOVED_TAG`]); `None` when it has no queue.
+/// A queue without the record (a run stopped between the removal and the
+/// tag) gets it now, which is never too early.
+pub async fn rule_removed_since(
     aws: &Clients,
-    stack: &Stack,
-    tenant: &TenantId,
-    discard: bool,
-) -> anyhow::Result<()> {
-    let names = Names::new(stack.require(stack::QUEUE_PREFIX)?, tenant)?;
-    remove_rule(aws, stack, &names).await?;
-    if !discard {
-        let left = pending(aws, stack, tenant).await?;
-        if left != Pending::default() {
-            bail!(
-                "tenant {tenant}'s rule is removed, but its queue still holds {} and its \
-                 dead-letter queue {}: run delete again once they are delivered or redriven",
-                crate::output::count(left.queued, "event"),
-                crate::output::count(left.dead_lettered, "event")
-            );
+    names: &Names,
+) -> anyhow::Result<Option<(String, i64)>> {
+    let Some(url) = queue_url(aws, &names.queue).await? else {
+        return Ok(None);
+    };
+    let tags = aws
+        .sqs
+        .list_queue_tags()
+        .queue_url(&url)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot read queue {}'s tags: {}", names.queue, describe(&e)))?;
+    let recorded = tags
+        .tags
+        .as_ref()
+        .and_then(|t| t.get(RULE_REMOVED_TAG))
+        .and_then(|v| v.parse().ok());
+    let since = match recorded {
+        Some(since) => since,
+        None => {
+            let now = shared::signature::unix_now();
+            mark_rule_removed(aws, names, now).await?;
+            now
         }
+    };
+    Ok(Some((url, since)))
+}
+
+/// Deletes the connector's event source mappings from the tenant's queue,
+/// so nothing but the caller receives from it any more.
+pub async fn remove_mappings(aws: &Clients, stack: &Stack, url: &str) -> anyhow::Result<()> {
+    let connector = stack.require(stack::CONNECTOR)?;
+    let arn = queue_arn(aws, url).await?;
+    for Mapping { uuid, .. } in mappings(aws, connector, &arn).await? {
+        let deleted = aws
+            .lambda
+            .delete_event_source_mapping()
+            .uuid(&uuid)
+            .send()
+            .await;
+        unless_gone(deleted, || {
+            format!("cannot delete event source mapping {uuid}")
+        })?;
     }
-    remove_queue(aws, stack, &names).await?;
-    remove_dead_letter_queue(aws, &names).await
+    Ok(())
 }
 
 /// A dedicated tenant's rule on the bus, as a demote sees it.
@@ -455,22 +528,10 @@ pub async fn remove_rule(aws: &Clients, stack: &Stack, names: &Names) -> anyhow:
 
 /// Removes the tenant's queue, its event source mappings (first, so the
 /// connector stops reading it) and its age alarm, whatever the queue
-/// still holds: callers check [`depth`] first.
+/// still holds: callers move what is left first (or mean to discard it).
 pub async fn remove_queue(aws: &Clients, stack: &Stack, names: &Names) -> anyhow::Result<()> {
-    let connector = stack.require(stack::CONNECTOR)?;
     if let Some(url) = queue_url(aws, &names.queue).await? {
-        let arn = queue_arn(aws, &url).await?;
-        for Mapping { uuid, .. } in mappings(aws, connector, &arn).await? {
-            let deleted = aws
-                .lambda
-                .delete_event_source_mapping()
-                .uuid(&uuid)
-                .send()
-                .await;
-            unless_gone(deleted, || {
-                format!("cannot delete event source mapping {uuid}")
-            })?;
-        }
+        remove_mappings(aws, stack, &url).await?;
         delete_queue(aws, &names.queue, &url).await?;
     }
     let deleted = aws
@@ -485,7 +546,7 @@ pub async fn remove_queue(aws: &Clients, stack: &Stack, names: &Names) -> anyhow
 }
 
 /// Removes the tenant's dead-letter queue and its depth alarm, whatever it
-/// still holds: callers check [`depth`] first.
+/// still holds: callers move what is left first (or mean to discard it).
 pub async fn remove_dead_letter_queue(aws: &Clients, names: &Names) -> anyhow::Result<()> {
     if let Some(url) = queue_url(aws, &names.dead_letter_queue).await? {
         delete_queue(aws, &names.dead_letter_queue, &url).await?;

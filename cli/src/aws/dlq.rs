@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
     SendMessageBatchRequestEntry,
@@ -414,7 +414,7 @@ async fn scan(
     let mut count = 0;
     loop {
         if started.elapsed() >= deadline {
-            anyhow::bail!(
+            bail!(
                 "cannot count the messages of {dlq} ({} so far) within {visibility} s, before \
                  the first ones become visible again: try again (the queue may be growing), or \
                  redrive it first",
@@ -485,7 +485,7 @@ async fn reset_visibility<'a>(
         }
     }
     if failed > 0 {
-        anyhow::bail!(
+        bail!(
             "{} of {dlq} could not be made visible again: they are hidden until their \
              visibility timeout ends (a redrive meanwhile leaves them)",
             output::count(failed as u64, "message")
@@ -582,6 +582,88 @@ async fn drain(
         }
     }
     Ok(result)
+}
+
+/// Moves every message of the queue `from` (named `name`, for errors) to
+/// the queue `to`, until a long-polled receive finds none visible; returns
+/// how many. Each is sent, then deleted, so an interruption between the
+/// two leaves it in both (delivered twice, with the same submission ID),
+/// never in neither. A message that cannot be sent stays where it was,
+/// visible again after [`RECEIVE_VISIBILITY_SECONDS`], and the error says
+/// so. Only for a queue nothing else reads any more: a consumer's
+/// in-flight messages are not visible, so they are not moved.
+pub async fn move_all(aws: &Clients, from: &str, name: &str, to: &str) -> anyhow::Result<u64> {
+    let mut moved = 0;
+    loop {
+        let messages = aws
+            .sqs
+            .receive_message()
+            .queue_url(from)
+            .max_number_of_messages(BATCH)
+            .visibility_timeout(RECEIVE_VISIBILITY_SECONDS)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot receive from {name}: {}", describe(&e)))?
+            .messages
+            .unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(moved);
+        }
+        let messages: Vec<(String, String)> = messages
+            .into_iter()
+            .filter_map(|m| Some((m.body?, m.receipt_handle?)))
+            .collect();
+        for batch in by_size(messages) {
+            let mut outcome = Redriven {
+                queue: name.to_owned(),
+                ..Redriven::default()
+            };
+            let sent = send(aws, to, &batch, &mut outcome).await;
+            if !sent.is_empty() {
+                let entries: Vec<DeleteMessageBatchRequestEntry> = sent
+                    .iter()
+                    .map(|&i| {
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(&batch[i].1)
+                            .build()
+                    })
+                    .collect::<Result<_, _>>()
+                    .context("delete entry")?;
+                let deleted = aws
+                    .sqs
+                    .delete_message_batch()
+                    .queue_url(from)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow!(
+                            "cannot delete messages moved from {name} (they may be moved again): {}",
+                            describe(&e)
+                        )
+                    })?;
+                if let Some(failed) = deleted.failed.first() {
+                    bail!(
+                        "{} moved from {name} could not be deleted there and may be moved again ({})",
+                        output::count(deleted.failed.len() as u64, "message"),
+                        failed.code
+                    );
+                }
+                moved += sent.len() as u64;
+            }
+            if outcome.left > 0 {
+                bail!(
+                    "{} of {name} could not be moved ({}); {} moved before. They are visible \
+                     again after {RECEIVE_VISIBILITY_SECONDS} s: run the command again",
+                    output::count(outcome.left, "message"),
+                    outcome.problems.join("; "),
+                    moved
+                );
+            }
+        }
+    }
 }
 
 /// Splits messages into batches whose bodies add up to at most

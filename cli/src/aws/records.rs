@@ -288,13 +288,15 @@ impl<'a> Records<'a> {
     /// Deletes a tenant. It must be suspended, have no events in the
     /// shared dead-letter queue and, when it has queues of its own, have
     /// them empty, unless `force`. Its record can be restored for
-    /// [`RECOVERY_WINDOW_DAYS`] unless `without_recovery`.
+    /// [`RECOVERY_WINDOW_DAYS`] unless `without_recovery`. Returns how many
+    /// events found left in its own queues, once they were empty by their
+    /// (approximate) counts, were moved to the shared dead-letter queue.
     pub async fn delete(
         &self,
         id: &TenantId,
         force: bool,
         without_recovery: bool,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<u64> {
         let mut record = self.read(id).await?;
         if force {
             if record.status() != Some(TenantStatus::Suspended) {
@@ -316,19 +318,14 @@ impl<'a> Records<'a> {
             Some(prefix) => dedicated::exists(self.aws, &Names::new(prefix, id)?).await?,
             None => false,
         };
+        let mut moved = 0;
         if record.routing() == Some(Routing::Dedicated) || leftovers {
-            let pending = dedicated::pending(self.aws, self.stack, id).await?;
-            if !force && pending != dedicated::Pending::default() {
-                bail!(
-                    "tenant {id}'s queue still holds {} and its dead-letter queue {}: \
-                     wait for delivery or redrive them (`formbridge dlq redrive{}`); \
-                     --force deletes them",
-                    crate::output::count(pending.queued, "event"),
-                    crate::output::count(pending.dead_lettered, "event"),
-                    self.stack.options()
-                );
+            let names = Names::new(self.stack.require(stack::QUEUE_PREFIX)?, id)?;
+            if force {
+                dedicated::remove_all(self.aws, self.stack, &names).await?;
+            } else {
+                moved = self.remove_path(id, &names).await?;
             }
-            dedicated::remove(self.aws, self.stack, id, force).await?;
         }
         let name = self.secret_name(id);
         let request = self.aws.secrets.delete_secret().secret_id(&name);
@@ -341,7 +338,68 @@ impl<'a> Records<'a> {
             .send()
             .await
             .map_err(|e| anyhow!("cannot delete secret {name}: {}", describe(&e)))?;
-        Ok(())
+        Ok(moved)
+    }
+
+    /// Removes a suspended tenant's own path for `delete`, losing nothing:
+    /// the rule first (the record, suspended long enough, routes nothing
+    /// there any more), then, while the queues hold events by their counts,
+    /// nothing more (a re-run goes on); [`dedicated::SETTLE_SECONDS`] after
+    /// the rule's removal, the mapping; what is still on either queue then
+    /// goes to the shared dead-letter queue, where a deleted tenant's
+    /// events go (restoring the record makes them deliverable by a
+    /// redrive); then the queues. Returns how many were moved.
+    async fn remove_path(&self, id: &TenantId, names: &Names) -> anyhow::Result<u64> {
+        if dedicated::rule(self.aws, self.stack, names)
+            .await?
+            .is_some()
+        {
+            dedicated::remove_rule(self.aws, self.stack, names).await?;
+            dedicated::mark_rule_removed(self.aws, names, unix_now()).await?;
+        }
+        let pending = dedicated::pending(self.aws, self.stack, id).await?;
+        if pending != dedicated::Pending::default() {
+            bail!(
+                "tenant {id}'s queue still holds {} and its dead-letter queue {}: \
+                 wait for delivery or redrive them (`formbridge dlq redrive{}`), then delete \
+                 it again; --force deletes them",
+                crate::output::count(pending.queued, "event"),
+                crate::output::count(pending.dead_lettered, "event"),
+                self.stack.options()
+            );
+        }
+        let shared_dlq = self.stack.require(stack::SHARED_DLQ)?;
+        let mut moved = 0;
+        if let Some((url, removed)) = dedicated::rule_removed_since(self.aws, names).await? {
+            let left = removed
+                .saturating_add(dedicated::SETTLE_SECONDS)
+                .saturating_sub(unix_now());
+            if left > 0 {
+                eprintln!(
+                    "formbridge: waiting {left} s for events matched by {id}'s rule before its \
+                     removal (interrupting is safe: delete it again)"
+                );
+                tokio::time::sleep(Duration::from_secs(u64::try_from(left).unwrap_or(0))).await;
+            }
+            dedicated::remove_mappings(self.aws, self.stack, &url).await?;
+            moved += super::dlq::move_all(self.aws, &url, &names.queue, shared_dlq).await?;
+            let queued = dedicated::depth(self.aws, &names.queue).await?;
+            if queued > 0 {
+                bail!(
+                    "tenant {id}'s queue still holds {} not visible yet (a connector invocation \
+                     finishing); {moved} moved to the shared dead-letter queue: delete it again \
+                     in a few minutes",
+                    crate::output::count(queued, "event")
+                );
+            }
+        }
+        if let Some(url) = dedicated::queue_url(self.aws, &names.dead_letter_queue).await? {
+            moved +=
+                super::dlq::move_all(self.aws, &url, &names.dead_letter_queue, shared_dlq).await?;
+        }
+        dedicated::remove_queue(self.aws, self.stack, names).await?;
+        dedicated::remove_dead_letter_queue(self.aws, names).await?;
+        Ok(moved)
     }
 
     /// A tenant may be deleted once it is suspended and no function can
@@ -452,11 +510,13 @@ impl<'a> Records<'a> {
     /// Moves a tenant back to shared routing, as far as can be done now:
     /// the record first (after making sure its dedicated path is whole, for
     /// the records still cached), then, once no cached record can route to
-    /// it, the rule; once its queue is empty, the mapping and queue; the
-    /// dead-letter queue only when empty (its dead letters can still be
-    /// redriven, to the shared queue). Each run continues from what exists.
-    /// Returns whether this run switched the record, and where it stands.
-    pub async fn demote(&self, id: &TenantId) -> anyhow::Result<(bool, Demotion)> {
+    /// it, the rule; [`dedicated::SETTLE_SECONDS`] after that (events
+    /// matched before have arrived), once the connector has emptied the
+    /// queue, the mapping; then what is still on the queue moves to the
+    /// shared queue and the queue goes; the dead-letter queue only when
+    /// empty (its dead letters can still be redriven, to the shared queue).
+    /// Each run continues from what exists.
+    pub async fn demote(&self, id: &TenantId) -> anyhow::Result<Demoted> {
         let mut record = self.read(id).await?;
         let switched = match record.routing() {
             Some(Routing::Shared) => false,
@@ -474,6 +534,12 @@ impl<'a> Records<'a> {
             }
             None => bail!("tenant {id}'s record has an invalid routing: fix it first"),
         };
+        let mut demoted = Demoted {
+            switched,
+            moved: 0,
+            moved_dead_letters: 0,
+            state: Demotion::CachesExpire { seconds: 0 },
+        };
         let names = Names::new(self.stack.require(stack::QUEUE_PREFIX)?, id)?;
         if let Some(rule) = dedicated::rule(self.aws, self.stack, &names).await? {
             let since = match rule.shared_since {
@@ -490,26 +556,61 @@ impl<'a> Records<'a> {
                 .saturating_add(cache_wait(self.stack)?)
                 .saturating_sub(unix_now());
             if left > 0 {
-                return Ok((switched, Demotion::CachesExpire { seconds: left }));
+                demoted.state = Demotion::CachesExpire { seconds: left };
+                return Ok(demoted);
             }
             dedicated::remove_rule(self.aws, self.stack, &names).await?;
+            dedicated::mark_rule_removed(self.aws, &names, unix_now()).await?;
         }
-        let queued = dedicated::depth(self.aws, &names.queue).await?;
-        if queued > 0 {
-            return Ok((switched, Demotion::Draining { queued }));
+        if let Some((url, removed)) = dedicated::rule_removed_since(self.aws, &names).await? {
+            let left = removed
+                .saturating_add(dedicated::SETTLE_SECONDS)
+                .saturating_sub(unix_now());
+            if left > 0 {
+                demoted.state = Demotion::Settling { seconds: left };
+                return Ok(demoted);
+            }
+            // The connector delivers what its mapping can; the counts are
+            // approximate, so what they miss is moved below.
+            if dedicated::mapping(self.aws, self.stack, &names)
+                .await?
+                .is_some()
+            {
+                let queued = dedicated::depth(self.aws, &names.queue).await?;
+                if queued > 0 {
+                    demoted.state = Demotion::Draining { queued };
+                    return Ok(demoted);
+                }
+                dedicated::remove_mappings(self.aws, self.stack, &url).await?;
+            }
+            let shared = self.stack.require(stack::SHARED_QUEUE)?;
+            demoted.moved = super::dlq::move_all(self.aws, &url, &names.queue, shared).await?;
+            // Messages a finishing invocation still holds are not visible:
+            // they are moved by a later run, once they are.
+            let queued = dedicated::depth(self.aws, &names.queue).await?;
+            if queued > 0 {
+                demoted.state = Demotion::Draining { queued };
+                return Ok(demoted);
+            }
+            dedicated::remove_queue(self.aws, self.stack, &names).await?;
         }
-        dedicated::remove_queue(self.aws, self.stack, &names).await?;
         let dead_lettered = dedicated::depth(self.aws, &names.dead_letter_queue).await?;
         if dead_lettered == 0 {
+            // The count is approximate: dead letters it missed go to the
+            // shared dead-letter queue (alarmed, redriven by routing).
+            if let Some(url) = dedicated::queue_url(self.aws, &names.dead_letter_queue).await? {
+                let shared_dlq = self.stack.require(stack::SHARED_DLQ)?;
+                demoted.moved_dead_letters =
+                    super::dlq::move_all(self.aws, &url, &names.dead_letter_queue, shared_dlq)
+                        .await?;
+            }
             dedicated::remove_dead_letter_queue(self.aws, &names).await?;
         }
-        Ok((
-            switched,
-            Demotion::Done {
-                dead_lettered,
-                dead_letter_queue: names.dead_letter_queue,
-            },
-        ))
+        demoted.state = Demotion::Done {
+            dead_lettered,
+            dead_letter_queue: names.dead_letter_queue,
+        };
+        Ok(demoted)
     }
 
     /// Changes a dedicated tenant's mapping: its maximum concurrency and
@@ -556,6 +657,21 @@ pub struct Promotion {
     pub scaling: Scaling,
 }
 
+/// What one `demote` run did, and where the demote stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Demoted {
+    /// This run switched the record to shared routing.
+    pub switched: bool,
+    /// Events this run moved from the tenant's queue to the shared queue
+    /// (left there after its mapping was removed).
+    pub moved: u64,
+    /// Dead letters this run moved from the tenant's dead-letter queue to
+    /// the shared one (missed by the approximate count before its removal).
+    pub moved_dead_letters: u64,
+    /// Where it stands.
+    pub state: Demotion,
+}
+
 /// Where a demote stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Demotion {
@@ -565,7 +681,15 @@ pub enum Demotion {
         /// Seconds left.
         seconds: i64,
     },
-    /// The rule is gone; the queue still holds (or is delivering) events.
+    /// The rule is gone, but events EventBridge matched before its removal
+    /// may still arrive for this many seconds: the queue stays until then.
+    Settling {
+        /// Seconds left.
+        seconds: i64,
+    },
+    /// The rule is gone; the queue still holds events (its mapping
+    /// delivering them, or, once the mapping is gone, messages not visible
+    /// yet that a later run moves to the shared queue).
     Draining {
         /// Events waiting, in flight or delayed.
         queued: u64,

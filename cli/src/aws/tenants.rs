@@ -52,7 +52,9 @@ pub enum StackCommand {
         (a record is still served while Secrets Manager fails) and 15 s, so no\n\
         cached record can still accept its requests; its events in the shared\n\
         dead-letter queue must be redriven, and its own queues (a dedicated or\n\
-        demoted tenant's) empty, unless --force.")]
+        demoted tenant's) empty, unless --force. A dedicated tenant's rule goes\n\
+        first; 60 s later its mapping, and anything then found on its queues\n\
+        goes to the shared dead-letter queue.")]
     Delete(DeleteArgs),
     /// Give a shared tenant its own delivery path, then route its events there.
     #[command(after_help = "Examples:\n  \
@@ -73,8 +75,10 @@ pub enum StackCommand {
         Switches the record to shared routing first. The tenant's rule stays\n\
         until no function can hold the old record (the cache TTL, plus 15\n\
         minutes while Secrets Manager fails, plus 15 s: about 20 minutes by\n\
-        default), then its queue is left to empty, then the mapping and queue\n\
-        are removed. Its dead-letter queue is removed when empty, else kept:\n\
+        default); its queue stays 60 s after the rule's removal and until it\n\
+        is empty, then the mapping goes, anything left on the queue moves to\n\
+        the shared queue, and the queue goes. Its dead-letter queue is removed\n\
+        when empty, else kept:\n\
         formbridge dlq redrive --from ID sends its events to the shared queue.\n\
         Without --no-wait it waits for each step; with it, run it again later:\n\
         every run continues from what exists.")]
@@ -292,8 +296,18 @@ impl StackCommand {
                 without_recovery,
                 ..
             }) => {
-                records.delete(&id, force, without_recovery).await?;
+                let moved = records.delete(&id, force, without_recovery).await?;
                 output::line(format_args!("tenant {id}: deleted"));
+                if moved > 0 {
+                    eprintln!(
+                        "formbridge: {} found in its own queues after they had emptied (by \
+                         their approximate counts) went to the shared dead-letter queue: they \
+                         stay there, undeliverable without a record, until restoring the \
+                         record and `formbridge dlq redrive --from shared{}`",
+                        output::count(moved, "event"),
+                        stack.options()
+                    );
+                }
                 if !without_recovery {
                     eprintln!(
                         "formbridge: its record can be restored for {RECOVERY_WINDOW_DAYS} days: \
@@ -364,11 +378,28 @@ async fn demote(records: &Records<'_>, stack: &Stack, args: DemoteArgs) -> anyho
     let again = format!("formbridge tenants demote {id}{}", stack.options());
     let mut said = None;
     loop {
-        let (switched, state) = records.demote(&id).await?;
-        if switched {
+        let run = records.demote(&id).await?;
+        if run.switched {
             output::line(format_args!("tenant {id}: now shared routing"));
         }
-        match state {
+        if run.moved > 0 {
+            output::line(format_args!(
+                "tenant {id}: moved {} left on its queue to the shared queue",
+                output::count(run.moved, "event")
+            ));
+        }
+        if run.moved_dead_letters > 0 {
+            output::line(format_args!(
+                "tenant {id}: moved {} left in its dead-letter queue to the shared one",
+                output::count(run.moved_dead_letters, "event")
+            ));
+            eprintln!(
+                "formbridge: redrive them once the cause is fixed (`formbridge dlq redrive \
+                 --from shared{}`: they go to the shared queue)",
+                stack.options()
+            );
+        }
+        let wait = match run.state {
             Demotion::Done {
                 dead_lettered: 0, ..
             } => {
@@ -407,7 +438,23 @@ async fn demote(records: &Records<'_>, stack: &Stack, args: DemoteArgs) -> anyho
                     "formbridge: waiting {wait} s, until no function can hold {id}'s old record \
                      and route an event to its rule (interrupting is safe: `{again}` goes on)"
                 );
-                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                std::time::Duration::from_secs(wait)
+            }
+            Demotion::Settling { seconds } => {
+                let wait = u64::try_from(seconds).unwrap_or(0);
+                if args.no_wait {
+                    output::line(format_args!(
+                        "tenant {id}: shared routing; its rule is removed, and its queue stays \
+                         {wait} s more, for events matched before"
+                    ));
+                    eprintln!("formbridge: run `{again}` after that to go on");
+                    return Ok(());
+                }
+                eprintln!(
+                    "formbridge: waiting {wait} s for events matched by {id}'s rule before its \
+                     removal (interrupting is safe: `{again}` goes on)"
+                );
+                std::time::Duration::from_secs(wait)
             }
             Demotion::Draining { queued } => {
                 if args.no_wait {
@@ -415,20 +462,25 @@ async fn demote(records: &Records<'_>, stack: &Stack, args: DemoteArgs) -> anyho
                         "tenant {id}: shared routing; its queue still holds {}",
                         output::count(queued, "event")
                     ));
-                    eprintln!("formbridge: the connector delivers them; run `{again}` once it has");
+                    eprintln!(
+                        "formbridge: the connector delivers them (once its mapping is removed, a \
+                         run moves what is left to the shared queue); run `{again}` later"
+                    );
                     return Ok(());
                 }
                 if said != Some(queued) {
                     eprintln!(
-                        "formbridge: waiting for the connector to deliver the {} left in {id}'s \
-                         queue (interrupting is safe: `{again}` goes on)",
+                        "formbridge: waiting for the {} left in {id}'s queue (delivered by the \
+                         connector, or moved to the shared queue once its mapping is removed; \
+                         interrupting is safe: `{again}` goes on)",
                         output::count(queued, "event")
                     );
                     said = Some(queued);
                 }
-                tokio::time::sleep(DEMOTE_POLL).await;
+                DEMOTE_POLL
             }
-        }
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 

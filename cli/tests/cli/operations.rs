@@ -170,6 +170,32 @@ impl Deployed {
             .unwrap();
     }
 
+    /// Moves the time a rule's removal recorded on the tenant's queue an
+    /// hour into the past, as if events matched before had long arrived.
+    async fn age_rule_removal(&self, id: &str) {
+        let url = self.queue_url(&format!("fb_t_{id}")).await.unwrap();
+        let tags = self
+            .sqs()
+            .list_queue_tags()
+            .queue_url(&url)
+            .send()
+            .await
+            .unwrap();
+        let at: i64 = tags
+            .tags()
+            .and_then(|t| t.get("form-bridge:rule-removed-at"))
+            .expect("the rule's removal is recorded on the queue")
+            .parse()
+            .unwrap();
+        self.sqs()
+            .tag_queue()
+            .queue_url(&url)
+            .tags("form-bridge:rule-removed-at", (at - 3600).to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// The connector's live event source mappings that read `queue`.
     async fn mappings(&self, queue: &str) -> Vec<EventSourceMappingConfiguration> {
         aws_sdk_lambda::Client::new(&self.config)
@@ -507,6 +533,9 @@ async fn dedicated_tenants_get_their_own_path_and_delete_removes_it() {
     assert_eq!(code, 2);
     assert!(err.contains("queue still holds 1 event and"), "{err}");
     assert_eq!(stack.bodies("fb_t_bigco", 1).await.len(), 1);
+    // The refused run removed the rule (the suspended record routes
+    // nothing there) and recorded when on the queue.
+    stack.age_rule_removal("bigco").await;
     stack.ok(&["tenants", "delete", "bigco", "--without-recovery"]);
     assert!(stack.queue_url("fb_t_bigco").await.is_none());
     assert!(stack.queue_url("fb_t_bigco_dlq").await.is_none());
@@ -1302,8 +1331,19 @@ async fn promote_then_demote_under_load_delivers_every_submission_once() {
     publisher.cache(None);
     publisher.more(10, "shared").await;
     stack.age_demotion("acme").await;
+    // The rule goes; its queue stays a minute for events matched before.
+    let out = stack.ok(&["tenants", "demote", "acme", "--no-wait"]);
+    assert!(out.contains("its rule is removed"), "{out}");
+    stack.age_rule_removal("acme").await;
     let (code, out, err) = stack.formbridge(&["tenants", "demote", "acme"]);
     assert_eq!(code, 0, "{err}");
+    // What the stand-in had not received when the mapping went moved to
+    // the shared queue, where it receives it too.
+    let out: String = out
+        .lines()
+        .filter(|l| !l.starts_with("tenant acme: moved "))
+        .map(|l| format!("{l}\n"))
+        .collect();
     // Before its mapping was disabled, moto's attempts at running the
     // connector may have failed some records 5 times: dead letters, which
     // the demote keeps and a redrive sends to the shared queue.
@@ -1417,9 +1457,9 @@ async fn promote_and_demote_converge_after_an_interruption_and_dead_letters_foll
         .send_messages("fb_t_acme_dlq", &[event("acme", "dedicated")])
         .await;
     let out = stack.ok(&["tenants", "demote", "acme", "--no-wait"]);
-    assert_eq!(
-        out,
-        "tenant acme: shared routing; its queue still holds 1 event\n"
+    assert!(
+        out.starts_with("tenant acme: shared routing; its rule is removed, and its queue stays "),
+        "{out}"
     );
     assert!(
         stack
@@ -1430,6 +1470,12 @@ async fn promote_and_demote_converge_after_an_interruption_and_dead_letters_foll
             .send()
             .await
             .is_err()
+    );
+    stack.age_rule_removal("acme").await;
+    let out = stack.ok(&["tenants", "demote", "acme", "--no-wait"]);
+    assert_eq!(
+        out,
+        "tenant acme: shared routing; its queue still holds 1 event\n"
     );
     assert_eq!(stack.bodies("fb_t_acme", 1).await.len(), 1);
     // Dead letters keep their queue, and are redriven to the shared one.
@@ -1494,4 +1540,138 @@ async fn deleting_a_shared_tenant_with_dead_letters_is_refused_with_the_count() 
     assert_eq!(code, 1);
     assert_eq!(out, "shared dead-letter queue: moved 23, left 12\n");
     stack.ok(&["tenants", "delete", "acme"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demote_moves_what_is_left_on_its_queue_to_the_shared_queue() {
+    let stack = Deployed::start().await;
+    stack.ok(&["tenants", "create", "acme", "--dedicated"]);
+    stack.ok(&["tenants", "demote", "acme", "--no-wait"]);
+    stack.age_demotion("acme").await;
+    let out = stack.ok(&["tenants", "demote", "acme", "--no-wait"]);
+    let left = seconds_before(&out, " s more");
+    assert!((1..=60).contains(&left), "{out}");
+    // A re-run measures from the same removal.
+    let out = stack.ok(&["tenants", "demote", "acme", "--no-wait"]);
+    assert!(seconds_before(&out, " s more") <= left, "{out}");
+    assert!(stack.queue_url("fb_t_acme").await.is_some());
+
+    // Events EventBridge delivered after the rule's removal, while the
+    // connector no longer reads the queue (its mapping removed by a run
+    // that stopped there).
+    let uuid = stack.mappings("fb_t_acme").await[0]
+        .uuid()
+        .unwrap()
+        .to_owned();
+    stack
+        .lambda()
+        .delete_event_source_mapping()
+        .uuid(uuid)
+        .send()
+        .await
+        .unwrap();
+    let late: Vec<String> = (0..3)
+        .map(|n| event(&format!("acme{n}"), "dedicated"))
+        .collect();
+    stack.send_messages("fb_t_acme", &late).await;
+    stack.age_rule_removal("acme").await;
+    let (code, out, err) = stack.formbridge(&["tenants", "demote", "acme"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "tenant acme: moved 3 events left on its queue to the shared queue\n\
+         tenant acme: shared routing; no dedicated path left\n"
+    );
+    assert!(stack.queue_url("fb_t_acme").await.is_none());
+    let mut shared = stack.bodies("fb-shared", 4).await;
+    shared.sort();
+    assert_eq!(shared, late);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promoting_during_a_demote_keeps_the_queue_and_its_events() {
+    let stack = Deployed::start().await;
+    stack.ok(&["tenants", "create", "acme", "--dedicated"]);
+    stack.ok(&["tenants", "demote", "acme", "--no-wait"]);
+    stack.age_demotion("acme").await;
+    let out = stack.ok(&["tenants", "demote", "acme", "--no-wait"]);
+    assert!(out.contains("its rule is removed"), "{out}");
+    // Promoted again before the queue went: the rule is back, and the
+    // queue no longer counts as settling.
+    stack.ok(&["tenants", "promote", "acme"]);
+    let url = stack.queue_url("fb_t_acme").await.unwrap();
+    let tags = stack
+        .sqs()
+        .list_queue_tags()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tags()
+            .is_none_or(|t| !t.contains_key("form-bridge:rule-removed-at")),
+        "{tags:?}"
+    );
+    stack.publish("acme", "dedicated").await;
+    assert_eq!(stack.bodies("fb_t_acme", 2).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_sends_events_arriving_after_its_checks_to_the_shared_dead_letter_queue() {
+    let stack = Deployed::start().await;
+    stack.ok(&["tenants", "create", "bigco", "--dedicated"]);
+    // The stand-in plays the connector: moto's own mapping would try to
+    // run it and hold the message.
+    let uuid = stack.mappings("fb_t_bigco").await[0]
+        .uuid()
+        .unwrap()
+        .to_owned();
+    stack
+        .lambda()
+        .update_event_source_mapping()
+        .uuid(uuid)
+        .enabled(false)
+        .send()
+        .await
+        .unwrap();
+    stack.ok(&["tenants", "suspend", "bigco"]);
+    stack.age_suspension("bigco").await;
+
+    // The queues are empty: delete removes the rule, then waits a minute
+    // for events EventBridge matched before; one arrives meanwhile.
+    let env = stack.moto.aws_env();
+    let mut delete = std::process::Command::new(crate::harness::BINARY)
+        .args(["tenants", "delete", "bigco", "--without-recovery"])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("FORMBRIDGE_STACK", STACK)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(delete.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(
+        line.contains("waiting") && line.contains("bigco's rule"),
+        "{line}"
+    );
+    stack
+        .send_messages("fb_t_bigco", &[event("bigco", "dedicated")])
+        .await;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let output = delete.wait_with_output().unwrap();
+    assert!(output.status.success(), "{line}{rest}");
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "tenant bigco: deleted\n"
+    );
+    assert!(
+        rest.contains("1 event found in its own queues")
+            && rest.contains("went to the shared dead-letter queue"),
+        "{rest}"
+    );
+    assert!(stack.queue_url("fb_t_bigco").await.is_none());
+    let dead = stack.bodies("fb-shared-dlq", 2).await;
+    assert_eq!(dead, [event("bigco", "dedicated")]);
 }
