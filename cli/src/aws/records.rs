@@ -516,10 +516,18 @@ impl<'a> Records<'a> {
     /// shared queue and the queue goes; the dead-letter queue only when
     /// empty (its dead letters can still be redriven, to the shared queue).
     /// Each run continues from what exists.
-    pub async fn demote(&self, id: &TenantId) -> anyhow::Result<Demoted> {
+    ///
+    /// A promote may land while a demote is under way. Only a demote's
+    /// first run (`may_switch`) switches a dedicated record; a later run of
+    /// the same command that finds it dedicated again stops, and so does
+    /// a run that finds it so just before removing the rule, the mapping
+    /// or a queue: removing them would leave a dedicated record whose
+    /// events (accepted, 202) match no rule or reach no queue.
+    pub async fn demote(&self, id: &TenantId, may_switch: bool) -> anyhow::Result<Demoted> {
         let mut record = self.read(id).await?;
         let switched = match record.routing() {
             Some(Routing::Shared) => false,
+            Some(Routing::Dedicated) if !may_switch => return Err(self.promoted_again(id)),
             Some(Routing::Dedicated) => {
                 // Records still cached route the tenant's events here until
                 // the rule goes, so the path is completed first. A missing
@@ -559,6 +567,7 @@ impl<'a> Records<'a> {
                 demoted.state = Demotion::CachesExpire { seconds: left };
                 return Ok(demoted);
             }
+            self.check_still_shared(id).await?;
             dedicated::remove_rule(self.aws, self.stack, &names).await?;
             dedicated::mark_rule_removed(self.aws, &names, unix_now()).await?;
         }
@@ -581,6 +590,7 @@ impl<'a> Records<'a> {
                     demoted.state = Demotion::Draining { queued };
                     return Ok(demoted);
                 }
+                self.check_still_shared(id).await?;
                 dedicated::remove_mappings(self.aws, self.stack, &url).await?;
             }
             let shared = self.stack.require(stack::SHARED_QUEUE)?;
@@ -592,6 +602,7 @@ impl<'a> Records<'a> {
                 demoted.state = Demotion::Draining { queued };
                 return Ok(demoted);
             }
+            self.check_still_shared(id).await?;
             dedicated::remove_queue(self.aws, self.stack, &names).await?;
         }
         let dead_lettered = dedicated::depth(self.aws, &names.dead_letter_queue).await?;
@@ -604,6 +615,7 @@ impl<'a> Records<'a> {
                     super::dlq::move_all(self.aws, &url, &names.dead_letter_queue, shared_dlq)
                         .await?;
             }
+            self.check_still_shared(id).await?;
             dedicated::remove_dead_letter_queue(self.aws, &names).await?;
         }
         demoted.state = Demotion::Done {
@@ -611,6 +623,24 @@ impl<'a> Records<'a> {
             dead_letter_queue: names.dead_letter_queue,
         };
         Ok(demoted)
+    }
+
+    /// Reads the record again, right before a demote removes part of the
+    /// path: a promote since then must keep it.
+    async fn check_still_shared(&self, id: &TenantId) -> anyhow::Result<()> {
+        match self.read(id).await?.routing() {
+            Some(Routing::Dedicated) => Err(self.promoted_again(id)),
+            _ => Ok(()),
+        }
+    }
+
+    fn promoted_again(&self, id: &TenantId) -> anyhow::Error {
+        anyhow!(
+            "tenant {id} was promoted again while this demote was under way (its record routes \
+             dedicated): stopped, leaving its dedicated path in place for its events; to demote \
+             it, run `formbridge tenants demote {id}{}` again",
+            self.stack.options()
+        )
     }
 
     /// Changes a dedicated tenant's mapping: its maximum concurrency and

@@ -377,8 +377,12 @@ async fn demote(records: &Records<'_>, stack: &Stack, args: DemoteArgs) -> anyho
     let id = args.id;
     let again = format!("formbridge tenants demote {id}{}", stack.options());
     let mut said = None;
+    let mut first = true;
     loop {
-        let run = records.demote(&id).await?;
+        // Only the first run may switch the record: finding it dedicated
+        // later means a promote landed meanwhile, which the demote leaves.
+        let run = records.demote(&id, first).await?;
+        first = false;
         if run.switched {
             output::line(format_args!("tenant {id}: now shared routing"));
         }

@@ -871,6 +871,23 @@ async fn resume_rebuilds_a_dedicated_path_before_the_tenant_may_submit() {
     assert_eq!(stack.record("bigco").await["status"], "active");
 }
 
+/// Waits for a child to exit; kills it and fails the test after
+/// `seconds`.
+fn exit_within(child: &mut std::process::Child, seconds: u64) -> std::process::ExitStatus {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(seconds) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// The number just before `unit` in a line, as in "... 1200 s more".
 fn seconds_before(text: &str, unit: &str) -> u64 {
     text.split(unit)
@@ -1658,14 +1675,13 @@ async fn delete_sends_events_arriving_after_its_checks_to_the_shared_dead_letter
     stack
         .send_messages("fb_t_bigco", &[event("bigco", "dedicated")])
         .await;
+    let status = exit_within(&mut delete, 180);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    let output = delete.wait_with_output().unwrap();
-    assert!(output.status.success(), "{line}{rest}");
-    assert_eq!(
-        String::from_utf8(output.stdout).unwrap(),
-        "tenant bigco: deleted\n"
-    );
+    assert!(status.success(), "{line}{rest}");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut delete.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(out, "tenant bigco: deleted\n");
     assert!(
         rest.contains("1 event found in its own queues")
             && rest.contains("went to the shared dead-letter queue"),
@@ -1674,4 +1690,72 @@ async fn delete_sends_events_arriving_after_its_checks_to_the_shared_dead_letter
     assert!(stack.queue_url("fb_t_bigco").await.is_none());
     let dead = stack.bodies("fb-shared-dlq", 2).await;
     assert_eq!(dead, [event("bigco", "dedicated")]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_demote_under_way_stops_when_the_tenant_is_promoted_again() {
+    let stack = Deployed::start().await;
+    stack.ok(&["tenants", "create", "acme", "--dedicated"]);
+    // The stand-in plays the connector (here: one that is not running).
+    let uuid = stack.mappings("fb_t_acme").await[0]
+        .uuid()
+        .unwrap()
+        .to_owned();
+    stack
+        .lambda()
+        .update_event_source_mapping()
+        .uuid(uuid)
+        .enabled(false)
+        .send()
+        .await
+        .unwrap();
+    stack.ok(&["tenants", "demote", "acme", "--no-wait"]);
+    stack.age_demotion("acme").await;
+    stack.ok(&["tenants", "demote", "acme", "--no-wait"]);
+    stack.age_rule_removal("acme").await;
+    stack
+        .send_messages("fb_t_acme", &[event("acme", "dedicated")])
+        .await;
+
+    // A demote waits for the connector to empty the queue; meanwhile the
+    // tenant is promoted again.
+    let env = stack.moto.aws_env();
+    let mut demote = std::process::Command::new(crate::harness::BINARY)
+        .args(["tenants", "demote", "acme"])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("FORMBRIDGE_STACK", STACK)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(demote.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.contains("waiting for the 1 event left"), "{line}");
+    let out = stack.ok(&["tenants", "promote", "acme"]);
+    assert!(out.contains("now dedicated routing"), "{out}");
+
+    // It stops instead of switching the record back or removing the path.
+    let status = exit_within(&mut demote, 60);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(2), "{line}{rest}");
+    assert!(
+        rest.contains("tenant acme was promoted again while this demote was under way")
+            && rest.contains("formbridge tenants demote acme --stack fb"),
+        "{rest}"
+    );
+    assert_eq!(stack.record("acme").await["routing"], "dedicated");
+    assert!(
+        stack
+            .events()
+            .describe_rule()
+            .name("acme")
+            .event_bus_name("fb-bus")
+            .send()
+            .await
+            .is_ok()
+    );
+    assert_eq!(stack.mappings("fb_t_acme").await.len(), 1);
+    assert_eq!(stack.bodies("fb_t_acme", 2).await.len(), 1);
 }
