@@ -15,6 +15,8 @@
 //! - [`publish`]: the [`EventPublisher`](publish::EventPublisher) trait,
 //!   its EventBridge and in-memory adapters, and batched publishing with
 //!   retries of only what failed.
+//! - [`idempotency`]: each submission accepted once: idempotency keys,
+//!   the store trait and its in-memory adapter.
 //! - [`webhook`]: Standard Webhooks signing of deliveries to tenants.
 //! - [`breaker`]: circuit breakers per delivery destination.
 //! - [`backoff`]: capped exponential backoff with full jitter, and
@@ -32,6 +34,7 @@ pub mod backoff;
 pub mod breaker;
 pub mod config;
 pub mod event;
+pub mod idempotency;
 pub mod json_key;
 pub mod publish;
 pub mod rate_limit;
