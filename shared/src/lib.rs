@@ -15,6 +15,7 @@
 //! - [`publish`]: the [`EventPublisher`](publish::EventPublisher) trait,
 //!   its EventBridge and in-memory adapters, and batched publishing with
 //!   retries of only what failed.
+//! - [`source`]: provider webhooks verified as each provider signs them.
 //! - [`idempotency`]: each submission accepted once: idempotency keys,
 //!   the store trait and its in-memory adapter.
 //! - [`webhook`]: Standard Webhooks signing of deliveries to tenants.
@@ -40,6 +41,7 @@ pub mod publish;
 pub mod rate_limit;
 pub mod secret;
 pub mod signature;
+pub mod source;
 pub mod store;
 pub mod telemetry;
 pub mod tenant;
