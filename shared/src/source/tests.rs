@@ -333,7 +333,7 @@ fn every_header_a_provider_requires_is_reported_missing_by_name() {
                 // Standard Webhooks reads the whole set of the id it finds.
                 assert_eq!(
                     result,
-                    Err(SourceError::MissingHeader(leak(name))),
+                    Err(SourceError::MissingHeader(static_name(name))),
                     "{p}: {name}"
                 );
             }
@@ -346,7 +346,8 @@ fn every_header_a_provider_requires_is_reported_missing_by_name() {
     }
 }
 
-fn leak(name: &str) -> &'static str {
+/// The table's own `&'static` spelling of a header name, as errors carry it.
+fn static_name(name: &str) -> &'static str {
     PROVIDERS
         .iter()
         .flat_map(|p| {
