@@ -222,7 +222,7 @@ impl TenantDocument {
 
     /// The record for people: values known to be safe are shown; every
     /// other field keeps its name and has its value replaced by
-    /// [`REDACTED`], whatever its shape (a misspelt or unknown field, a
+    /// `"<redacted>"`, whatever its shape (a misspelt or unknown field, a
     /// string where a list was expected). The destination URL is shown as
     /// its origin only (hook URLs carry tokens in the path, query or user
     /// info), destination header names without their values.
