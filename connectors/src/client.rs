@@ -4,7 +4,7 @@
 //! [`HttpDeliveryClient`] is one pooled client per process: rustls (AWS-LC),
 //! HTTP/1.1 keep-alive and HTTP/2 (ALPN), a connect timeout and a total
 //! timeout per request, no redirects, no proxies, no cookies, and the
-//! [guard](crate::guard) in its resolver. It answers with the status and
+//! [`guard`] in its resolver. It answers with the status and
 //! `Retry-After`, or a [`SendError`] that says what went wrong without
 //! saying where (URLs can hold tokens).
 

@@ -22,7 +22,7 @@
 //! same way; its failure is the invocation's error. [`Connector::handle`]
 //! is what the Lambda runs; [`Connector::deliver_event`] delivers one event
 //! for callers with their own queue (the local gateway). Failures become
-//! outcomes, logs and metrics in [`Connector::finish`] only.
+//! outcomes, logs and metrics in `Connector::finish` only.
 
 pub mod client;
 pub mod deliver;

@@ -768,7 +768,7 @@ fn live_mappings(
         .collect()
 }
 
-/// Whether a mapping is not being deleted (see [`live_mappings`]).
+/// Whether a mapping is not being deleted (see `live_mappings`).
 pub fn is_live(mapping: &aws_sdk_lambda::types::EventSourceMappingConfiguration) -> bool {
     mapping.state() != Some("Deleting")
 }

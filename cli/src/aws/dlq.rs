@@ -391,7 +391,7 @@ const VISIBILITY_MARGIN: std::time::Duration = std::time::Duration::from_secs(30
 
 /// How long a count keeps a queue of about `size` messages hidden:
 /// [`RECEIVE_VISIBILITY_SECONDS`] plus the scan's time at
-/// [`COUNTED_PER_SECOND`], at most SQS's 12 hours.
+/// `COUNTED_PER_SECOND`, at most SQS's 12 hours.
 pub fn count_visibility(size: u64) -> i32 {
     let seconds = (RECEIVE_VISIBILITY_SECONDS as u64)
         .saturating_add(size / COUNTED_PER_SECOND)
