@@ -48,6 +48,7 @@ fn bench(c: &mut Criterion) {
         event_bus_name: "bench".into(),
         event_source: "form-bridge".into(),
         max_body_bytes: 262_144,
+        idempotency_ttl: shared::idempotency::DEFAULT_TTL,
     };
     let (publisher, mut rx) = MemoryPublisher::channel(1_024);
     let ingest = Ingest::new(
@@ -61,8 +62,13 @@ fn bench(c: &mut Criterion) {
     let ten = serde_json::to_vec(&vec![submission(1024); 10]).unwrap();
     let cases = [("1KiB", event(&one), 1), ("batch_10x1KiB", event(&ten), 10)];
 
+    // Each request is a new one (its own idempotency key, as a sender's
+    // timestamp and body would give it): the full path, key kept in memory.
+    let mut request = 0u64;
     let mut invoke = async |bytes: &[u8], expected: usize| {
-        let payload: IngestEvent = serde_json::from_slice(bytes).unwrap();
+        let mut payload: IngestEvent = serde_json::from_slice(bytes).unwrap();
+        request += 1;
+        payload.headers.timestamp = Some(request.to_string());
         let response = ingest.handle(&payload, now()).await;
         for _ in 0..expected {
             black_box(rx.try_recv().unwrap());

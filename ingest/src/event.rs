@@ -12,10 +12,12 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use shared::json_key::JsonKey;
-use shared::signature::CONTENT_DIGEST_HEADER;
+use shared::signature::{CONTENT_DIGEST_HEADER, TIMESTAMP_HEADER};
 
 /// `Content-Type`, lowercase.
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
+/// `Idempotency-Key`, lowercase.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// What ingest reads from a payload 2.0 proxy event.
 #[derive(Debug, Default, Deserialize)]
@@ -59,14 +61,20 @@ pub struct LambdaContext {
     pub routing: Option<String>,
 }
 
-/// `Content-Type` and `Content-Digest`, found case-insensitively; every
-/// other header is skipped without being copied.
+/// `Content-Type`, `Content-Digest`, `X-FormBridge-Timestamp` and
+/// `Idempotency-Key`, found case-insensitively; every other header is
+/// skipped without being copied.
 #[derive(Debug, Default)]
 pub struct Headers {
     /// `Content-Type`.
     pub content_type: Option<String>,
     /// `Content-Digest`.
     pub content_digest: Option<String>,
+    /// `X-FormBridge-Timestamp`: with the digest and the tenant, the
+    /// request's idempotency key when it has no `Idempotency-Key`.
+    pub timestamp: Option<String>,
+    /// `Idempotency-Key`.
+    pub idempotency_key: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for Headers {
@@ -90,6 +98,10 @@ impl<'de> Deserialize<'de> for Headers {
                         h.content_type = map.next_value()?;
                     } else if key.is_ignore_case(CONTENT_DIGEST_HEADER) {
                         h.content_digest = map.next_value()?;
+                    } else if key.is_ignore_case(TIMESTAMP_HEADER) {
+                        h.timestamp = map.next_value()?;
+                    } else if key.is_ignore_case(IDEMPOTENCY_KEY_HEADER) {
+                        h.idempotency_key = map.next_value()?;
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -121,6 +133,17 @@ pub struct ResponseHeaders {
     /// `application/json`.
     #[serde(rename = "content-type")]
     pub content_type: &'static str,
+    /// `true` on the answer to a request accepted before (the first
+    /// answer again).
+    #[serde(
+        rename = "idempotent-replayed",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idempotent_replayed: Option<&'static str>,
+    /// Seconds to wait before retrying (409 while the first request with
+    /// the same key is in progress).
+    #[serde(rename = "retry-after", skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<&'static str>,
 }
 
 impl Response {
@@ -130,6 +153,8 @@ impl Response {
             status_code,
             headers: ResponseHeaders {
                 content_type: "application/json",
+                idempotent_replayed: None,
+                retry_after: None,
             },
             body,
             is_base64_encoded: false,

@@ -9,10 +9,14 @@
 //!    time, before anything is parsed;
 //! 4. reads the submissions ([`body`]): a JSON object, a batch of up to 100,
 //!    or a URL-encoded form;
-//! 5. gives each a time-sortable submission ID and publishes the events
+//! 5. claims the request's idempotency key ([`shared::idempotency`]): the
+//!    `Idempotency-Key` header, else the signed identity. A request seen
+//!    before gets its first answer again and publishes nothing;
+//! 6. gives each a time-sortable submission ID and publishes the events
 //!    ([`shared::publish`]): at most 10 entries and 1 MiB per PutEvents
 //!    call, only failed entries retried;
-//! 6. answers 202 with the IDs in request order, or the status docs/protocol.md, section 2, gives
+//! 7. answers 202 with the IDs in request order (completing the key), or
+//!    the status docs/protocol.md, section 2, gives (releasing it)
 //!    and `{"error": {"code", "message"}}`.
 //!
 //! [`Ingest::handle`] is what the Lambda runs on an [`IngestEvent`];
@@ -34,6 +38,9 @@ use shared::config::{ConfigError, Env};
 use shared::event::{
     DEFAULT_EVENT_SOURCE, DETAIL_TYPE, DETAIL_VERSION, SubmissionDetail, SubmissionId,
     SubmissionIds, received_at,
+};
+use shared::idempotency::{
+    Claim, IdempotencyKey, IdempotencyStore, KeyError, MemoryIdempotencyStore,
 };
 use shared::publish::{
     self, BusEntry, EntryError, EntryTooLarge, EventPublisher, PublishReport, RetryPolicy,
@@ -58,6 +65,9 @@ pub struct Config {
     pub event_source: String,
     /// `MAX_BODY_BYTES`: the largest body accepted, after base64 decoding.
     pub max_body_bytes: usize,
+    /// `IDEMPOTENCY_TTL_SECONDS`: how long an accepted request's answer is
+    /// replayed to the same request (never less than the replay window).
+    pub idempotency_ttl: std::time::Duration,
 }
 
 impl Config {
@@ -85,10 +95,19 @@ impl Config {
             DEFAULT_MAX_BODY_BYTES,
             1..=MAX_BODY_BYTES_LIMIT,
         )?;
+        // The authorizer's window: a request it accepts must not outlive
+        // its key.
+        let replay_window = env.number("REPLAY_WINDOW_SECONDS", 300, 1..=3_600)?;
+        let idempotency_ttl = env.seconds(
+            "IDEMPOTENCY_TTL_SECONDS",
+            shared::idempotency::DEFAULT_TTL.as_secs(),
+            replay_window..=30 * 86_400,
+        )?;
         Ok(Self {
             event_bus_name,
             event_source,
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+            idempotency_ttl,
         })
     }
 }
@@ -115,6 +134,10 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     /// API Gateway's request ID, for logs.
     pub request_id: Option<&'a str>,
+    /// `X-FormBridge-Timestamp`, as sent (the signed identity's part).
+    pub timestamp: Option<&'a str>,
+    /// `Idempotency-Key`, when sent.
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// Why a request was not accepted. Each maps to one status and code.
@@ -144,6 +167,23 @@ pub enum Rejection {
     /// One event would exceed what the bus takes in one entry.
     #[error("submission {} makes a {}-byte event; the bus takes at most {} bytes", .0.index, .0.size, publish::MAX_CALL_BYTES)]
     EventTooLarge(EntryTooLarge),
+    /// `Idempotency-Key` is not 1 to 255 printable ASCII characters.
+    #[error(transparent)]
+    InvalidIdempotencyKey(#[from] KeyError),
+    /// The `Idempotency-Key` was used before for a different body.
+    #[error(
+        "this Idempotency-Key was used for a different request body; use a new key for a new submission"
+    )]
+    IdempotencyKeyReused,
+    /// The same request is being processed right now.
+    #[error("the same request is still being processed; retry shortly to get its answer")]
+    InProgress,
+    /// The idempotency store failed: nothing is accepted that could be
+    /// accepted twice.
+    #[error(
+        "cannot check whether this request was accepted before; nothing was published; retrying the request is safe"
+    )]
+    IdempotencyUnavailable,
     /// The bus did not take every event.
     #[error("{message}")]
     NotPublished {
@@ -160,10 +200,12 @@ impl Rejection {
         match self {
             Self::MissingContext => 500,
             Self::BodyTooLarge(_) | Self::EventTooLarge(_) => 413,
-            Self::MalformedBase64 | Self::Body(_) => 400,
+            Self::MalformedBase64 | Self::Body(_) | Self::InvalidIdempotencyKey(_) => 400,
             Self::MissingDigest | Self::Digest(_) => 401,
             Self::UnsupportedContentType => 415,
-            Self::NotPublished { .. } => 503,
+            Self::IdempotencyKeyReused => 422,
+            Self::InProgress => 409,
+            Self::NotPublished { .. } | Self::IdempotencyUnavailable => 503,
         }
     }
 
@@ -179,6 +221,10 @@ impl Rejection {
             Self::UnsupportedContentType => "unsupported_content_type",
             Self::Body(e) => e.code(),
             Self::EventTooLarge(_) => "event_too_large",
+            Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::InProgress => "request_in_progress",
+            Self::IdempotencyUnavailable => "idempotency_unavailable",
             Self::NotPublished { .. } => "bus_unavailable",
         }
     }
@@ -200,7 +246,10 @@ impl Rejection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
     /// Their IDs, in request order.
-    pub submission_ids: Vec<SubmissionId>,
+    pub submission_ids: Vec<String>,
+    /// The same request was accepted before: this is its first answer
+    /// again, and nothing was published now.
+    pub replayed: bool,
 }
 
 impl Accepted {
@@ -212,8 +261,9 @@ impl Accepted {
 
 /// The ingest handler: publisher, configuration, ID generator and metrics,
 /// built once per process.
-pub struct Ingest<P> {
+pub struct Ingest<P, K = MemoryIdempotencyStore> {
     publisher: P,
+    idempotency: K,
     source: Arc<str>,
     max_body_bytes: usize,
     retry: RetryPolicy,
@@ -221,16 +271,40 @@ pub struct Ingest<P> {
     metrics: Metrics,
 }
 
+/// Idempotency keys a Lambda environment keeps in memory when it has no
+/// shared store, the newest (about 250 bytes each: 2.5 MB).
+pub const MEMORY_IDEMPOTENCY_KEYS: usize = 10_000;
+
 impl<P: EventPublisher> Ingest<P> {
-    /// A handler publishing through `publisher`.
+    /// A handler publishing through `publisher`, keeping idempotency keys
+    /// in memory (at most [`MEMORY_IDEMPOTENCY_KEYS`], for the TTL).
     pub fn new(publisher: P, config: &Config, metrics: Metrics) -> Self {
         Self {
             publisher,
+            idempotency: MemoryIdempotencyStore::new(
+                config.idempotency_ttl,
+                MEMORY_IDEMPOTENCY_KEYS,
+            ),
             source: Arc::from(config.event_source.as_str()),
             max_body_bytes: config.max_body_bytes,
             retry: RetryPolicy::default(),
             ids: SubmissionIds::new(),
             metrics,
+        }
+    }
+}
+
+impl<P: EventPublisher, K: IdempotencyStore> Ingest<P, K> {
+    /// Keeps idempotency keys in `store` instead.
+    pub fn with_idempotency_store<S: IdempotencyStore>(self, store: S) -> Ingest<P, S> {
+        Ingest {
+            publisher: self.publisher,
+            idempotency: store,
+            source: self.source,
+            max_body_bytes: self.max_body_bytes,
+            retry: self.retry,
+            ids: self.ids,
+            metrics: self.metrics,
         }
     }
 
@@ -260,10 +334,24 @@ impl<P: EventPublisher> Ingest<P> {
             content_digest: event.headers.content_digest.as_deref(),
             body: &decoded,
             request_id,
+            timestamp: event.headers.timestamp.as_deref(),
+            idempotency_key: event.headers.idempotency_key.as_deref(),
         };
         match self.ingest(request, now).await {
-            Ok(accepted) => Response::json(202, accepted.body()),
-            Err(rejection) => Response::json(rejection.status(), rejection.body()),
+            Ok(accepted) => {
+                let mut response = Response::json(202, accepted.body());
+                if accepted.replayed {
+                    response.headers.idempotent_replayed = Some("true");
+                }
+                response
+            }
+            Err(rejection) => {
+                let mut response = Response::json(rejection.status(), rejection.body());
+                if rejection == Rejection::InProgress {
+                    response.headers.retry_after = Some("1");
+                }
+                response
+            }
         }
     }
 
@@ -294,6 +382,59 @@ impl<P: EventPublisher> Ingest<P> {
             .ok_or(Rejection::UnsupportedContentType)?;
         let payloads = body::submissions(content_type, request.body)?;
 
+        let key = match request.idempotency_key {
+            Some(header) => IdempotencyKey::from_header(&tenant.id, header, request.body)?,
+            None => IdempotencyKey::from_signed_identity(
+                &tenant.id,
+                request.timestamp.unwrap_or_default(),
+                digest,
+            ),
+        };
+        match self.idempotency.claim(&key).await {
+            Ok(Claim::New) => {}
+            Ok(Claim::Replay(ids)) => {
+                debug!(tenant_id = %tenant.id, request_id = request.request_id, "replayed");
+                return Ok(Accepted {
+                    submission_ids: ids.to_vec(),
+                    replayed: true,
+                });
+            }
+            Ok(Claim::Mismatch) => return Err(Rejection::IdempotencyKeyReused),
+            Ok(Claim::InProgress) => return Err(Rejection::InProgress),
+            Err(e) => {
+                error!(tenant_id = %tenant.id, request_id = request.request_id, error = %e, "idempotency store failed");
+                return Err(Rejection::IdempotencyUnavailable);
+            }
+        }
+        let result = self
+            .publish(tenant, request, content_type, &payloads, now)
+            .await;
+        let settled = match &result {
+            Ok(accepted) => {
+                self.idempotency
+                    .complete(&key, &accepted.submission_ids)
+                    .await
+            }
+            // Not accepted: the sender's retry must be able to succeed.
+            Err(_) => self.idempotency.release(&key).await,
+        };
+        if let Err(e) = settled {
+            // The answer stands; a retry may then be accepted again (with
+            // a completed request) or wait out the claim's lease.
+            warn!(tenant_id = %tenant.id, request_id = request.request_id, error = %e, "idempotency store failed after the request");
+        }
+        result
+    }
+
+    /// Publishes one request's submissions as events.
+    async fn publish(
+        &self,
+        tenant: &Tenant,
+        request: &Request<'_>,
+        content_type: ContentType,
+        payloads: &[Cow<'_, serde_json::value::RawValue>],
+        now: SystemTime,
+    ) -> Result<Accepted, Rejection> {
         let received_at = received_at(now);
         let mut ids = Vec::with_capacity(payloads.len());
         let entries: Vec<BusEntry> = payloads
@@ -346,7 +487,8 @@ impl<P: EventPublisher> Ingest<P> {
                 "accepted"
             );
             return Ok(Accepted {
-                submission_ids: ids,
+                submission_ids: ids.iter().map(ToString::to_string).collect(),
+                replayed: false,
             });
         }
         Err(not_published(tenant, request.request_id, &ids, &report))

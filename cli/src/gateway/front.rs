@@ -21,8 +21,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use hyper::body::Incoming;
 use ingest::Ingest;
 use ingest::event::{
-    Authorizer as AuthorizerContext, Headers, IngestEvent, LambdaContext, RequestContext,
+    Authorizer as AuthorizerContext, Headers, IDEMPOTENCY_KEY_HEADER, IngestEvent, LambdaContext,
+    RequestContext,
 };
+use shared::idempotency::MemoryIdempotencyStore;
 use shared::signature::{CONTENT_DIGEST_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, unix_now};
 use shared::store::MemoryTenantStore;
 
@@ -42,7 +44,7 @@ const REQUEST_ID_HEADER: &str = "apigw-requestid";
 /// in-process bus.
 pub struct Gateway {
     authorizer: Authorizer<MemoryTenantStore>,
-    ingest: Ingest<BusPublisher>,
+    ingest: Ingest<BusPublisher, MemoryIdempotencyStore>,
     bus: Arc<Bus>,
     /// Bodies are read up to one byte more than ingest accepts, so that
     /// ingest itself answers 413 for a longer one.
@@ -56,7 +58,7 @@ impl Gateway {
     /// ingest's `MAX_BODY_BYTES`.
     pub fn new(
         authorizer: Authorizer<MemoryTenantStore>,
-        ingest: Ingest<BusPublisher>,
+        ingest: Ingest<BusPublisher, MemoryIdempotencyStore>,
         bus: Arc<Bus>,
         max_body_bytes: usize,
     ) -> Self {
@@ -91,7 +93,7 @@ impl Gateway {
             headers_well_formed: true,
             tenant_id: Some(tenant_id.to_owned()),
             request_id: Some(request_id.clone()),
-            timestamp: Some(timestamp),
+            timestamp: Some(timestamp.clone()),
             content_digest: Some(content_digest.clone()),
             signature: Some(signature),
         };
@@ -100,6 +102,7 @@ impl Gateway {
             return with_request_id(json_response(StatusCode::FORBIDDEN, FORBIDDEN), &request_id);
         };
         let content_type = joined(request.headers(), CONTENT_TYPE.as_str());
+        let idempotency_key = joined(request.headers(), IDEMPOTENCY_KEY_HEADER);
         let body = match read_body(request.into_body(), self.body_limit).await {
             Ok(body) => body,
             Err(_) => {
@@ -119,6 +122,8 @@ impl Gateway {
             headers: Headers {
                 content_type,
                 content_digest: Some(content_digest),
+                timestamp: Some(timestamp),
+                idempotency_key,
             },
             body: Some(body),
             is_base64_encoded,
@@ -136,11 +141,21 @@ impl Gateway {
         let status =
             StatusCode::from_u16(answer.status_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = with_request_id(json_response(status, answer.body), &request_id);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            // The queue is full: the client should come back shortly.
+        // The queue is full, or the same request is in progress: the
+        // client should come back shortly.
+        let retry_after = answer
+            .headers
+            .retry_after
+            .or((status == StatusCode::SERVICE_UNAVAILABLE).then_some("1"));
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(RETRY_AFTER, HeaderValue::from_static(seconds));
+        }
+        if let Some(replayed) = answer.headers.idempotent_replayed {
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static(replayed));
         }
         response
     }

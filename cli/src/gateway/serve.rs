@@ -16,6 +16,7 @@ use authorizer::Authorizer;
 use connectors::{GuardRules, HttpDeliveryClient};
 use ingest::Ingest;
 use shared::config::Env;
+use shared::idempotency::MemoryIdempotencyStore;
 use shared::publish::RetryPolicy;
 use shared::store::MemoryTenantStore;
 use shared::telemetry::Metrics;
@@ -34,6 +35,8 @@ use crate::sender::receive::Receiver;
 const LOCAL_BUS_NAME: &str = "form-bridge-local";
 /// The demo tenant of the built-in default.
 const DEMO_TENANT: &str = "demo";
+/// Idempotency keys the gateway keeps, the newest (about 250 bytes each).
+const IDEMPOTENCY_KEYS: usize = 100_000;
 /// How long requests in progress may take to finish at shutdown.
 const REQUEST_GRACE: Duration = Duration::from_secs(10);
 
@@ -183,7 +186,12 @@ pub async fn run(options: ServeArgs) -> anyhow::Result<Snapshot> {
             &authorizer_config,
             Metrics::off("authorizer"),
         ),
-        Ingest::new(publisher, &ingest_config, Metrics::off("ingest")).with_retry_policy(no_retry),
+        Ingest::new(publisher, &ingest_config, Metrics::off("ingest"))
+            .with_retry_policy(no_retry)
+            .with_idempotency_store(MemoryIdempotencyStore::new(
+                ingest_config.idempotency_ttl,
+                IDEMPOTENCY_KEYS,
+            )),
         Arc::clone(&bus),
         ingest_config.max_body_bytes,
     ));

@@ -360,7 +360,8 @@ async fn a_full_queue_answers_503_and_shutdown_keeps_what_it_could_not_deliver()
     });
     // 1 in flight and 9 queued: the bus holds 10 accepted and undelivered
     // events, and takes no more until one is done.
-    let (status, body) = answer(Submission::json("acme", &batch).request(&client, &url)).await;
+    let more = batch.replace("\"x\"", "\"more\"");
+    let (status, body) = answer(Submission::json("acme", &more).request(&client, &url)).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "bus_unavailable");
     let response = Submission::json("acme", r#"{"z":1}"#)
@@ -800,11 +801,18 @@ async fn a_tenant_whose_share_is_full_gets_503_and_the_others_do_not() {
         &[],
     );
     let client = reqwest::Client::new();
-    let batch = format!("[{}]", [r#"{"x":1}"#; 10].join(","));
+    // Ten different submissions per request: a request sent again would
+    // be the same submission, answered again and not queued twice.
+    let batch = |round: usize| {
+        let items: Vec<String> = (0..10)
+            .map(|i| format!(r#"{{"x":{round},"i":{i}}}"#))
+            .collect();
+        format!("[{}]", items.join(","))
+    };
     let down_url = gateway.submissions("downco");
-    for _ in 0..3 {
+    for round in 0..3 {
         let (status, body) =
-            answer(Submission::json("downco", &batch).request(&client, &down_url)).await;
+            answer(Submission::json("downco", &batch(round)).request(&client, &down_url)).await;
         assert_eq!(status, 202, "{body}");
     }
     // Its 30 events wait to be retried: its share is full...
@@ -816,8 +824,63 @@ async fn a_tenant_whose_share_is_full_gets_503_and_the_others_do_not() {
     let up_url = gateway.submissions("upco");
     for round in 1..=5 {
         let (status, body) =
-            answer(Submission::json("upco", &batch).request(&client, &up_url)).await;
+            answer(Submission::json("upco", &batch(round)).request(&client, &up_url)).await;
         assert_eq!(status, 202, "{body}");
         wait_until("upco's deliveries", || up.requests().len() >= 10 * round);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_signed_request_four_times_is_delivered_once() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let gateway = gateway_for(&receiver, &[], &[]);
+    let client = reqwest::Client::new();
+    let url = gateway.submissions("acme");
+    let submission = Submission::json("acme", r#"{"email":"ada@example.com"}"#);
+
+    // In sequence: the first answer, then the same answer marked replayed.
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let response = submission.request(&client, &url).send().await.unwrap();
+        let replayed = response.headers().get("idempotent-replayed").is_some();
+        let status = response.status().as_u16();
+        let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        answers.push((status, replayed, ids(&body)));
+    }
+    assert_eq!((answers[0].0, answers[0].1), (202, false));
+    for (status, replayed, submission_ids) in &answers[1..] {
+        assert_eq!((*status, *replayed), (202, true));
+        assert_eq!(submission_ids, &answers[0].2);
+    }
+    // Concurrently, another request four times: 202 with one answer, or
+    // 409 while the first is in progress.
+    let other = Submission::json("acme", r#"{"email":"grace@example.com"}"#);
+    let mut sent = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let request = other.request(&client, &url);
+        sent.spawn(async move { answer(request).await });
+    }
+    let results = sent.join_all().await;
+    let accepted: Vec<Vec<String>> = results
+        .iter()
+        .filter(|(status, body)| {
+            assert!(*status == 202 || *status == 409, "{status} {body}");
+            *status == 202
+        })
+        .map(|(_, body)| ids(body))
+        .collect();
+    assert!(!accepted.is_empty());
+    assert!(accepted.iter().all(|i| i == &accepted[0]));
+
+    // One delivery each.
+    wait_until("2 deliveries", || receiver.requests().len() >= 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let delivered: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap().to_owned())
+        .collect();
+    assert_eq!(delivered.len(), 2, "{delivered:?}");
+    assert!(delivered.contains(&answers[0].2[0]));
+    assert!(delivered.contains(&accepted[0][0]));
 }

@@ -4,6 +4,7 @@
 //!   every rejection, and conformance with `aws_lambda_events`.
 //! - `moto`: the EventBridge adapter through the real SDK against moto, a
 //!   rule routing to SQS, events read back from the queue.
+//! - `idempotency`: replays of a request get its first answer, once.
 //! - `faults`: the adapter against a local endpoint that speaks the
 //!   EventBridge protocol badly (partial failures, throttling, 500s,
 //!   timeouts, hang-ups, nothing listening).
@@ -15,6 +16,7 @@
 mod bootstrap;
 mod faults;
 mod handler;
+mod idempotency;
 mod moto;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -72,6 +74,7 @@ pub fn config() -> Config {
         event_bus_name: "form-bridge-test".into(),
         event_source: "form-bridge".into(),
         max_body_bytes: 262_144,
+        idempotency_ttl: shared::idempotency::DEFAULT_TTL,
     }
 }
 
