@@ -111,6 +111,30 @@ pub trait Verifier: Sync {
     ) -> Result<Signed, &'static str>;
 }
 
+/// A source's ID, the path segment of `/v1/tenants/{tenant_id}/sources/{source_id}`:
+/// the tenant ID grammar (1 to 63 of `a-z`, `0-9` and `-`, starting and
+/// ending with a letter or digit).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourceId(crate::tenant_id::TenantId);
+
+impl SourceId {
+    /// A valid source ID, or why not.
+    pub fn parse(s: &str) -> Result<Self, crate::tenant_id::TenantIdError> {
+        crate::tenant_id::TenantId::parse(s).map(Self)
+    }
+
+    /// The ID as text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Display for SourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A provider: a name from [`PROVIDERS`] and its verifier. Only the table's
 /// names can be held; [`Provider::parse`] is the way in.
 #[derive(Clone, Copy)]

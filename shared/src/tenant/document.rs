@@ -17,6 +17,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::{MAX_SIGNING_SECRETS, RecordError, Routing, TenantRecord, TenantStatus};
+use crate::source::Provider;
 use crate::tenant_id::TenantId;
 
 /// What [`TenantDocument::redacted`] puts in place of a hidden value.
@@ -225,7 +226,8 @@ impl TenantDocument {
     /// `"<redacted>"`, whatever its shape (a misspelt or unknown field, a
     /// string where a list was expected). The destination URL is shown as
     /// its origin only (hook URLs carry tokens in the path, query or user
-    /// info), destination header names without their values.
+    /// info), destination header names without their values, sources with
+    /// their IDs and providers but no secret.
     pub fn redacted(&self) -> Value {
         let shown = self
             .fields
@@ -255,6 +257,19 @@ impl TenantDocument {
                         "timeout_ms" => shown_if(v, Value::is_u64),
                         "headers" => redact_object(v, |_, _| hidden()),
                         _ => hidden(),
+                    }),
+                    // Source IDs (the keys) and providers are shown; every
+                    // secret is hidden, one placeholder each.
+                    "sources" => redact_object(value, |_, source| {
+                        redact_object(source, |key, v| match (key, v) {
+                            ("provider", _) => shown_if(v, |v| {
+                                v.as_str().is_some_and(|p| Provider::parse(p).is_ok())
+                            }),
+                            ("secrets", Value::Array(list)) => {
+                                Value::Array(list.iter().map(|_| hidden()).collect())
+                            }
+                            _ => hidden(),
+                        })
                     }),
                     _ => hidden(),
                 };
@@ -459,10 +474,15 @@ mod tests {
                             "secret": WHSEC, "headers": {"Authorization": "Bearer tok-123"},
                             "timeout_ms": 5000},
             "future_field": {"kept": "value-of-unknown-field"},
+            "sources": {"typeform-main": {"provider": "typeform", "secrets": ["tf-secret-1", "tf-secret-0"],
+                                          "note": "tf-note"},
+                        "odd": {"provider": "tf-secret-as-provider", "secrets": "tf-secret-2"}},
         }));
         for secret in [
             SECRET,
             OLD,
+            "tf-secret",
+            "tf-note",
             "whsec_",
             "Bearer",
             "pa55",
@@ -482,6 +502,7 @@ mod tests {
             r#""Authorization":"<redacted>""#,
             r#""timeout_ms":5000"#,
             r#""future_field":"<redacted>""#,
+            r#""typeform-main":{"note":"<redacted>","provider":"typeform","secrets":["<redacted>","<redacted>"]}"#,
         ] {
             assert!(text.contains(kept), "{kept} missing from {text}");
         }

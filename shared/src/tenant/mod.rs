@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::secret::Secret;
 use crate::signature::SigningKey;
+use crate::source::{Provider, SourceId, SourceKeys, UnknownProvider};
 use crate::tenant_id::TenantId;
 
 pub mod document;
@@ -177,6 +178,9 @@ pub struct TenantRecord {
     pub rate_limit: Option<RateLimit>,
     /// Delivery endpoint, if the tenant has one.
     pub destination: Option<Destination>,
+    /// Where hosted form builders and providers post for this tenant, by
+    /// source ID, each with its provider's keys ready to verify.
+    pub sources: BTreeMap<SourceId, SourceKeys>,
 }
 
 /// Why a tenant record was rejected. Never contains a secret value.
@@ -238,6 +242,10 @@ impl TenantRecord {
         let destination = optional(record, "destination")
             .map(parse_destination)
             .transpose()?;
+        let sources = optional(record, "sources")
+            .map(parse_sources)
+            .transpose()?
+            .unwrap_or_default();
         Ok(Self {
             tenant_id,
             status,
@@ -245,6 +253,7 @@ impl TenantRecord {
             routing,
             rate_limit,
             destination,
+            sources,
         })
     }
 }
@@ -279,6 +288,67 @@ fn bounded(value: &Value, field: &str, max: u64) -> Result<u64, RecordError> {
         .ok_or_else(|| {
             RecordError::new(format!("`{field}` must be a whole number from 1 to {max}"))
         })
+}
+
+/// The most sources a tenant may have.
+pub const MAX_SOURCES: usize = 50;
+/// The most secrets one source may hold (current, and those still valid
+/// during a rotation).
+pub const MAX_SOURCE_SECRETS: usize = 4;
+
+/// `sources`: `{"<source_id>": {"provider": "...", "secrets": ["...", ...]}}`.
+/// Errors name the source and the rule, never a secret.
+fn parse_sources(value: &Value) -> Result<BTreeMap<SourceId, SourceKeys>, RecordError> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| RecordError::new("`sources` must be an object of sources by ID"))?;
+    if object.len() > MAX_SOURCES {
+        return Err(RecordError::new(format!(
+            "`sources` holds more than {MAX_SOURCES} sources"
+        )));
+    }
+    object
+        .iter()
+        .map(|(id, source)| {
+            // An invalid ID is not quoted: it could be anything pasted there.
+            let id = SourceId::parse(id).map_err(|_| {
+                RecordError::new(
+                    "`sources` has an invalid source ID (1 to 63 of a-z, 0-9 and -, starting and ending with a letter or digit)",
+                )
+            })?;
+            let field = |name: &str| format!("`sources.{id}.{name}`");
+            let source = source
+                .as_object()
+                .ok_or_else(|| RecordError::new(format!("`sources.{id}` must be an object")))?;
+            let provider = required(source, "provider")
+                .map_err(|_| RecordError::new(format!("missing field {}", field("provider"))))?
+                .as_str()
+                .ok_or(UnknownProvider)
+                .and_then(Provider::parse)
+                .map_err(|e| RecordError::new(format!("{}: {e}", field("provider"))))?;
+            let secrets = match required(source, "secrets") {
+                Ok(Value::Array(list)) if !list.is_empty() && list.len() <= MAX_SOURCE_SECRETS => list,
+                _ => {
+                    return Err(RecordError::new(format!(
+                        "{} must be an array of 1 to {MAX_SOURCE_SECRETS} strings",
+                        field("secrets")
+                    )));
+                }
+            };
+            let secrets = secrets
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    s.as_str().map(Secret::new).ok_or_else(|| {
+                        RecordError::new(format!("{}[{i}] must be a string", field("secrets")))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let keys = SourceKeys::new(provider, &secrets)
+                .map_err(|e| RecordError::new(format!("`sources.{id}`: {e}")))?;
+            Ok((id, keys))
+        })
+        .collect()
 }
 
 fn parse_rate_limit(value: &Value) -> Result<RateLimit, RecordError> {
@@ -494,6 +564,38 @@ mod tests {
     }
 
     #[test]
+    fn sources_are_read_with_their_providers_keys_and_never_print_a_secret() {
+        let mut v = full();
+        let token = "t".repeat(40);
+        v["sources"] = json!({
+            "typeform-main": {"provider": "typeform", "secrets": ["tf-secret-new", "tf-secret-old"]},
+            "jotform-contact": {"provider": "token", "secrets": [token]},
+        });
+        let record = TenantRecord::from_value(v).expect("valid");
+        let providers: Vec<(&str, &str)> = record
+            .sources
+            .iter()
+            .map(|(id, keys)| (id.as_str(), keys.provider().as_str()))
+            .collect();
+        assert_eq!(
+            providers,
+            [("jotform-contact", "token"), ("typeform-main", "typeform")]
+        );
+        let debug = format!("{record:?}");
+        assert!(
+            !debug.contains("tf-secret") && !debug.contains(&token),
+            "{debug}"
+        );
+        // No sources: none.
+        assert!(
+            TenantRecord::from_value(full())
+                .expect("valid")
+                .sources
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn burst_defaults_to_the_rate() {
         let mut v = full();
         v["rate_limit"] = json!({"requests_per_second": 7});
@@ -609,6 +711,37 @@ mod tests {
         );
         push(&["destination", "timeout_ms"], json!(0), "timeout_ms");
         push(&["destination", "timeout_ms"], json!(600_000), "timeout_ms");
+        push(&["sources"], json!([]), "`sources` must be an object");
+        push(
+            &["sources"],
+            json!({"Typeform Main": {"provider": "typeform", "secrets": ["s"]}}),
+            "invalid source ID",
+        );
+        push(
+            &["sources"],
+            json!({"tf": {"provider": "typo", "secrets": ["s"]}}),
+            "`sources.tf.provider`: unknown provider; expected one of typeform",
+        );
+        push(
+            &["sources"],
+            json!({"tf": {"provider": "typeform"}}),
+            "`sources.tf.secrets` must be an array of 1 to 4 strings",
+        );
+        push(
+            &["sources"],
+            json!({"tf": {"provider": "typeform", "secrets": []}}),
+            "`sources.tf.secrets` must be an array of 1 to 4 strings",
+        );
+        push(
+            &["sources"],
+            json!({"tf": {"provider": "typeform", "secrets": [7]}}),
+            "`sources.tf.secrets`[0] must be a string",
+        );
+        push(
+            &["sources"],
+            json!({"jf": {"provider": "token", "secrets": ["short-token"]}}),
+            "`sources.jf`: secret 0 of a token source",
+        );
         for (v, want) in cases {
             let err = error_of(v);
             assert!(err.contains(want), "{err:?} should mention {want:?}");
