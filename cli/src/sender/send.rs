@@ -36,6 +36,9 @@ pub struct SendArgs {
     /// The body's media type.
     #[arg(long, value_name = "TYPE", default_value = "application/json")]
     content_type: String,
+    /// Names the submission (for example your form's own submission ID): sending again with the same key, even signed again, is answered with the first answer and not accepted twice.
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
 }
 
 impl SendArgs {
@@ -47,6 +50,7 @@ impl SendArgs {
             &url,
             &self.content_type,
             &headers,
+            self.idempotency_key.as_deref(),
             body,
         ))?;
         Ok(report(&answer))
@@ -87,13 +91,17 @@ pub struct Answer {
     pub status: reqwest::StatusCode,
     /// The body, as text.
     pub body: String,
+    /// The answer is the first answer to the same request, again
+    /// (`Idempotent-Replayed: true`).
+    pub replayed: bool,
 }
 
-/// Posts a signed body.
+/// Posts a signed body, with an `Idempotency-Key` when given.
 pub async fn send(
     url: &reqwest::Url,
     content_type: &str,
     headers: &SignedHeaders,
+    idempotency_key: Option<&str>,
     body: Vec<u8>,
 ) -> Result<Answer, SendError> {
     let http_error = |e: reqwest::Error| {
@@ -112,19 +120,27 @@ pub async fn send(
         .timeout(SEND_TIMEOUT)
         .build()
         .map_err(http_error)?;
-    let response = client
+    let mut request = client
         .post(url.clone())
         .header(reqwest::header::CONTENT_TYPE, content_type)
         .header(CONTENT_DIGEST_HEADER, &headers.content_digest)
         .header(TIMESTAMP_HEADER, &headers.timestamp)
-        .header(SIGNATURE_HEADER, &headers.signature)
-        .body(body)
-        .send()
-        .await
-        .map_err(http_error)?;
+        .header(SIGNATURE_HEADER, &headers.signature);
+    if let Some(key) = idempotency_key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = request.body(body).send().await.map_err(http_error)?;
     let status = response.status();
+    let replayed = response
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v.as_bytes() == b"true");
     let body = response.text().await.map_err(http_error)?;
-    Ok(Answer { status, body })
+    Ok(Answer {
+        status,
+        body,
+        replayed,
+    })
 }
 
 /// Whether the connection was refused: nothing listens at the address
@@ -180,6 +196,11 @@ fn report(answer: &Answer) -> ExitCode {
     if status.is_success() {
         for id in &body.submission_ids {
             output::line(format_args!("{id}"));
+        }
+        if answer.replayed {
+            eprintln!(
+                "formbridge: accepted before: this is the first answer again; nothing new was published"
+            );
         }
         return ExitCode::SUCCESS;
     }

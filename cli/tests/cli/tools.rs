@@ -167,6 +167,39 @@ fn send_prints_the_status_and_ids_and_fails_on_refusal() {
     let (code, out, err) = send(SIGNING_SECRET, b"not json");
     assert_eq!((code, out.as_str()), (1, "400 Bad Request\n"));
     assert!(err.contains("refused: malformed_json:"), "{err}");
+    // An Idempotency-Key makes a send again (signed again) the same
+    // submission: the first answer, said to be replayed.
+    let keyed = |body: &[u8]| {
+        run(
+            &[
+                "send",
+                "--url",
+                &gateway.url,
+                "--tenant",
+                "acme",
+                "--secret",
+                SIGNING_SECRET,
+                "--idempotency-key",
+                "order-1842",
+                "-",
+            ],
+            body,
+            &[],
+        )
+    };
+    let (code, first, err) = keyed(br#"{"order":1842}"#);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("accepted before"), "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(1_100)); // a new timestamp
+    let (code, again, err) = keyed(br#"{"order":1842}"#);
+    assert_eq!((code, &again), (0, &first));
+    assert!(
+        err.contains("accepted before: this is the first answer again"),
+        "{err}"
+    );
+    let (code, out, err) = keyed(br#"{"order":1843}"#);
+    assert_eq!((code, out.as_str()), (1, "422 Unprocessable Entity\n"));
+    assert!(err.contains("refused: idempotency_key_reused:"), "{err}");
 }
 
 #[test]
