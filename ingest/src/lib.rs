@@ -66,7 +66,7 @@ pub struct Config {
     /// `MAX_BODY_BYTES`: the largest body accepted, after base64 decoding.
     pub max_body_bytes: usize,
     /// `IDEMPOTENCY_TTL_SECONDS`: how long an accepted request's answer is
-    /// replayed to the same request (never less than the replay window).
+    /// replayed to the same request (at least twice the replay window).
     pub idempotency_ttl: std::time::Duration,
 }
 
@@ -95,13 +95,14 @@ impl Config {
             DEFAULT_MAX_BODY_BYTES,
             1..=MAX_BODY_BYTES_LIMIT,
         )?;
-        // The authorizer's window: a request it accepts must not outlive
-        // its key.
+        // The authorizer accepts a timestamp up to the window either side
+        // of now, so one signed request stays valid for twice the window:
+        // its key must outlive that.
         let replay_window = env.number("REPLAY_WINDOW_SECONDS", 300, 1..=3_600)?;
         let idempotency_ttl = env.seconds(
             "IDEMPOTENCY_TTL_SECONDS",
             shared::idempotency::DEFAULT_TTL.as_secs(),
-            replay_window..=30 * 86_400,
+            2 * replay_window..=30 * 86_400,
         )?;
         Ok(Self {
             event_bus_name,
@@ -271,8 +272,10 @@ pub struct Ingest<P, K = MemoryIdempotencyStore> {
     metrics: Metrics,
 }
 
-/// Idempotency keys a Lambda environment keeps in memory when it has no
-/// shared store, the newest (about 250 bytes each: 2.5 MB).
+/// What a Lambda environment keeps of idempotency keys in memory when it
+/// has no shared store, the newest first: a weight of 10,000, a key
+/// counting one plus one per submission ID of its answer (about 100 bytes
+/// each: 1 MB).
 pub const MEMORY_IDEMPOTENCY_KEYS: usize = 10_000;
 
 impl<P: EventPublisher> Ingest<P> {
@@ -382,48 +385,72 @@ impl<P: EventPublisher, K: IdempotencyStore> Ingest<P, K> {
             .ok_or(Rejection::UnsupportedContentType)?;
         let payloads = body::submissions(content_type, request.body)?;
 
-        let key = match request.idempotency_key {
-            Some(header) => IdempotencyKey::from_header(&tenant.id, header, request.body)?,
-            None => IdempotencyKey::from_signed_identity(
-                &tenant.id,
-                request.timestamp.unwrap_or_default(),
-                digest,
-            ),
-        };
-        match self.idempotency.claim(&key).await {
-            Ok(Claim::New) => {}
-            Ok(Claim::Replay(ids)) => {
-                debug!(tenant_id = %tenant.id, request_id = request.request_id, "replayed");
-                return Ok(Accepted {
-                    submission_ids: ids.to_vec(),
-                    replayed: true,
-                });
-            }
-            Ok(Claim::Mismatch) => return Err(Rejection::IdempotencyKeyReused),
-            Ok(Claim::InProgress) => return Err(Rejection::InProgress),
-            Err(e) => {
-                error!(tenant_id = %tenant.id, request_id = request.request_id, error = %e, "idempotency store failed");
-                return Err(Rejection::IdempotencyUnavailable);
-            }
+        // The signed identity always: a captured request sent again, with
+        // or without an Idempotency-Key of the sender's choosing, is the
+        // same request. The header's key too when sent: it also catches a
+        // retry that was signed again, and a key reused for another body.
+        let signed = IdempotencyKey::from_signed_identity(
+            &tenant.id,
+            request.timestamp.unwrap_or_default(),
+            digest,
+        );
+        let header = request
+            .idempotency_key
+            .map(|header| IdempotencyKey::from_header(&tenant.id, header, request.body))
+            .transpose()?;
+        let keys: Vec<IdempotencyKey> = header.into_iter().chain([signed]).collect();
+        let mut claimed: Vec<&IdempotencyKey> = Vec::with_capacity(keys.len());
+        for key in &keys {
+            let refusal = match self.idempotency.claim(key).await {
+                Ok(Claim::New) => {
+                    claimed.push(key);
+                    continue;
+                }
+                Ok(Claim::Replay(ids)) => {
+                    debug!(tenant_id = %tenant.id, request_id = request.request_id, "replayed");
+                    Ok(Accepted {
+                        submission_ids: ids.to_vec(),
+                        replayed: true,
+                    })
+                }
+                Ok(Claim::Mismatch) => Err(Rejection::IdempotencyKeyReused),
+                Ok(Claim::InProgress) => Err(Rejection::InProgress),
+                Err(e) => {
+                    error!(tenant_id = %tenant.id, request_id = request.request_id, error = %e, "idempotency store failed");
+                    Err(Rejection::IdempotencyUnavailable)
+                }
+            };
+            self.settle(&claimed, None, tenant, request).await;
+            return refusal;
         }
         let result = self
             .publish(tenant, request, content_type, &payloads, now)
             .await;
-        let settled = match &result {
-            Ok(accepted) => {
-                self.idempotency
-                    .complete(&key, &accepted.submission_ids)
-                    .await
-            }
-            // Not accepted: the sender's retry must be able to succeed.
-            Err(_) => self.idempotency.release(&key).await,
-        };
-        if let Err(e) = settled {
-            // The answer stands; a retry may then be accepted again (with
-            // a completed request) or wait out the claim's lease.
-            warn!(tenant_id = %tenant.id, request_id = request.request_id, error = %e, "idempotency store failed after the request");
-        }
+        let ids = result.as_ref().ok().map(|a| a.submission_ids.as_slice());
+        self.settle(&claimed, ids, tenant, request).await;
         result
+    }
+
+    /// Completes the claimed keys with the accepted IDs, or releases them
+    /// (not accepted: the sender's retry must be able to succeed).
+    async fn settle(
+        &self,
+        claimed: &[&IdempotencyKey],
+        accepted: Option<&[String]>,
+        tenant: &Tenant,
+        request: &Request<'_>,
+    ) {
+        for key in claimed {
+            let settled = match accepted {
+                Some(ids) => self.idempotency.complete(key, ids).await,
+                None => self.idempotency.release(key).await,
+            };
+            if let Err(e) = settled {
+                // The answer stands; a retry may be accepted again (after a
+                // completed request) or wait out the claim's lease.
+                warn!(tenant_id = %tenant.id, request_id = request.request_id, error = %e, "idempotency store failed after the request");
+            }
+        }
     }
 
     /// Publishes one request's submissions as events.

@@ -69,8 +69,7 @@ impl IdempotencyKey {
     /// From an `Idempotency-Key` header, scoped to `tenant`; `body` is the
     /// raw request body, so that reusing the key for another body is seen.
     pub fn from_header(tenant: &TenantId, header: &str, body: &[u8]) -> Result<Self, KeyError> {
-        let printable = header.bytes().all(|b| (0x20..=0x7e).contains(&b));
-        if header.is_empty() || header.len() > MAX_HEADER_KEY_LEN || !printable {
+        if !valid_header_key(header) {
             return Err(KeyError::Invalid);
         }
         Ok(Self {
@@ -118,6 +117,14 @@ impl IdempotencyKey {
     pub fn fingerprint(&self) -> &[u8; 32] {
         &self.fingerprint
     }
+}
+
+/// Whether `key` may be an `Idempotency-Key`: 1 to 255 printable ASCII
+/// characters.
+pub fn valid_header_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_HEADER_KEY_LEN
+        && key.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
 /// SHA-256 over length-prefixed parts, under a version tag: no two
@@ -197,50 +204,81 @@ struct Slot {
 struct Keys {
     slots: HashMap<[u8; 32], Slot>,
     /// Keys in the order they were claimed, with their slot's generation:
-    /// the oldest are dropped first.
+    /// the oldest are dropped first. Entries of released or re-claimed
+    /// slots go stale and are skipped.
     order: VecDeque<([u8; 32], u64)>,
     next_generation: u64,
+    /// What the slots weigh: a key and each submission ID it answers with
+    /// count one each.
+    weight: usize,
+}
+
+/// What a slot counts against the bound: one, plus its answer's IDs (a
+/// batch of 100 weighs 101).
+fn weight(state: &State) -> usize {
+    match state {
+        State::Claimed => 1,
+        State::Done(ids) => 1 + ids.len(),
+    }
 }
 
 impl Keys {
+    fn remove(&mut self, id: &[u8; 32]) {
+        if let Some(slot) = self.slots.remove(id) {
+            self.weight -= weight(&slot.state);
+        }
+    }
+
     /// Drops expired slots from the front, and the oldest while over
-    /// `max_keys`.
-    fn trim(&mut self, now: Instant, max_keys: usize) {
+    /// `max_weight`; compacts the order when stale entries pile up.
+    fn trim(&mut self, now: Instant, max_weight: usize) {
         while let Some(&(id, generation)) = self.order.front() {
             let current = self.slots.get(&id).filter(|s| s.generation == generation);
             match current {
                 None => {}
-                Some(slot) if slot.expires <= now || self.slots.len() > max_keys => {
-                    self.slots.remove(&id);
+                Some(slot) if slot.expires <= now || self.weight > max_weight => {
+                    self.remove(&id);
                 }
                 Some(_) => break,
             }
             self.order.pop_front();
         }
+        if self.order.len() > 2 * self.slots.len().max(1024) {
+            let slots = &self.slots;
+            self.order
+                .retain(|(id, g)| slots.get(id).is_some_and(|s| s.generation == *g));
+        }
     }
 }
 
-/// Keys kept in memory, for the local gateway and tests: at most
-/// `max_keys`, the oldest dropped first (a replay older than that is
-/// accepted again).
+/// Keys kept in memory, for the local gateway and tests, bounded by
+/// weight: each key counts one, plus one per submission ID of its answer
+/// (about 100 bytes each); the oldest are dropped first (a replay older
+/// than that is accepted again).
 #[derive(Debug)]
 pub struct MemoryIdempotencyStore {
     ttl: Duration,
     lease: Duration,
-    max_keys: usize,
+    max_weight: usize,
     keys: Mutex<Keys>,
 }
 
 impl MemoryIdempotencyStore {
-    /// A store replaying answers for `ttl`, holding at most `max_keys`
-    /// keys, with the default lease.
-    pub fn new(ttl: Duration, max_keys: usize) -> Self {
+    /// A store replaying answers for `ttl`, holding keys and answers of
+    /// at most `max_weight` (a key counts one, plus one per submission
+    /// ID), with the default lease.
+    pub fn new(ttl: Duration, max_weight: usize) -> Self {
         Self {
             ttl,
             lease: DEFAULT_LEASE,
-            max_keys: max_keys.max(1),
+            max_weight: max_weight.max(1),
             keys: Mutex::new(Keys::default()),
         }
+    }
+
+    /// What the held keys weigh (see [`MemoryIdempotencyStore`]).
+    pub fn weight(&self) -> usize {
+        self.lock().weight
     }
 
     /// Keys held now (expired ones may still count until trimmed).
@@ -261,7 +299,7 @@ impl MemoryIdempotencyStore {
     fn claim_now(&self, key: &IdempotencyKey) -> Claim {
         let now = Instant::now();
         let mut keys = self.lock();
-        keys.trim(now, self.max_keys);
+        keys.trim(now, self.max_weight);
         if let Some(slot) = keys.slots.get(&key.id).filter(|s| now < s.expires) {
             if slot.fingerprint != key.fingerprint {
                 return Claim::Mismatch;
@@ -273,6 +311,7 @@ impl MemoryIdempotencyStore {
         }
         let generation = keys.next_generation;
         keys.next_generation += 1;
+        keys.remove(&key.id);
         keys.slots.insert(
             key.id,
             Slot {
@@ -282,8 +321,9 @@ impl MemoryIdempotencyStore {
                 generation,
             },
         );
+        keys.weight += 1;
         keys.order.push_back((key.id, generation));
-        keys.trim(now, self.max_keys);
+        keys.trim(now, self.max_weight);
         Claim::New
     }
 
@@ -292,10 +332,14 @@ impl MemoryIdempotencyStore {
         let mut keys = self.lock();
         let expires = later(now, self.ttl);
         let done = State::Done(submission_ids.iter().cloned().collect());
+        let added = weight(&done);
         if let Some(slot) = keys.slots.get_mut(&key.id) {
+            let before = weight(&slot.state);
             slot.state = done;
             slot.fingerprint = key.fingerprint;
             slot.expires = expires;
+            keys.weight = keys.weight - before + added;
+            keys.trim(now, self.max_weight);
             return;
         }
         // Dropped meanwhile (over the bound): keep the answer anyway.
@@ -311,7 +355,7 @@ impl MemoryIdempotencyStore {
             },
         );
         keys.order.push_back((key.id, generation));
-        keys.trim(now, self.max_keys);
+        keys.trim(now, self.max_weight);
     }
 }
 
@@ -331,7 +375,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
 
     async fn release(&self, key: &IdempotencyKey) -> Result<(), IdempotencyError> {
         // Its `order` entry goes stale and is skipped when trimmed.
-        self.lock().slots.remove(&key.id);
+        self.lock().remove(&key.id);
         Ok(())
     }
 }
@@ -424,8 +468,9 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn at_most_max_keys_are_held_the_oldest_dropped_first() {
-        let store = MemoryIdempotencyStore::new(DEFAULT_TTL, 3);
+    async fn the_bound_counts_keys_and_their_ids_the_oldest_dropped_first() {
+        // Each key below answers with one ID: it weighs 2; 6 hold three.
+        let store = MemoryIdempotencyStore::new(DEFAULT_TTL, 6);
         let keys: Vec<IdempotencyKey> = (0..5)
             .map(|i| IdempotencyKey::from_header(&tenant("acme"), &format!("k{i}"), b"{}").unwrap())
             .collect();
@@ -433,13 +478,44 @@ mod tests {
             assert_eq!(store.claim(key).await.unwrap(), Claim::New);
             store.complete(key, &ids(&["s"])).await.unwrap();
         }
-        assert_eq!(store.len(), 3);
+        assert_eq!((store.len(), store.weight()), (3, 6));
         // The newest are replayed; the oldest were dropped.
         assert!(matches!(
             store.claim(&keys[4]).await.unwrap(),
             Claim::Replay(_)
         ));
         assert_eq!(store.claim(&keys[0]).await.unwrap(), Claim::New);
-        assert_eq!(store.len(), 3);
+        // A batch's answer weighs what its IDs do.
+        let batch = IdempotencyKey::from_header(&tenant("acme"), "batch", b"[]").unwrap();
+        assert_eq!(store.claim(&batch).await.unwrap(), Claim::New);
+        store
+            .complete(&batch, &ids(&["a", "b", "c", "d"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            (store.len(), store.weight()),
+            (2, 6),
+            "k0 claimed (1) and the batch (5)"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn released_keys_leave_no_garbage_behind() {
+        let store = MemoryIdempotencyStore::new(DEFAULT_TTL, 100_000);
+        let keep = IdempotencyKey::from_header(&tenant("acme"), "kept", b"{}").unwrap();
+        store.claim(&keep).await.unwrap();
+        store.complete(&keep, &ids(&["s"])).await.unwrap();
+        for i in 0..10_000 {
+            let key =
+                IdempotencyKey::from_header(&tenant("acme"), &format!("r{i}"), b"{}").unwrap();
+            store.claim(&key).await.unwrap();
+            store.release(&key).await.unwrap();
+        }
+        assert_eq!(store.len(), 1);
+        assert!(
+            store.lock().order.len() <= 2 * 1024 + 1,
+            "{}",
+            store.lock().order.len()
+        );
     }
 }

@@ -35,7 +35,9 @@ use crate::sender::receive::Receiver;
 const LOCAL_BUS_NAME: &str = "form-bridge-local";
 /// The demo tenant of the built-in default.
 const DEMO_TENANT: &str = "demo";
-/// Idempotency keys the gateway keeps, the newest (about 250 bytes each).
+/// What the gateway keeps of idempotency keys, the newest first: a key
+/// counts one plus one per submission ID of its answer (about 100 bytes
+/// each: 10 MB).
 const IDEMPOTENCY_KEYS: usize = 100_000;
 /// How long requests in progress may take to finish at shutdown.
 const REQUEST_GRACE: Duration = Duration::from_secs(10);

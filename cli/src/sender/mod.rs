@@ -62,6 +62,9 @@ pub enum SendError {
     /// The URL is not an http(s) URL.
     #[error("--url must be an http:// or https:// URL, such as http://127.0.0.1:3000")]
     Url,
+    /// The idempotency key would be refused.
+    #[error("--idempotency-key must be 1 to 255 printable ASCII characters")]
+    IdempotencyKey,
     /// The URL is a submissions URL of another tenant.
     #[error(
         "--url is the submissions URL of another tenant than --tenant; pass the API's base URL"

@@ -7,6 +7,8 @@ use shared::signature::{
     CONTENT_DIGEST_HEADER, SIGNATURE_HEADER, SignedHeaders, TIMESTAMP_HEADER, unix_now,
 };
 
+use shared::idempotency::valid_header_key;
+
 use super::{SendError, Signer};
 use crate::output;
 
@@ -45,6 +47,11 @@ impl SendArgs {
     /// Signs and posts the body, then prints the answer.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let url = submissions_url(&self.url, &self.signer.tenant)?;
+        if let Some(key) = &self.idempotency_key
+            && !valid_header_key(key)
+        {
+            return Err(SendError::IdempotencyKey.into());
+        }
         let (body, headers) = self.signer.sign(unix_now())?;
         let answer = crate::runtime::current_thread()?.block_on(send(
             &url,

@@ -104,3 +104,26 @@ async fn a_request_the_bus_refused_may_be_retried() {
     assert_eq!((status, replayed), (202, false), "{body}");
     assert!(rx.try_recv().is_ok());
 }
+
+#[tokio::test]
+async fn a_captured_request_sent_again_under_new_idempotency_keys_is_still_one() {
+    let (ingest, mut rx, _) = memory_ingest(&config(), 100);
+    let mut first = None;
+    for key in [
+        None,
+        Some("attacker-1"),
+        Some("attacker-2"),
+        Some("attacker-3"),
+    ] {
+        let mut event = fixture();
+        if let Some(key) = key {
+            event["headers"]["Idempotency-Key"] = key.into();
+        }
+        let (status, body, _) = send(&ingest, &event).await;
+        assert_eq!(status, 202, "{body}");
+        let first = first.get_or_insert_with(|| ids(&body));
+        assert_eq!(&ids(&body), first);
+    }
+    assert!(rx.try_recv().is_ok());
+    assert!(rx.try_recv().is_err(), "published once");
+}

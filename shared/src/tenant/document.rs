@@ -17,7 +17,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::{MAX_SIGNING_SECRETS, RecordError, Routing, TenantRecord, TenantStatus};
-use crate::source::Provider;
+use crate::source::{Provider, SourceId};
 use crate::tenant_id::TenantId;
 
 /// What [`TenantDocument::redacted`] puts in place of a hidden value.
@@ -260,17 +260,7 @@ impl TenantDocument {
                     }),
                     // Source IDs (the keys) and providers are shown; every
                     // secret is hidden, one placeholder each.
-                    "sources" => redact_object(value, |_, source| {
-                        redact_object(source, |key, v| match (key, v) {
-                            ("provider", _) => shown_if(v, |v| {
-                                v.as_str().is_some_and(|p| Provider::parse(p).is_ok())
-                            }),
-                            ("secrets", Value::Array(list)) => {
-                                Value::Array(list.iter().map(|_| hidden()).collect())
-                            }
-                            _ => hidden(),
-                        })
-                    }),
+                    "sources" => redact_sources(value),
                     _ => hidden(),
                 };
                 (name.clone(), value)
@@ -297,6 +287,33 @@ impl TenantDocument {
         *self = edited;
         Ok(())
     }
+}
+
+/// Sources: valid source IDs and providers are shown, every secret hidden
+/// (one placeholder each); a member whose key is not a valid source ID is
+/// hidden whole, name included (it could be anything pasted there).
+fn redact_sources(value: &Value) -> Value {
+    let Value::Object(sources) = value else {
+        return hidden();
+    };
+    let mut shown = Map::new();
+    for (id, source) in sources {
+        if SourceId::parse(id).is_err() {
+            shown.insert(REDACTED.to_owned(), hidden());
+            continue;
+        }
+        let source = redact_object(source, |key, v| match (key, v) {
+            ("provider", _) => shown_if(v, |v| {
+                v.as_str().is_some_and(|p| Provider::parse(p).is_ok())
+            }),
+            ("secrets", Value::Array(list)) => {
+                Value::Array(list.iter().map(|_| hidden()).collect())
+            }
+            _ => hidden(),
+        });
+        shown.insert(id.clone(), source);
+    }
+    Value::Object(shown)
 }
 
 fn hidden() -> Value {
@@ -476,7 +493,8 @@ mod tests {
             "future_field": {"kept": "value-of-unknown-field"},
             "sources": {"typeform-main": {"provider": "typeform", "secrets": ["tf-secret-1", "tf-secret-0"],
                                           "note": "tf-note"},
-                        "odd": {"provider": "tf-secret-as-provider", "secrets": "tf-secret-2"}},
+                        "odd": {"provider": "tf-secret-as-provider", "secrets": "tf-secret-2"},
+                        "tf-secret-as-id!": {"provider": "typeform"}},
         }));
         for secret in [
             SECRET,
