@@ -49,7 +49,8 @@ FUNCTIONS = {
     ),
     "IngestFunction": (
         "ingest",
-        {"EVENT_BUS_NAME", "EVENT_SOURCE", "MAX_BODY_BYTES", "LOG_LEVEL"},
+        {"EVENT_BUS_NAME", "EVENT_SOURCE", "MAX_BODY_BYTES", "REPLAY_WINDOW_SECONDS",
+         "IDEMPOTENCY_TTL_SECONDS", "LOG_LEVEL"},
         {"EVENT_BUS_NAME"},
     ),
     "ConnectorFunction": (
@@ -254,6 +255,8 @@ class Checker:
         )
         ingest_env = self.res.get("IngestFunction", {}).get("Properties", {}).get("Environment", {}).get("Variables", {})
         self.check(ingest_env.get("MAX_BODY_BYTES") == {"Ref": "MaxBodyBytes"}, "ingest's MAX_BODY_BYTES is not the MaxBodyBytes parameter")
+        self.check(ingest_env.get("REPLAY_WINDOW_SECONDS") == {"Ref": "ReplayWindowSeconds"},
+                   "ingest's REPLAY_WINDOW_SECONDS is not the ReplayWindowSeconds parameter (its idempotency keys must outlive the authorizer's window)")
 
     def routing(self) -> None:
         buses = self.of_type("AWS::Events::EventBus")
