@@ -31,6 +31,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use crate::later;
 use crate::tenant_id::TenantId;
 
 /// How long an accepted request's answer is replayed by default
@@ -378,13 +379,6 @@ impl IdempotencyStore for MemoryIdempotencyStore {
         self.lock().remove(&key.id);
         Ok(())
     }
-}
-
-/// `at + d`, saturating far in the future instead of overflowing.
-fn later(at: Instant, d: Duration) -> Instant {
-    at.checked_add(d)
-        .or_else(|| at.checked_add(Duration::from_secs(100 * 365 * 86_400)))
-        .unwrap_or(at)
 }
 
 #[cfg(test)]

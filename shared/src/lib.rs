@@ -51,3 +51,12 @@ pub mod webhook;
 pub use secret::Secret;
 pub use tenant::{Routing, TenantRecord, TenantStatus};
 pub use tenant_id::TenantId;
+
+/// `at + d`, saturating far in the future instead of overflowing: for
+/// expiry times computed from configured durations (the tenant cache, the
+/// directory, idempotency keys).
+pub(crate) fn later(at: tokio::time::Instant, d: std::time::Duration) -> tokio::time::Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(at)
+}

@@ -29,7 +29,8 @@ use moka::ops::compute::{CompResult, Op};
 use tokio::time::Instant;
 
 use super::directory::{Directory, DirectoryPolicy, Listing};
-use super::{StoreError, TenantStore, later};
+use super::{StoreError, TenantStore};
+use crate::later;
 use crate::rate_limit::{Limiter, limiter};
 use crate::tenant::{RateLimit, RecordError, TenantRecord};
 use crate::tenant_id::TenantId;

@@ -22,7 +22,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{StoreError, later};
+use super::StoreError;
+use crate::later;
 use crate::tenant_id::TenantId;
 
 /// What the directory says about one tenant ID.

@@ -80,13 +80,6 @@ pub trait TenantStore: Send + Sync + 'static {
     }
 }
 
-/// `at + d`, saturating far in the future instead of overflowing.
-fn later(at: tokio::time::Instant, d: std::time::Duration) -> tokio::time::Instant {
-    at.checked_add(d)
-        .or_else(|| at.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
-        .unwrap_or(at)
-}
-
 #[cfg(feature = "aws")]
 /// Checks that a record read for `tenant` is that tenant's.
 fn check_owner(tenant: &TenantId, record: TenantRecord) -> Result<TenantRecord, StoreError> {
