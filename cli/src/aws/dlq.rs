@@ -545,37 +545,15 @@ async fn drain(
             if sent.is_empty() {
                 continue;
             }
-            let entries: Vec<DeleteMessageBatchRequestEntry> = sent
-                .iter()
-                .map(|&i| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(&batch[i].1)
-                        .build()
-                })
-                .collect::<Result<_, _>>()
-                .context("delete entry")?;
-            let deleted = aws
-                .sqs
-                .delete_message_batch()
-                .queue_url(dlq)
-                .set_entries(Some(entries))
-                .send()
+            let failed = delete_moved(aws, dlq, &batch, &sent)
                 .await
-                .map_err(|e| {
-                    anyhow!(
-                        "cannot delete moved messages from {}: {}",
-                        result.queue,
-                        describe(&e)
-                    )
-                })?;
+                .map_err(|e| anyhow!("cannot delete moved messages from {}: {e}", result.queue))?;
             // A message sent but not deleted reappears and would be moved
             // again: report it rather than hide a possible duplicate.
-            if let Some(failed) = deleted.failed.first() {
+            if let Some((count, code)) = failed {
                 result.problems.push(format!(
-                    "{} could not be deleted and may be moved again ({})",
-                    output::count(deleted.failed.len() as u64, "moved message"),
-                    failed.code
+                    "{} could not be deleted and may be moved again ({code})",
+                    output::count(count as u64, "moved message"),
                 ));
             }
             result.moved += sent.len() as u64;
@@ -621,34 +599,15 @@ pub async fn move_all(aws: &Clients, from: &str, name: &str, to: &str) -> anyhow
             };
             let sent = send(aws, to, &batch, &mut outcome).await;
             if !sent.is_empty() {
-                let entries: Vec<DeleteMessageBatchRequestEntry> = sent
-                    .iter()
-                    .map(|&i| {
-                        DeleteMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .receipt_handle(&batch[i].1)
-                            .build()
-                    })
-                    .collect::<Result<_, _>>()
-                    .context("delete entry")?;
-                let deleted = aws
-                    .sqs
-                    .delete_message_batch()
-                    .queue_url(from)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        anyhow!(
-                            "cannot delete messages moved from {name} (they may be moved again): {}",
-                            describe(&e)
-                        )
-                    })?;
-                if let Some(failed) = deleted.failed.first() {
+                let failed = delete_moved(aws, from, &batch, &sent).await.map_err(|e| {
+                    anyhow!(
+                        "cannot delete messages moved from {name} (they may be moved again): {e}"
+                    )
+                })?;
+                if let Some((count, code)) = failed {
                     bail!(
-                        "{} moved from {name} could not be deleted there and may be moved again ({})",
-                        output::count(deleted.failed.len() as u64, "message"),
-                        failed.code
+                        "{} moved from {name} could not be deleted there and may be moved again ({code})",
+                        output::count(count as u64, "message"),
                     );
                 }
                 moved += sent.len() as u64;
@@ -664,6 +623,40 @@ pub async fn move_all(aws: &Clients, from: &str, name: &str, to: &str) -> anyhow
             }
         }
     }
+}
+
+/// Deletes from the queue at `url` the messages of `batch` (body, receipt
+/// handle) at the indexes `sent`, which were moved elsewhere. Returns how
+/// many could not be deleted and the first one's code, if any; the error
+/// is the service's, described.
+async fn delete_moved(
+    aws: &Clients,
+    url: &str,
+    batch: &[(String, String)],
+    sent: &[usize],
+) -> Result<Option<(usize, String)>, String> {
+    let entries = sent
+        .iter()
+        .map(|&i| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(&batch[i].1)
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let deleted = aws
+        .sqs
+        .delete_message_batch()
+        .queue_url(url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(deleted
+        .failed
+        .first()
+        .map(|first| (deleted.failed.len(), first.code.clone())))
 }
 
 /// Splits messages into batches whose bodies add up to at most
