@@ -11,7 +11,9 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use shared::event::{DETAIL_TYPE, DETAIL_VERSION, SubmissionDetail, SubmissionId};
+use shared::event::{
+    DETAIL_TYPE, DETAIL_VERSION, MAX_SUBMISSION_ID_LEN, SubmissionDetail, valid_submission_id,
+};
 
 /// The invocation's payload, kept as JSON text until it is read.
 #[derive(Debug, Deserialize)]
@@ -113,11 +115,15 @@ impl<'a> Submission<'a> {
         if detail.version != DETAIL_VERSION {
             return Err(format!("detail version is not {DETAIL_VERSION:?}"));
         }
-        if !detail.payload.get().trim_start().starts_with('{') {
-            return Err("payload is not a JSON object".into());
+        // A submission is an object; a source's body may also be an array.
+        if !detail.payload.get().trim_start().starts_with(['{', '[']) {
+            return Err("payload is not a JSON object or array".into());
         }
-        if SubmissionId::parse(&detail.submission_id).is_none() {
-            return Err("submission_id is not a submission ID".into());
+        // Opaque: any ID in the grammar, not only the UUIDv7s ingest emits.
+        if !valid_submission_id(&detail.submission_id) {
+            return Err(format!(
+                "submission_id is not 1 to {MAX_SUBMISSION_ID_LEN} characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'"
+            ));
         }
         Ok(Self {
             detail,
@@ -152,4 +158,47 @@ fn describe(what: &str, e: &serde_json::Error) -> String {
         serde_json::error::Category::Eof => "truncated JSON",
     };
     format!("{what} (line {}, column {}: {kind})", e.line(), e.column())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(submission_id: &str, payload: &str) -> String {
+        format!(
+            r#"{{"detail-type":"form.submission","detail":{{"version":"1","submission_id":"{submission_id}","tenant_id":"acme","routing":"shared","received_at":"2026-01-01T00:00:00.000Z","content_type":"application/json","payload":{payload},"source":{{"id":"hubspot","provider":"hubspot"}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn submission_ids_are_opaque_and_source_payloads_may_be_arrays() {
+        for (id, payload) in [
+            ("evt_1NG8Du2eZvKYlo2CUI79vXWy", r#"{"a":1}"#),
+            ("019b7751-0000-7000-8000-000000000000", r#"[{"eventId":1}]"#),
+            ("a.b:c-d_e", " [] "),
+        ] {
+            let json = event(id, payload);
+            let submission = Submission::parse(&json).expect(id);
+            assert_eq!(submission.detail.submission_id, id);
+            assert_eq!(
+                submission.detail.source.as_ref().map(|s| &*s.provider),
+                Some("hubspot")
+            );
+        }
+    }
+
+    #[test]
+    fn ids_outside_the_grammar_and_scalar_payloads_are_refused() {
+        for (id, payload, why) in [
+            ("has space", "{}", "submission_id"),
+            ("", "{}", "submission_id"),
+            (&"x".repeat(129), "{}", "submission_id"),
+            ("ok", "\"text\"", "payload"),
+            ("ok", "12", "payload"),
+        ] {
+            let json = event(id, payload);
+            let error = Submission::parse(&json).expect_err(id);
+            assert!(error.contains(why), "{error}");
+        }
+    }
 }

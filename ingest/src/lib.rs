@@ -477,6 +477,7 @@ impl<P: EventPublisher, K: IdempotencyStore> Ingest<P, K> {
                     received_at: Cow::Borrowed(&received_at),
                     content_type: Cow::Borrowed(content_type.as_str()),
                     payload,
+                    source: None,
                 };
                 BusEntry {
                     source: Arc::clone(&self.source),

@@ -104,6 +104,35 @@ impl SubmissionIds {
     }
 }
 
+/// The longest submission ID a consumer accepts.
+pub const MAX_SUBMISSION_ID_LEN: usize = 128;
+
+/// Whether `id` is a submission ID as consumers must accept it
+/// (docs/protocol.md, section 5): opaque, 1 to 128 characters from
+/// `[A-Za-z0-9._:-]`. Form-Bridge emits UUIDv7 strings, but nothing may
+/// depend on that.
+pub fn valid_submission_id(id: &str) -> bool {
+    (1..=MAX_SUBMISSION_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Where a submission that came through a source route came from: the
+/// detail's `source` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmissionSource<'a> {
+    /// The source's ID in the tenant's record.
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    /// Its provider's name.
+    #[serde(borrow)]
+    pub provider: Cow<'a, str>,
+    /// The provider's event or delivery ID, when it gave one.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<Cow<'a, str>>,
+}
+
 /// `received_at`: RFC 3339 in UTC with milliseconds, as in
 /// `2026-01-01T00:00:00.000Z`.
 pub fn received_at(now: SystemTime) -> String {
@@ -136,9 +165,13 @@ pub struct SubmissionDetail<'a> {
     /// The request's media type, without parameters.
     #[serde(borrow)]
     pub content_type: Cow<'a, str>,
-    /// The submission: a JSON object.
+    /// The submission: a JSON object; for a source, the provider's body
+    /// as JSON (an object or an array).
     #[serde(borrow)]
     pub payload: &'a RawValue,
+    /// Present only for submissions that came through a source route.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SubmissionSource<'a>>,
 }
 
 impl SubmissionDetail<'_> {
@@ -217,6 +250,7 @@ mod tests {
             received_at: "2026-01-01T00:00:00.000Z".into(),
             content_type: "application/json".into(),
             payload: &payload,
+            source: None,
         };
         let json = detail.to_json();
         assert_eq!(
@@ -226,5 +260,50 @@ mod tests {
         let back: SubmissionDetail<'_> = serde_json::from_str(&json).expect("parse");
         assert_eq!(back.payload.get(), payload.get());
         assert_eq!(back.tenant_id.as_str(), "acme");
+        assert_eq!(back.source, None);
+    }
+
+    #[test]
+    fn a_source_comes_last_and_its_event_id_only_when_given() {
+        let payload = RawValue::from_string(r#"[{"a":1}]"#.into()).expect("json");
+        let mut detail = SubmissionDetail {
+            version: DETAIL_VERSION.into(),
+            submission_id: "019b7751-0000-7000-8000-000000000000".into(),
+            tenant_id: TenantId::parse("acme").expect("valid"),
+            routing: Routing::Shared,
+            received_at: "2026-01-01T00:00:00.000Z".into(),
+            content_type: "application/json".into(),
+            payload: &payload,
+            source: Some(SubmissionSource {
+                id: "stripe-live".into(),
+                provider: "stripe".into(),
+                event_id: Some("evt_1".into()),
+            }),
+        };
+        assert!(detail.to_json().ends_with(
+            r#""payload":[{"a":1}],"source":{"id":"stripe-live","provider":"stripe","event_id":"evt_1"}}"#
+        ));
+        if let Some(source) = detail.source.as_mut() {
+            source.event_id = None;
+        }
+        let json = detail.to_json();
+        assert!(json.ends_with(r#""source":{"id":"stripe-live","provider":"stripe"}}"#), "{json}");
+        let back: SubmissionDetail<'_> = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back.source, detail.source);
+    }
+
+    #[test]
+    fn submission_ids_are_opaque_within_the_grammar() {
+        for ok in [
+            "019b7751-0000-7000-8000-000000000000",
+            "a",
+            "evt_1.2:3-X",
+            &"x".repeat(128),
+        ] {
+            assert!(valid_submission_id(ok), "{ok}");
+        }
+        for bad in ["", "a b", "a/b", "é", &"x".repeat(129), "a\n"] {
+            assert!(!valid_submission_id(bad), "{bad:?}");
+        }
     }
 }
