@@ -145,6 +145,16 @@ impl TenantRecordBuilder {
         self
     }
 
+    /// A source `id` of `provider` verified with `secrets` (current first).
+    pub fn source(mut self, id: &str, provider: &str, secrets: &[&str]) -> Self {
+        let sources = self
+            .record
+            .entry("sources")
+            .or_insert_with(|| json!({}));
+        sources[id] = json!({"provider": provider, "secrets": secrets});
+        self
+    }
+
     /// Any top-level field, as given (replacing what was there).
     pub fn field(mut self, name: &str, value: Value) -> Self {
         self.record.insert(name.into(), value);
