@@ -5,7 +5,11 @@
 //! know included, so an older tool never drops what a newer one wrote.
 //! Edits ([`rotate`](TenantDocument::rotate),
 //! [`expire`](TenantDocument::expire), [`set_status`](TenantDocument::set_status),
-//! [`set_routing`](TenantDocument::set_routing)) are checked with the
+//! [`set_routing`](TenantDocument::set_routing), and the sources'
+//! [`add_source`](TenantDocument::add_source),
+//! [`rotate_source`](TenantDocument::rotate_source),
+//! [`expire_source`](TenantDocument::expire_source) and
+//! [`remove_source`](TenantDocument::remove_source)) are checked with the
 //! functions' own validation ([`TenantRecord::from_value`]) and leave the
 //! document unchanged when the result would be invalid.
 //!
@@ -16,7 +20,11 @@
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-use super::{MAX_SIGNING_SECRETS, RecordError, Routing, TenantRecord, TenantStatus};
+use super::{
+    MAX_SIGNING_SECRETS, MAX_SOURCE_SECRETS, MAX_SOURCES, RecordError, Routing, TenantRecord,
+    TenantStatus,
+};
+use crate::secret::Secret;
 use crate::source::{Provider, SourceId};
 use crate::tenant_id::TenantId;
 
@@ -31,6 +39,18 @@ const SUSPENDED_AT: &str = "suspended_at";
 const SIGNING_SECRET_BYTES: usize = 32;
 /// Random bytes in a `whsec_` delivery secret.
 const WEBHOOK_SECRET_BYTES: usize = 32;
+/// Characters in a generated source secret: 44 letters and digits, about
+/// 262 random bits. Letters and digits only, and a multiple of 4 long, so
+/// that one shape suits every provider: a `token` needs no escaping in a
+/// URL, and the text is also valid base64 for a `standard-webhooks` key.
+const SOURCE_SECRET_CHARS: usize = 44;
+
+/// The providers whose secret the receiver chooses: Typeform, Tally and
+/// GitHub take a secret typed into their webhook settings, and a `token`
+/// is part of the URL the receiver hands out. Form-Bridge can generate
+/// those. The others (Stripe, Slack, Shopify, HubSpot, Webflow, Formspree,
+/// Standard Webhooks senders) issue their own, which must be given.
+const RECEIVER_CHOSEN: [&str; 4] = ["typeform", "tally", "github", "token"];
 
 /// Why a document could not be made or changed. Never contains a secret.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +64,15 @@ pub enum DocumentError {
     /// The operating system's random source failed.
     #[error("cannot read the system's random source: {0}")]
     Random(getrandom::Error),
+    /// An added source's ID is taken.
+    #[error("already has a source {0}")]
+    SourceExists(SourceId),
+    /// No source has this ID.
+    #[error("has no source {0}")]
+    NoSource(SourceId),
+    /// An added source would exceed [`MAX_SOURCES`].
+    #[error("already has {MAX_SOURCES} sources, the most allowed")]
+    TooManySources,
 }
 
 /// What a new record holds besides its fresh signing secret.
@@ -55,6 +84,42 @@ pub struct NewTenant<'a> {
     pub rate_limit: Option<u32>,
     /// Its delivery path.
     pub routing: Routing,
+}
+
+/// What [`TenantDocument::rotate_source`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceRotation {
+    /// The source's provider.
+    pub provider: Provider,
+    /// Secrets the source now holds, the new one first.
+    pub secrets: usize,
+    /// The oldest secrets dropped to stay within [`MAX_SOURCE_SECRETS`].
+    pub dropped: usize,
+}
+
+/// Whether the secret of a `provider` source is chosen on the receiver's
+/// side (so [`new_source_secret`] may make it), rather than issued by the
+/// provider and given to Form-Bridge.
+pub fn receiver_chooses_secret(provider: Provider) -> bool {
+    RECEIVER_CHOSEN.contains(&provider.as_str())
+}
+
+/// A fresh source secret from the operating system's CSPRNG: 44 letters
+/// and digits, a shape every provider accepts (a `token` is at least 32
+/// characters; a `standard-webhooks` key is base64).
+pub fn new_source_secret() -> Result<Secret, DocumentError> {
+    const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    // Bytes from 248 up are skipped, so that each of the 62 characters is
+    // equally likely (248 = 4 x 62).
+    let mut secret = String::with_capacity(SOURCE_SECRET_CHARS);
+    while secret.len() < SOURCE_SECRET_CHARS {
+        for byte in random(SOURCE_SECRET_CHARS)? {
+            if byte < 248 && secret.len() < SOURCE_SECRET_CHARS {
+                secret.push(char::from(ALPHABET[usize::from(byte % 62)]));
+            }
+        }
+    }
+    Ok(Secret::new(secret))
 }
 
 /// A tenant record as stored (a Secrets Manager `SecretString`, or one
@@ -221,6 +286,109 @@ impl TenantDocument {
         })
     }
 
+    /// The provider of the source `id`: [`DocumentError::NoSource`] when
+    /// the record has none by that ID, an invalid-record error when its
+    /// provider is not one the functions know.
+    pub fn source_provider(&self, id: &SourceId) -> Result<Provider, DocumentError> {
+        let source = self
+            .sources()?
+            .and_then(|sources| sources.get(id.as_str()))
+            .ok_or_else(|| DocumentError::NoSource(id.clone()))?;
+        source
+            .get("provider")
+            .and_then(Value::as_str)
+            .and_then(|name| Provider::parse(name).ok())
+            .ok_or_else(|| {
+                RecordError::new(format!("`sources.{id}.provider` is not a known provider")).into()
+            })
+    }
+
+    /// Adds the source `id` for `provider`, with `secret` as its only
+    /// secret. Refused when the ID is taken, when the tenant has
+    /// [`MAX_SOURCES`] already, or when the provider could not have issued
+    /// the secret (the error names the rule, never the secret).
+    pub fn add_source(
+        &mut self,
+        id: &SourceId,
+        provider: Provider,
+        secret: &Secret,
+    ) -> Result<(), DocumentError> {
+        let count = match self.sources()? {
+            Some(sources) if sources.contains_key(id.as_str()) => {
+                return Err(DocumentError::SourceExists(id.clone()));
+            }
+            Some(sources) => sources.len(),
+            None => 0,
+        };
+        if count >= MAX_SOURCES {
+            return Err(DocumentError::TooManySources);
+        }
+        self.edit(|fields| {
+            // `null` counts as absent (as the functions read it).
+            let sources = fields.entry("sources").or_insert(Value::Null);
+            if sources.is_null() {
+                *sources = Value::Object(Map::new());
+            }
+            if let Value::Object(sources) = sources {
+                sources.insert(
+                    id.as_str().to_owned(),
+                    json!({ "provider": provider.as_str(), "secrets": [secret.expose()] }),
+                );
+            }
+        })
+    }
+
+    /// Puts `secret` first in the source `id`'s secrets and keeps the
+    /// previous ones, so that both verify while the provider switches; of
+    /// the previous, only the newest `MAX_SOURCE_SECRETS - 1` are kept.
+    /// Every other field of the source is kept.
+    pub fn rotate_source(
+        &mut self,
+        id: &SourceId,
+        secret: &Secret,
+    ) -> Result<SourceRotation, DocumentError> {
+        let provider = self.source_provider(id)?;
+        let before = self.source_secrets(id)?;
+        let kept = before.min(MAX_SOURCE_SECRETS - 1);
+        self.edit_source_secrets(id, |list| {
+            list.truncate(kept);
+            list.insert(0, json!(secret.expose()));
+        })?;
+        Ok(SourceRotation {
+            provider,
+            secrets: kept + 1,
+            dropped: before - kept,
+        })
+    }
+
+    /// Removes every secret of the source `id` but the current one (the
+    /// first); returns how many were removed.
+    pub fn expire_source(&mut self, id: &SourceId) -> Result<usize, DocumentError> {
+        self.source_provider(id)?;
+        let removed = self.source_secrets(id)?.saturating_sub(1);
+        self.edit_source_secrets(id, |list| list.truncate(1))?;
+        Ok(removed)
+    }
+
+    /// Removes the source `id` (and `sources` with it when it was the
+    /// last); returns its provider.
+    pub fn remove_source(&mut self, id: &SourceId) -> Result<Provider, DocumentError> {
+        let provider = self.source_provider(id)?;
+        self.edit(|fields| {
+            let emptied = match fields.get_mut("sources") {
+                Some(Value::Object(sources)) => {
+                    sources.remove(id.as_str());
+                    sources.is_empty()
+                }
+                _ => false,
+            };
+            if emptied {
+                fields.remove("sources");
+            }
+        })?;
+        Ok(provider)
+    }
+
     /// The record for people: values known to be safe are shown; every
     /// other field keeps its name and has its value replaced by
     /// `"<redacted>"`, whatever its shape (a misspelt or unknown field, a
@@ -267,6 +435,51 @@ impl TenantDocument {
             })
             .collect();
         Value::Object(shown)
+    }
+
+    /// `sources` as stored: `None` when absent, an error when it is not an
+    /// object.
+    fn sources(&self) -> Result<Option<&Map<String, Value>>, RecordError> {
+        match self.fields.get("sources") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(sources)) => Ok(Some(sources)),
+            Some(_) => Err(RecordError::new(
+                "`sources` must be an object of sources by ID",
+            )),
+        }
+    }
+
+    /// How many secrets the source `id` holds, or why they cannot be read.
+    fn source_secrets(&self, id: &SourceId) -> Result<usize, DocumentError> {
+        self.sources()?
+            .and_then(|sources| sources.get(id.as_str()))
+            .and_then(|source| source.get("secrets"))
+            .and_then(Value::as_array)
+            .map(Vec::len)
+            .ok_or_else(|| {
+                RecordError::new(format!(
+                    "`sources.{id}.secrets` must be an array of 1 to {MAX_SOURCE_SECRETS} strings"
+                ))
+                .into()
+            })
+    }
+
+    /// Applies `change` to the source `id`'s list of secrets, keeping it
+    /// only if the record stays valid.
+    fn edit_source_secrets(
+        &mut self,
+        id: &SourceId,
+        change: impl FnOnce(&mut Vec<Value>),
+    ) -> Result<(), DocumentError> {
+        self.edit(|fields| {
+            let list = fields
+                .get_mut("sources")
+                .and_then(|sources| sources.get_mut(id.as_str()))
+                .and_then(|source| source.get_mut("secrets"));
+            if let Some(Value::Array(list)) = list {
+                change(list);
+            }
+        })
     }
 
     fn signing_secrets(&self) -> Result<&Vec<Value>, RecordError> {
@@ -478,6 +691,242 @@ mod tests {
         assert!(broken.rotate().is_err());
         assert!(broken.set_status(TenantStatus::Suspended, 0).is_err());
         assert_eq!(broken.status(), Some(TenantStatus::Active));
+    }
+
+    fn source(id: &str) -> SourceId {
+        SourceId::parse(id).unwrap()
+    }
+
+    fn provider(name: &str) -> Provider {
+        Provider::parse(name).unwrap()
+    }
+
+    const TF_NEW: &str = "tf-secret-value-that-must-never-print-new";
+    const TF_OLD: &str = "tf-secret-value-that-must-never-print-old";
+
+    fn secrets_of(doc: &TenantDocument, id: &str) -> Value {
+        doc.clone().into_value()["sources"][id]["secrets"].clone()
+    }
+
+    #[test]
+    fn sources_are_added_rotated_expired_and_removed_keeping_unknown_fields() {
+        let mut doc = document(json!({
+            "tenant_id": "acme", "status": "active", "signing_secrets": [SECRET],
+            "added_by_a_newer_version": {"kept": true},
+        }));
+        let tf = source("typeform-main");
+        doc.add_source(&tf, provider("typeform"), &Secret::new(TF_OLD))
+            .unwrap();
+        assert_eq!(doc.source_provider(&tf).unwrap(), provider("typeform"));
+        let record = doc.validate().unwrap();
+        assert_eq!(record.sources[&tf].provider().as_str(), "typeform");
+
+        // A field of the source this version does not know is kept too.
+        let mut value = doc.clone().into_value();
+        value["sources"]["typeform-main"]["note"] = json!("kept");
+        let mut doc = document(value);
+
+        let rotation = doc.rotate_source(&tf, &Secret::new(TF_NEW)).unwrap();
+        assert_eq!(
+            rotation,
+            SourceRotation {
+                provider: provider("typeform"),
+                secrets: 2,
+                dropped: 0
+            }
+        );
+        assert_eq!(secrets_of(&doc, "typeform-main"), json!([TF_NEW, TF_OLD]));
+        assert_eq!(doc.expire_source(&tf).unwrap(), 1);
+        assert_eq!(secrets_of(&doc, "typeform-main"), json!([TF_NEW]));
+        assert_eq!(doc.expire_source(&tf).unwrap(), 0);
+        let value = doc.clone().into_value();
+        assert_eq!(value["sources"]["typeform-main"]["note"], "kept");
+        assert_eq!(value["added_by_a_newer_version"]["kept"], true);
+        assert_eq!(value["signing_secrets"], json!([SECRET]));
+
+        // Two sources; removing one keeps the other, removing the last
+        // removes `sources`.
+        let jf = source("jotform");
+        let token = new_source_secret().unwrap();
+        doc.add_source(&jf, provider("token"), &token).unwrap();
+        assert_eq!(doc.validate().unwrap().sources.len(), 2);
+        assert_eq!(doc.remove_source(&tf).unwrap(), provider("typeform"));
+        assert_eq!(doc.validate().unwrap().sources.len(), 1);
+        assert!(matches!(
+            doc.remove_source(&tf),
+            Err(DocumentError::NoSource(_))
+        ));
+        doc.remove_source(&jf).unwrap();
+        let value = doc.clone().into_value();
+        assert!(value.get("sources").is_none(), "{value}");
+        assert_eq!(value["added_by_a_newer_version"]["kept"], true);
+
+        // `"sources": null` reads as none.
+        let mut doc = document(json!({
+            "tenant_id": "acme", "status": "active", "signing_secrets": [SECRET], "sources": null,
+        }));
+        doc.add_source(&tf, provider("github"), &Secret::new(TF_NEW))
+            .unwrap();
+        assert_eq!(doc.validate().unwrap().sources.len(), 1);
+    }
+
+    #[test]
+    fn a_rotation_keeps_at_most_four_secrets_dropping_the_oldest() {
+        let mut doc = TenantDocument::new(&acme(), &NewTenant::default()).unwrap();
+        let id = source("stripe");
+        doc.add_source(&id, provider("stripe"), &Secret::new("whsec_0"))
+            .unwrap();
+        for n in 1..MAX_SOURCE_SECRETS {
+            let rotation = doc
+                .rotate_source(&id, &Secret::new(format!("whsec_{n}")))
+                .unwrap();
+            assert_eq!((rotation.secrets, rotation.dropped), (n + 1, 0));
+        }
+        let rotation = doc.rotate_source(&id, &Secret::new("whsec_4")).unwrap();
+        assert_eq!(
+            (rotation.secrets, rotation.dropped),
+            (MAX_SOURCE_SECRETS, 1)
+        );
+        assert_eq!(
+            secrets_of(&doc, "stripe"),
+            json!(["whsec_4", "whsec_3", "whsec_2", "whsec_1"])
+        );
+        doc.validate().unwrap();
+    }
+
+    #[test]
+    fn source_edits_that_would_leave_an_invalid_record_are_refused_without_quoting_a_secret() {
+        let mut doc = TenantDocument::new(&acme(), &NewTenant::default()).unwrap();
+        let id = source("jotform");
+        let short = Secret::new("short-token-value-never-printed");
+        let before = doc.clone();
+        let error = doc
+            .add_source(&id, provider("token"), &short)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`sources.jotform`: secret 0 of a token source must be at least 32"),
+            "{error}"
+        );
+        assert!(!error.contains("never-printed"), "{error}");
+        assert_eq!(doc, before);
+
+        let sw = source("svix");
+        let error = doc
+            .add_source(
+                &sw,
+                provider("standard-webhooks"),
+                &Secret::new("whsec_!!never-printed"),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("base64") && !error.contains("never-printed"),
+            "{error}"
+        );
+        let error = doc
+            .add_source(&sw, provider("github"), &Secret::new(""))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("must not be empty"), "{error}");
+        assert_eq!(doc, before);
+
+        // A rotation to a secret the provider refuses changes nothing.
+        let good = new_source_secret().unwrap();
+        doc.add_source(&id, provider("token"), &good).unwrap();
+        let before = doc.clone();
+        let error = doc.rotate_source(&id, &short).unwrap_err().to_string();
+        assert!(error.contains("secret 0 of a token source"), "{error}");
+        assert!(!error.contains("never-printed"), "{error}");
+        assert_eq!(doc, before);
+
+        // Taken IDs and unknown sources are named; nothing changes.
+        let error = doc.add_source(&id, provider("token"), &good).unwrap_err();
+        assert_eq!(error.to_string(), "already has a source jotform");
+        let nobody = source("nobody");
+        for error in [
+            doc.rotate_source(&nobody, &good).unwrap_err(),
+            doc.expire_source(&nobody).unwrap_err(),
+            doc.remove_source(&nobody).unwrap_err(),
+            doc.source_provider(&nobody).unwrap_err(),
+        ] {
+            assert_eq!(error.to_string(), "has no source nobody");
+        }
+        assert_eq!(doc, before);
+
+        // At most MAX_SOURCES.
+        for n in 1..MAX_SOURCES {
+            doc.add_source(&source(&format!("s{n}")), provider("github"), &good)
+                .unwrap();
+        }
+        assert!(matches!(
+            doc.add_source(&source("one-more"), provider("github"), &good),
+            Err(DocumentError::TooManySources)
+        ));
+
+        // An edit of a record the functions refuse is refused too, and
+        // `sources` of the wrong shape is named, not quoted.
+        let mut broken = document(json!({
+            "tenant_id": "acme", "status": "active", "signing_secrets": [SECRET],
+            "sources": ["tf-secret-value-that-must-never-print"],
+        }));
+        for error in [
+            broken
+                .add_source(&id, provider("github"), &good)
+                .unwrap_err(),
+            broken.rotate_source(&id, &good).unwrap_err(),
+        ] {
+            let text = error.to_string();
+            assert!(text.contains("`sources` must be an object"), "{text}");
+            assert!(!text.contains("never-print"), "{text}");
+        }
+        let mut unknown = document(json!({
+            "tenant_id": "acme", "status": "active", "signing_secrets": [SECRET],
+            "sources": {"x": {"provider": "tf-secret-value-that-must-never-print", "secrets": ["s"]}},
+        }));
+        let text = unknown
+            .rotate_source(&source("x"), &good)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("`sources.x.provider`"), "{text}");
+        assert!(!text.contains("never-print"), "{text}");
+        let mut no_signing_secret = document(json!({
+            "tenant_id": "acme", "status": "active", "signing_secrets": "x",
+        }));
+        assert!(
+            no_signing_secret
+                .add_source(&id, provider("github"), &good)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn generated_source_secrets_are_fresh_and_suit_every_provider() {
+        let a = new_source_secret().unwrap();
+        let b = new_source_secret().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.expose().len(), SOURCE_SECRET_CHARS);
+        assert!(a.expose().bytes().all(|c| c.is_ascii_alphanumeric()));
+        for provider in crate::source::PROVIDERS {
+            crate::source::SourceKeys::new(*provider, std::slice::from_ref(&a))
+                .unwrap_or_else(|e| panic!("{provider}: {e}"));
+        }
+        // The receiver chooses only where the provider takes a secret it
+        // is given; every name in the table is a provider.
+        for name in RECEIVER_CHOSEN {
+            assert!(receiver_chooses_secret(provider(name)), "{name}");
+        }
+        for name in [
+            "stripe",
+            "slack",
+            "shopify",
+            "hubspot",
+            "webflow",
+            "formspree",
+            "standard-webhooks",
+        ] {
+            assert!(!receiver_chooses_secret(provider(name)), "{name}");
+        }
     }
 
     #[test]
