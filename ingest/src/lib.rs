@@ -40,7 +40,7 @@ use shared::event::{
     SubmissionIds, received_at,
 };
 use shared::idempotency::{
-    Claim, IdempotencyKey, IdempotencyStore, KeyError, MemoryIdempotencyStore,
+    Claim, IdempotencyKey, IdempotencyStore, KeyError, MemoryIdempotencyStore, Ticket,
 };
 use shared::publish::{
     self, BusEntry, EntryError, EntryTooLarge, EventPublisher, PublishReport, RetryPolicy,
@@ -399,11 +399,11 @@ impl<P: EventPublisher, K: IdempotencyStore> Ingest<P, K> {
             .map(|header| IdempotencyKey::from_header(&tenant.id, header, request.body))
             .transpose()?;
         let keys: Vec<IdempotencyKey> = header.into_iter().chain([signed]).collect();
-        let mut claimed: Vec<&IdempotencyKey> = Vec::with_capacity(keys.len());
+        let mut claimed: Vec<Ticket> = Vec::with_capacity(keys.len());
         for key in &keys {
             let refusal = match self.idempotency.claim(key).await {
-                Ok(Claim::New) => {
-                    claimed.push(key);
+                Ok(Claim::New(ticket)) => {
+                    claimed.push(ticket);
                     continue;
                 }
                 Ok(Claim::Replay(ids)) => {
@@ -435,15 +435,15 @@ impl<P: EventPublisher, K: IdempotencyStore> Ingest<P, K> {
     /// (not accepted: the sender's retry must be able to succeed).
     async fn settle(
         &self,
-        claimed: &[&IdempotencyKey],
+        claimed: &[Ticket],
         accepted: Option<&[String]>,
         tenant: &Tenant,
         request: &Request<'_>,
     ) {
-        for key in claimed {
+        for ticket in claimed {
             let settled = match accepted {
-                Some(ids) => self.idempotency.complete(key, ids).await,
-                None => self.idempotency.release(key).await,
+                Some(ids) => self.idempotency.complete(ticket, ids).await,
+                None => self.idempotency.release(ticket).await,
             };
             if let Err(e) = settled {
                 // The answer stands; a retry may be accepted again (after a

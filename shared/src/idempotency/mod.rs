@@ -12,16 +12,22 @@
 //! - else, on a source route, the provider's event or delivery ID.
 //!
 //! A request first [claims](IdempotencyStore::claim) its key: the first
-//! claim wins ([`Claim::New`]) and must end with
+//! claim wins ([`Claim::New`], with a [`Ticket`]) and must end with
 //! [`complete`](IdempotencyStore::complete) (the answer is kept for the
 //! TTL and replayed) or [`release`](IdempotencyStore::release) (it failed,
 //! so a retry may succeed). A claim that is neither completed nor released
 //! within the lease (a crashed process) lapses, so a retry is not blocked
-//! for the whole TTL.
+//! for the whole TTL. The ticket carries a token of that one claim:
+//! completing or releasing acts only on the claim that token won, so a
+//! request that outlived its lease can never overwrite the answer of the
+//! request that claimed the key after it ([`IdempotencyError::Lapsed`]).
 //!
 //! Keys are stored hashed (SHA-256, domain-separated): a store never holds
 //! a header value, a signature or a body. [`MemoryIdempotencyStore`] is the
 //! local gateway's (and tests'): bounded, newest kept.
+//! `DynamoDbIdempotencyStore` (the `aws` feature) is the one a deployed
+//! stack uses: one table shared by every Lambda execution environment,
+//! one conditional write per claim. Both pass the same tests.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -33,6 +39,14 @@ use tokio::time::Instant;
 
 use crate::later;
 use crate::tenant_id::TenantId;
+
+#[cfg(feature = "aws")]
+mod dynamodb;
+#[cfg(test)]
+mod tests;
+
+#[cfg(feature = "aws")]
+pub use dynamodb::DynamoDbIdempotencyStore;
 
 /// How long an accepted request's answer is replayed by default
 /// (`IDEMPOTENCY_TTL_SECONDS`): a day.
@@ -109,6 +123,30 @@ impl IdempotencyKey {
         }
     }
 
+    /// From what a source's provider signed, when it gave no event ID (or
+    /// an ID it did not sign): the signed timestamp, if any, and the body.
+    /// Canonical: no rewording of the signature header changes it, and a
+    /// new key needs a new signature, which needs the secret.
+    pub fn from_signed_content(
+        tenant: &TenantId,
+        source: &str,
+        signed_timestamp: Option<i64>,
+        body: &[u8],
+    ) -> Self {
+        let timestamp = signed_timestamp.map(i64::to_be_bytes);
+        let id = hash(&[
+            b"signed content",
+            tenant.as_str().as_bytes(),
+            source.as_bytes(),
+            timestamp.as_ref().map_or(&[][..], |t| &t[..]),
+            body,
+        ]);
+        Self {
+            id,
+            fingerprint: id,
+        }
+    }
+
     /// The hashed key, as stores keep it (32 bytes).
     pub fn id(&self) -> &[u8; 32] {
         &self.id
@@ -128,6 +166,28 @@ pub fn valid_header_key(key: &str) -> bool {
         && key.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
+/// Whether `table` may name a DynamoDB table (`IDEMPOTENCY_TABLE`): a
+/// name of 3 to 255 characters of `A-Z a-z 0-9 _ . -`, or a table ARN
+/// (`arn:PARTITION:dynamodb:REGION:ACCOUNT:table/NAME`, at most 1,024
+/// characters), which DynamoDB's item calls also take.
+pub fn valid_table_name(table: &str) -> bool {
+    let name_ok = |name: &str| {
+        (3..=255).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    };
+    if !table.starts_with("arn:") {
+        return name_ok(table);
+    }
+    let parts: Vec<&str> = table.splitn(6, ':').collect();
+    table.len() <= 1024
+        && parts.len() == 6
+        && !parts[1].is_empty()
+        && parts[2] == "dynamodb"
+        && parts[5].strip_prefix("table/").is_some_and(name_ok)
+}
+
 /// SHA-256 over length-prefixed parts, under a version tag: no two
 /// different lists of parts hash alike.
 fn hash(parts: &[&[u8]]) -> [u8; 32] {
@@ -140,11 +200,44 @@ fn hash(parts: &[&[u8]]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// A won claim: what completing or releasing its key needs. The token
+/// names this one claim, so that only the request that won it settles it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ticket {
+    key: IdempotencyKey,
+    token: u128,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ticket({:?})", self.key)
+    }
+}
+
+impl Ticket {
+    /// The ticket of a claim of `key` that a store told apart from every
+    /// other claim of it by `token` (for store implementations).
+    pub fn new(key: IdempotencyKey, token: u128) -> Self {
+        Self { key, token }
+    }
+
+    /// The claimed key.
+    pub fn key(&self) -> &IdempotencyKey {
+        &self.key
+    }
+
+    /// The claim's token.
+    pub fn token(&self) -> u128 {
+        self.token
+    }
+}
+
 /// What claiming a key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// The first: process the request, then complete or release the key.
-    New,
+    /// The first: process the request, then complete or release the key
+    /// with this ticket.
+    New(Ticket),
     /// Accepted before, within the TTL: answer with these submission IDs
     /// again and publish nothing.
     Replay(Arc<[String]>),
@@ -160,6 +253,10 @@ pub enum IdempotencyError {
     /// The backing service failed or timed out.
     #[error("idempotency store unavailable: {0}")]
     Unavailable(String),
+    /// The claim had lapsed and the key was claimed again meanwhile: the
+    /// newer claim's outcome is kept, this answer is not.
+    #[error("the claim lapsed and the key was claimed again; its answer was not kept")]
+    Lapsed,
 }
 
 /// Where idempotency keys are kept.
@@ -171,19 +268,19 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         key: &IdempotencyKey,
     ) -> impl Future<Output = Result<Claim, IdempotencyError>> + Send;
 
-    /// The request that claimed `key` was accepted with these submission
-    /// IDs: replay them for the TTL.
+    /// The request holding `ticket` was accepted with these submission
+    /// IDs: replay them for the TTL. [`IdempotencyError::Lapsed`] when
+    /// another claim of the key came after this one's lease ended.
     fn complete(
         &self,
-        key: &IdempotencyKey,
+        ticket: &Ticket,
         submission_ids: &[String],
     ) -> impl Future<Output = Result<(), IdempotencyError>> + Send;
 
-    /// The request that claimed `key` failed: a retry may succeed.
-    fn release(
-        &self,
-        key: &IdempotencyKey,
-    ) -> impl Future<Output = Result<(), IdempotencyError>> + Send;
+    /// The request holding `ticket` failed: a retry may succeed. A claim
+    /// that was taken over meanwhile is left alone.
+    fn release(&self, ticket: &Ticket)
+    -> impl Future<Output = Result<(), IdempotencyError>> + Send;
 }
 
 #[derive(Debug)]
@@ -197,7 +294,8 @@ struct Slot {
     fingerprint: [u8; 32],
     state: State,
     expires: Instant,
-    /// Matches the `order` entry that stands for this slot.
+    /// Matches the `order` entry that stands for this slot, and is the
+    /// token of the claim that made it.
     generation: u64,
 }
 
@@ -325,23 +423,31 @@ impl MemoryIdempotencyStore {
         keys.weight += 1;
         keys.order.push_back((key.id, generation));
         keys.trim(now, self.max_weight);
-        Claim::New
+        Claim::New(Ticket::new(*key, u128::from(generation)))
     }
 
-    fn complete_now(&self, key: &IdempotencyKey, submission_ids: &[String]) {
+    fn complete_now(
+        &self,
+        ticket: &Ticket,
+        submission_ids: &[String],
+    ) -> Result<(), IdempotencyError> {
         let now = Instant::now();
+        let key = ticket.key();
         let mut keys = self.lock();
         let expires = later(now, self.ttl);
         let done = State::Done(submission_ids.iter().cloned().collect());
         let added = weight(&done);
         if let Some(slot) = keys.slots.get_mut(&key.id) {
+            if u128::from(slot.generation) != ticket.token() {
+                return Err(IdempotencyError::Lapsed);
+            }
             let before = weight(&slot.state);
             slot.state = done;
             slot.fingerprint = key.fingerprint;
             slot.expires = expires;
             keys.weight = keys.weight - before + added;
             keys.trim(now, self.max_weight);
-            return;
+            return Ok(());
         }
         // Dropped meanwhile (over the bound): keep the answer anyway.
         let generation = keys.next_generation;
@@ -355,8 +461,10 @@ impl MemoryIdempotencyStore {
                 generation,
             },
         );
+        keys.weight += added;
         keys.order.push_back((key.id, generation));
         keys.trim(now, self.max_weight);
+        Ok(())
     }
 }
 
@@ -367,149 +475,23 @@ impl IdempotencyStore for MemoryIdempotencyStore {
 
     async fn complete(
         &self,
-        key: &IdempotencyKey,
+        ticket: &Ticket,
         submission_ids: &[String],
     ) -> Result<(), IdempotencyError> {
-        self.complete_now(key, submission_ids);
+        self.complete_now(ticket, submission_ids)
+    }
+
+    async fn release(&self, ticket: &Ticket) -> Result<(), IdempotencyError> {
+        let id = ticket.key().id();
+        let mut keys = self.lock();
+        let ours = keys
+            .slots
+            .get(id)
+            .is_some_and(|s| u128::from(s.generation) == ticket.token());
+        if ours {
+            // Its `order` entry goes stale and is skipped when trimmed.
+            keys.remove(id);
+        }
         Ok(())
-    }
-
-    async fn release(&self, key: &IdempotencyKey) -> Result<(), IdempotencyError> {
-        // Its `order` entry goes stale and is skipped when trimmed.
-        self.lock().remove(&key.id);
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn tenant(s: &str) -> TenantId {
-        TenantId::parse(s).unwrap()
-    }
-
-    fn ids(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn header_keys_are_scoped_to_the_tenant_and_validated() {
-        let body = b"{}";
-        let a = IdempotencyKey::from_header(&tenant("acme"), "order-1", body).unwrap();
-        let b = IdempotencyKey::from_header(&tenant("globex"), "order-1", body).unwrap();
-        assert_ne!(a.id(), b.id());
-        let other_body = IdempotencyKey::from_header(&tenant("acme"), "order-1", b"[]").unwrap();
-        assert_eq!(a.id(), other_body.id());
-        assert_ne!(a.fingerprint(), other_body.fingerprint());
-        for bad in ["", "tab\there", "é", &"k".repeat(256)] {
-            assert_eq!(
-                IdempotencyKey::from_header(&tenant("acme"), bad, body),
-                Err(KeyError::Invalid),
-                "{bad:?}"
-            );
-        }
-        assert!(IdempotencyKey::from_header(&tenant("acme"), &"k".repeat(255), body).is_ok());
-        // The kinds never collide, and Debug shows no key material.
-        let signed = IdempotencyKey::from_signed_identity(&tenant("acme"), "order-1", "");
-        assert_ne!(signed.id(), a.id());
-        assert!(!format!("{a:?}").contains("order-1"));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_first_claim_wins_and_its_answer_is_replayed_for_the_ttl() {
-        let store = MemoryIdempotencyStore::new(Duration::from_secs(3_600), 100);
-        let key =
-            IdempotencyKey::from_signed_identity(&tenant("acme"), "1700000000", "sha-256=:x:");
-        assert_eq!(store.claim(&key).await.unwrap(), Claim::New);
-        // A duplicate while the first is being processed.
-        assert_eq!(store.claim(&key).await.unwrap(), Claim::InProgress);
-        store.complete(&key, &ids(&["s1", "s2"])).await.unwrap();
-        for _ in 0..3 {
-            assert_eq!(
-                store.claim(&key).await.unwrap(),
-                Claim::Replay(ids(&["s1", "s2"]).into())
-            );
-        }
-        tokio::time::advance(Duration::from_secs(3_600)).await;
-        assert_eq!(store.claim(&key).await.unwrap(), Claim::New);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_reused_header_key_with_another_body_is_a_mismatch() {
-        let store = MemoryIdempotencyStore::new(DEFAULT_TTL, 100);
-        let first = IdempotencyKey::from_header(&tenant("acme"), "k1", b"{\"a\":1}").unwrap();
-        let second = IdempotencyKey::from_header(&tenant("acme"), "k1", b"{\"a\":2}").unwrap();
-        assert_eq!(store.claim(&first).await.unwrap(), Claim::New);
-        assert_eq!(store.claim(&second).await.unwrap(), Claim::Mismatch);
-        store.complete(&first, &ids(&["s1"])).await.unwrap();
-        assert_eq!(store.claim(&second).await.unwrap(), Claim::Mismatch);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_released_key_and_a_lapsed_claim_may_be_claimed_again() {
-        let store = MemoryIdempotencyStore::new(DEFAULT_TTL, 100);
-        let key = IdempotencyKey::from_event_id(&tenant("acme"), "stripe-main", "evt_1", b"{}");
-        assert_eq!(store.claim(&key).await.unwrap(), Claim::New);
-        store.release(&key).await.unwrap();
-        assert_eq!(store.claim(&key).await.unwrap(), Claim::New);
-        // Never completed nor released (a crash): blocked for the lease only.
-        tokio::time::advance(DEFAULT_LEASE - Duration::from_secs(1)).await;
-        assert_eq!(store.claim(&key).await.unwrap(), Claim::InProgress);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(store.claim(&key).await.unwrap(), Claim::New);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_bound_counts_keys_and_their_ids_the_oldest_dropped_first() {
-        // Each key below answers with one ID: it weighs 2; 6 hold three.
-        let store = MemoryIdempotencyStore::new(DEFAULT_TTL, 6);
-        let keys: Vec<IdempotencyKey> = (0..5)
-            .map(|i| IdempotencyKey::from_header(&tenant("acme"), &format!("k{i}"), b"{}").unwrap())
-            .collect();
-        for key in &keys {
-            assert_eq!(store.claim(key).await.unwrap(), Claim::New);
-            store.complete(key, &ids(&["s"])).await.unwrap();
-        }
-        assert_eq!((store.len(), store.weight()), (3, 6));
-        // The newest are replayed; the oldest were dropped.
-        assert!(matches!(
-            store.claim(&keys[4]).await.unwrap(),
-            Claim::Replay(_)
-        ));
-        assert_eq!(store.claim(&keys[0]).await.unwrap(), Claim::New);
-        // A batch's answer weighs what its IDs do.
-        let batch = IdempotencyKey::from_header(&tenant("acme"), "batch", b"[]").unwrap();
-        assert_eq!(store.claim(&batch).await.unwrap(), Claim::New);
-        store
-            .complete(&batch, &ids(&["a", "b", "c", "d"]))
-            .await
-            .unwrap();
-        assert_eq!(
-            (store.len(), store.weight()),
-            (2, 6),
-            "k0 claimed (1) and the batch (5)"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn released_keys_leave_no_garbage_behind() {
-        let store = MemoryIdempotencyStore::new(DEFAULT_TTL, 100_000);
-        let keep = IdempotencyKey::from_header(&tenant("acme"), "kept", b"{}").unwrap();
-        store.claim(&keep).await.unwrap();
-        store.complete(&keep, &ids(&["s"])).await.unwrap();
-        for i in 0..10_000 {
-            let key =
-                IdempotencyKey::from_header(&tenant("acme"), &format!("r{i}"), b"{}").unwrap();
-            store.claim(&key).await.unwrap();
-            store.release(&key).await.unwrap();
-        }
-        assert_eq!(store.len(), 1);
-        assert!(
-            store.lock().order.len() <= 2 * 1024 + 1,
-            "{}",
-            store.lock().order.len()
-        );
     }
 }
