@@ -49,6 +49,7 @@ fn bench(c: &mut Criterion) {
         event_source: "form-bridge".into(),
         max_body_bytes: 262_144,
         idempotency_ttl: shared::idempotency::DEFAULT_TTL,
+        idempotency_table: None,
     };
     let (publisher, mut rx) = MemoryPublisher::channel(1_024);
     let ingest = Ingest::new(

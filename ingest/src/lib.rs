@@ -68,6 +68,9 @@ pub struct Config {
     /// `IDEMPOTENCY_TTL_SECONDS`: how long an accepted request's answer is
     /// replayed to the same request (at least twice the replay window).
     pub idempotency_ttl: std::time::Duration,
+    /// `IDEMPOTENCY_TABLE`: the DynamoDB table (name or ARN) holding
+    /// idempotency keys; unset, they are kept in memory per process.
+    pub idempotency_table: Option<String>,
 }
 
 impl Config {
@@ -104,11 +107,22 @@ impl Config {
             shared::idempotency::DEFAULT_TTL.as_secs(),
             2 * replay_window..=30 * 86_400,
         )?;
+        let idempotency_table =
+            Some(env.string("IDEMPOTENCY_TABLE", "")).filter(|t| !t.is_empty());
+        if let Some(table) = &idempotency_table
+            && !shared::idempotency::valid_table_name(table)
+        {
+            return Err(ConfigError::new(
+                "IDEMPOTENCY_TABLE",
+                "must be a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ . -) or table ARN",
+            ));
+        }
         Ok(Self {
             event_bus_name,
             event_source,
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             idempotency_ttl,
+            idempotency_table,
         })
     }
 }

@@ -1,5 +1,5 @@
-//! Lambda `bootstrap` for ingest: read config, build the publisher once,
-//! serve invocations.
+//! Lambda `bootstrap` for ingest: read config, build the publisher and the
+//! idempotency store once, serve invocations.
 
 // The SDK and runtime futures nest deeper than the default layout limit.
 #![recursion_limit = "256"]
@@ -11,7 +11,8 @@ use anyhow::Context as _;
 use ingest::{Config, Ingest, IngestEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
 use shared::config::Env;
-use shared::publish::EventBridgePublisher;
+use shared::idempotency::{DynamoDbIdempotencyStore, IdempotencyStore};
+use shared::publish::{EventBridgePublisher, EventPublisher};
 use shared::telemetry::{self, Metrics};
 
 #[tokio::main(flavor = "current_thread")]
@@ -22,6 +23,23 @@ async fn main() -> anyhow::Result<()> {
     let sdk = shared::aws::sdk_config().await;
     let publisher = EventBridgePublisher::from_sdk_config(&sdk, config.event_bus_name.clone());
     let ingest = Ingest::new(publisher, &config, Metrics::stdout("ingest"));
+    // With a table, every execution environment shares the keys; without
+    // one (a stack always sets it), each keeps its own in memory.
+    match &config.idempotency_table {
+        Some(table) => {
+            let store = DynamoDbIdempotencyStore::from_sdk_config(
+                &sdk,
+                table.clone(),
+                config.idempotency_ttl,
+            );
+            serve(ingest.with_idempotency_store(store)).await
+        }
+        None => serve(ingest).await,
+    }
+}
+
+/// Serves invocations with `ingest` until the runtime stops.
+async fn serve<P: EventPublisher, K: IdempotencyStore>(ingest: Ingest<P, K>) -> anyhow::Result<()> {
     let ingest = &ingest;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<IngestEvent>| async move {

@@ -75,6 +75,7 @@ pub fn config() -> Config {
         event_source: "form-bridge".into(),
         max_body_bytes: 262_144,
         idempotency_ttl: shared::idempotency::DEFAULT_TTL,
+        idempotency_table: None,
     }
 }
 
