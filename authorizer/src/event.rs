@@ -31,6 +31,11 @@ pub struct AuthorizerEvent {
     pub headers_well_formed: bool,
     /// `pathParameters.tenant_id`.
     pub tenant_id: Option<String>,
+    /// `pathParameters.source_id`: present on the source route only.
+    pub source_id: Option<String>,
+    /// `rawQueryString` (a `token` source's secret travels there: never
+    /// logged).
+    pub raw_query: Option<String>,
     /// `requestContext.requestId`.
     pub request_id: Option<String>,
     /// `X-FormBridge-Timestamp` (header names are case-insensitive).
@@ -57,6 +62,7 @@ impl fmt::Debug for AuthorizerEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthorizerEvent")
             .field("tenant_id", &self.tenant_id)
+            .field("source_id", &self.source_id)
             .field("request_id", &self.request_id)
             .field("timestamp", &self.timestamp)
             .finish_non_exhaustive()
@@ -132,8 +138,11 @@ impl<'de> Visitor<'de> for EventVisitor {
                     event.signature = headers.signature;
                 }
                 b"pathParameters" => {
-                    event.tenant_id = map.next_value::<Field<TenantIdField>>()?.value;
+                    let path = map.next_value::<PathParameters>()?;
+                    event.tenant_id = path.tenant_id;
+                    event.source_id = path.source_id;
                 }
+                b"rawQueryString" => event.raw_query = map.next_value::<Lenient>()?.0,
                 b"requestContext" => {
                     let context = map.next_value::<Field<RequestIdField>>()?;
                     event.has_request_context = context.is_object;
@@ -215,14 +224,40 @@ impl<'de> Deserialize<'de> for Headers {
     }
 }
 
+/// `pathParameters`: the tenant's and, on the source route, the source's ID.
+#[derive(Default)]
+struct PathParameters {
+    tenant_id: Option<String>,
+    source_id: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for PathParameters {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PathVisitor;
+        impl<'de> Visitor<'de> for PathVisitor {
+            type Value = PathParameters;
+            accept_anything_else!(PathParameters::default(), strings);
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut path = PathParameters::default();
+                while let Some(key) = map.next_key::<JsonKey<'de>>()? {
+                    if key.is(crate::TENANT_PATH_PARAMETER) {
+                        path.tenant_id = map.next_value::<Lenient>()?.0;
+                    } else if key.is(crate::SOURCE_PATH_PARAMETER) {
+                        path.source_id = map.next_value::<Lenient>()?.0;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(path)
+            }
+        }
+        d.deserialize_any(PathVisitor)
+    }
+}
+
 /// Which string field of a nested object to pick out.
 trait FieldName {
     const NAME: &'static str;
-}
-
-struct TenantIdField;
-impl FieldName for TenantIdField {
-    const NAME: &'static str = crate::TENANT_PATH_PARAMETER;
 }
 
 struct RequestIdField;
@@ -330,8 +365,28 @@ mod tests {
     }
 
     #[test]
-    fn debug_shows_no_signature() {
-        let e = parse(r#"{"headers":{"x-formbridge-signature":"v1=secretsig"}}"#);
-        assert!(!format!("{e:?}").contains("secretsig"));
+    fn debug_shows_no_signature_and_no_query() {
+        let e = parse(
+            r#"{"headers":{"x-formbridge-signature":"v1=secretsig"},"rawQueryString":"token=secrettoken"}"#,
+        );
+        assert_eq!(e.raw_query.as_deref(), Some("token=secrettoken"));
+        let debug = format!("{e:?}");
+        assert!(
+            !debug.contains("secretsig") && !debug.contains("secrettoken"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn the_source_route_has_a_source_id() {
+        let e = parse(
+            r#"{"version":"2.0","type":"REQUEST","requestContext":{},
+                "pathParameters":{"source_id":"stripe-live","tenant_id":"acme"},
+                "rawQueryString":"","headers":{"stripe-signature":"t=1,v1=00"}}"#,
+        );
+        assert!(e.is_v2_request());
+        assert_eq!(e.tenant_id.as_deref(), Some("acme"));
+        assert_eq!(e.source_id.as_deref(), Some("stripe-live"));
+        assert_eq!(e.raw_query.as_deref(), Some(""));
     }
 }

@@ -12,8 +12,16 @@
 //! 5. the tenant is within its own rate limit (checked after the signature,
 //!    so unauthenticated traffic cannot spend a tenant's quota).
 //!
-//! Allowed requests carry `{"tenant_id", "routing"}` to ingest in the
-//! authorizer context. Everything else is a deny with a logged reason code
+//! For `POST /v1/tenants/{tenant_id}/sources/{source_id}` (a provider's
+//! webhook, signed over the body, which an authorizer never sees) it checks
+//! the IDs, that the tenant is active and has that source, a `token`
+//! source's token (no body involved), and the source's own rate limit
+//! bucket (the tenant's limit, counted apart, so that whoever learns a
+//! source's URL can spend that source's budget, never the tenant's signed
+//! route or its other sources). Ingest verifies the provider's signature.
+//!
+//! Allowed requests carry `{"tenant_id", "routing"}` (and `"source_id"` on
+//! the source route) to ingest in the authorizer context. Everything else is a deny with a logged reason code
 //! and an EMF metric; the handler never fails and never panics on input.
 //! [`Authorizer::handle`] is what the Lambda runs on an [`AuthorizerEvent`];
 //! [`Authorizer::authorize`] is the same decision for callers that already
@@ -29,6 +37,7 @@ use serde::Serialize;
 use shared::config::{ConfigError, Env};
 use shared::rate_limit::{RateLimited, TenantRateLimiter};
 use shared::signature::{self, RequestHeaders, VerifyError};
+use shared::source::{self, SourceError, SourceId, SourceKeys};
 use shared::store::{
     CACHE_TTL_SECONDS_RANGE, CachePolicy, CachedTenantStore, DEFAULT_CACHE_TTL_SECONDS,
     DEFAULT_TENANT_SECRET_PREFIX, StoreError, TenantStore,
@@ -39,6 +48,8 @@ use shared::{Routing, TenantId, TenantStatus};
 
 /// The path parameter holding the tenant ID.
 pub const TENANT_PATH_PARAMETER: &str = "tenant_id";
+/// The path parameter holding the source ID (source route only).
+pub const SOURCE_PATH_PARAMETER: &str = "source_id";
 
 /// The authorizer's configuration (docs/protocol.md, section 7).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +100,9 @@ pub struct AllowContext {
     pub tenant_id: TenantId,
     /// The tenant's delivery path.
     pub routing: Routing,
+    /// The source, on the source route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<SourceId>,
 }
 
 /// Why a request was denied.
@@ -109,6 +123,15 @@ pub enum Denial {
     /// No record for this tenant.
     #[error("unknown tenant")]
     UnknownTenant,
+    /// The source ID in the path is invalid.
+    #[error("invalid source_id: {0}")]
+    InvalidSourceId(TenantIdError),
+    /// The tenant has no such source (treated like an unknown tenant).
+    #[error("unknown source")]
+    UnknownSource,
+    /// A `token` source's token is missing or wrong.
+    #[error(transparent)]
+    Source(#[from] SourceError),
     /// The tenant is suspended.
     #[error("tenant is suspended")]
     Suspended,
@@ -128,6 +151,9 @@ impl Denial {
             Self::MissingTenantId | Self::InvalidTenantId(_) => "invalid_tenant_id",
             Self::Signature(e) => e.code(),
             Self::UnknownTenant => "unknown_tenant",
+            Self::InvalidSourceId(_) => "invalid_source_id",
+            Self::UnknownSource => "unknown_source",
+            Self::Source(e) => e.code(),
             Self::Suspended => "tenant_suspended",
             Self::Store(e) => e.code(),
             Self::RateLimited(_) => "rate_limited",
@@ -145,6 +171,8 @@ pub struct Decision {
     pub tenant_exists: bool,
     /// Allowed with the tenant's routing, or denied.
     pub verdict: Result<Routing, Denial>,
+    /// The source, when allowed on the source route.
+    pub source_id: Option<SourceId>,
 }
 
 /// The parts of a request the authorizer looks at. `Debug` leaves out the
@@ -161,6 +189,10 @@ pub struct Request<'a> {
     pub signature: Option<&'a str>,
     /// API Gateway's request ID, for log correlation.
     pub request_id: Option<&'a str>,
+    /// The `source_id` path parameter: present on the source route only.
+    pub source_id: Option<&'a str>,
+    /// The raw query string (a `token` source's token; never logged).
+    pub query: Option<&'a str>,
 }
 
 /// Stands in for a header value that is not visible ASCII: it fails every
@@ -183,6 +215,19 @@ impl<'a> Request<'a> {
             content_digest: get(signature::CONTENT_DIGEST_HEADER),
             signature: get(signature::SIGNATURE_HEADER),
             request_id: None,
+            source_id: None,
+            query: None,
+        }
+    }
+
+    /// The parts of a source route's request: the path's IDs and the raw
+    /// query string.
+    pub fn for_source(tenant_id: &'a str, source_id: &'a str, query: &'a str) -> Self {
+        Self {
+            tenant_id: Some(tenant_id),
+            source_id: Some(source_id),
+            query: Some(query),
+            ..Self::default()
         }
     }
 
@@ -193,6 +238,8 @@ impl<'a> Request<'a> {
             content_digest: event.content_digest.as_deref(),
             signature: event.signature.as_deref(),
             request_id: event.request_id.as_deref(),
+            source_id: event.source_id.as_deref(),
+            query: event.raw_query.as_deref(),
         }
     }
 
@@ -216,6 +263,7 @@ impl std::fmt::Debug for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
             .field("tenant_id", &self.tenant_id)
+            .field("source_id", &self.source_id)
             .field("timestamp", &self.timestamp)
             .field("request_id", &self.request_id)
             .finish_non_exhaustive()
@@ -226,6 +274,7 @@ impl std::fmt::Debug for Request<'_> {
 pub struct Authorizer<S> {
     tenants: CachedTenantStore<S>,
     limiter: TenantRateLimiter,
+    source_limiter: TenantRateLimiter<(TenantId, SourceId)>,
     replay_window: Duration,
     metrics: Metrics,
 }
@@ -236,6 +285,7 @@ impl<S: TenantStore> Authorizer<S> {
         Self {
             tenants: CachedTenantStore::new(store, CachePolicy::with_ttl(config.secret_cache_ttl)),
             limiter: TenantRateLimiter::new(),
+            source_limiter: TenantRateLimiter::new(),
             replay_window: config.replay_window,
             metrics,
         }
@@ -267,6 +317,9 @@ impl<S: TenantStore> Authorizer<S> {
             Some(Err(e)) => return Decision::denied(None, false, e.into()),
             Some(Ok(t)) => t,
         };
+        if let Some(source) = request.source_id {
+            return self.decide_source(tenant, source, request, now).await;
+        }
         let fresh = match request
             .signature_headers()
             .and_then(|h| signature::check_headers(h, now, self.replay_window))
@@ -294,6 +347,45 @@ impl<S: TenantStore> Authorizer<S> {
             tenant_id: Some(tenant),
             tenant_exists: true,
             verdict: checks.map(|()| record.routing),
+            source_id: None,
+        }
+    }
+
+    /// The source route: what can be checked without the body.
+    async fn decide_source(
+        &self,
+        tenant: TenantId,
+        source: &str,
+        request: Request<'_>,
+        now: i64,
+    ) -> Decision {
+        let source = match SourceId::parse(source) {
+            Ok(source) => source,
+            Err(e) => return Decision::denied(Some(tenant), false, Denial::InvalidSourceId(e)),
+        };
+        let record = match self.tenants.get(&tenant).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Decision::denied(Some(tenant), false, Denial::UnknownTenant),
+            Err(e) => return Decision::denied(Some(tenant), false, e.into()),
+        };
+        let checks = match (record.status, record.sources.get(&source)) {
+            (TenantStatus::Suspended, _) => Err(Denial::Suspended),
+            (TenantStatus::Active, None) => Err(Denial::UnknownSource),
+            (TenantStatus::Active, Some(keys)) => verify_without_body(keys, request, now)
+                .map_err(Denial::from)
+                .and_then(|()| {
+                    let bucket = (tenant.clone(), source.clone());
+                    self.source_limiter
+                        .check(&bucket, record.rate_limit)
+                        .map_err(Denial::from)
+                }),
+        };
+        let allowed = checks.is_ok();
+        Decision {
+            tenant_id: Some(tenant),
+            tenant_exists: true,
+            verdict: checks.map(|()| record.routing),
+            source_id: allowed.then_some(source),
         }
     }
 
@@ -343,12 +435,35 @@ impl<S: TenantStore> Authorizer<S> {
     }
 }
 
+/// A source whose provider signs no body (`token`) is verified here, with
+/// the query string; the others are verified by ingest, over the body.
+fn verify_without_body(
+    keys: &SourceKeys,
+    request: Request<'_>,
+    now: i64,
+) -> Result<(), SourceError> {
+    if keys.provider().signs_body() {
+        return Ok(());
+    }
+    let no_headers = |_: &str| None;
+    let query = request.query.unwrap_or_default();
+    let parts = source::Request {
+        method: "POST",
+        url: "",
+        query,
+        headers: &no_headers,
+        body: &[],
+    };
+    keys.verify(&parts, now).map(|_| ())
+}
+
 impl Decision {
     fn denied(tenant_id: Option<TenantId>, tenant_exists: bool, denial: Denial) -> Self {
         Self {
             tenant_id,
             tenant_exists,
             verdict: Err(denial),
+            source_id: None,
         }
     }
 }
@@ -358,7 +473,11 @@ impl From<Decision> for Response {
         match (d.verdict, d.tenant_id) {
             (Ok(routing), Some(tenant_id)) => Response {
                 is_authorized: true,
-                context: Some(AllowContext { tenant_id, routing }),
+                context: Some(AllowContext {
+                    tenant_id,
+                    routing,
+                    source_id: d.source_id,
+                }),
             },
             _ => Response {
                 is_authorized: false,
@@ -405,6 +524,7 @@ mod tests {
             context: Some(AllowContext {
                 tenant_id: TenantId::parse("acme").expect("valid"),
                 routing: Routing::Dedicated,
+                source_id: None,
             }),
         };
         assert_eq!(

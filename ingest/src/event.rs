@@ -31,6 +31,12 @@ pub struct IngestEvent {
     pub is_base64_encoded: bool,
     /// `requestContext`.
     pub request_context: RequestContext,
+    /// `rawPath`: the path as called (a source's public URL, which HubSpot
+    /// signs).
+    pub raw_path: Option<String>,
+    /// `rawQueryString`: a `token` source's token travels there (never
+    /// logged).
+    pub raw_query_string: Option<String>,
 }
 
 /// `requestContext`.
@@ -41,6 +47,8 @@ pub struct RequestContext {
     pub request_id: Option<String>,
     /// What the authorizer returned.
     pub authorizer: Option<Authorizer>,
+    /// The host name the sender called (a source's public URL).
+    pub domain_name: Option<String>,
 }
 
 /// `requestContext.authorizer`.
@@ -59,6 +67,8 @@ pub struct LambdaContext {
     pub tenant_id: Option<String>,
     /// The tenant's routing.
     pub routing: Option<String>,
+    /// The source, on the source route.
+    pub source_id: Option<String>,
 }
 
 /// `Content-Type`, `Content-Digest`, `X-FormBridge-Timestamp` and
@@ -75,6 +85,26 @@ pub struct Headers {
     pub timestamp: Option<String>,
     /// `Idempotency-Key`.
     pub idempotency_key: Option<String>,
+    /// Every other header, name lowercased, for a source's provider (whose
+    /// signature headers vary). Values that are not strings are dropped.
+    pub others: Vec<(String, String)>,
+}
+
+impl Headers {
+    /// A header's value by lowercase name, among all of them.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match name {
+            CONTENT_TYPE_HEADER => self.content_type.as_deref(),
+            CONTENT_DIGEST_HEADER => self.content_digest.as_deref(),
+            TIMESTAMP_HEADER => self.timestamp.as_deref(),
+            IDEMPOTENCY_KEY_HEADER => self.idempotency_key.as_deref(),
+            _ => self
+                .others
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str()),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Headers {
@@ -102,14 +132,62 @@ impl<'de> Deserialize<'de> for Headers {
                         h.timestamp = map.next_value()?;
                     } else if key.is_ignore_case(IDEMPOTENCY_KEY_HEADER) {
                         h.idempotency_key = map.next_value()?;
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
+                    } else if let Some(StringOrOther::String(value)) =
+                        map.next_value::<Option<StringOrOther>>()?
+                    {
+                        let name = String::from_utf8_lossy(key.as_bytes()).to_ascii_lowercase();
+                        h.others.push((name, value));
                     }
                 }
                 Ok(h)
             }
         }
         d.deserialize_any(HeadersVisitor)
+    }
+}
+
+/// A header value: a string, or anything else (skipped).
+enum StringOrOther {
+    String(String),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for StringOrOther {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StringOrOther;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a header value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StringOrOther::String(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(StringOrOther::String(v))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(StringOrOther::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(StringOrOther::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(StringOrOther::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(StringOrOther::Other)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(StringOrOther::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(StringOrOther::Other)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

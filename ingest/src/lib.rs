@@ -37,7 +37,7 @@ use serde_json::json;
 use shared::config::{ConfigError, Env};
 use shared::event::{
     DEFAULT_EVENT_SOURCE, DETAIL_TYPE, DETAIL_VERSION, SubmissionDetail, SubmissionId,
-    SubmissionIds, received_at,
+    SubmissionIds, SubmissionSource, received_at,
 };
 use shared::idempotency::{
     Claim, IdempotencyKey, IdempotencyStore, KeyError, MemoryIdempotencyStore, Ticket,
@@ -46,8 +46,10 @@ use shared::publish::{
     self, BusEntry, EntryError, EntryTooLarge, EventPublisher, PublishReport, RetryPolicy,
 };
 use shared::signature::{DigestError, verify_content_digest};
+use shared::source::{self, SourceError, SourceId};
+use shared::store::{CachedTenantStore, StoreError, TenantStore};
 use shared::telemetry::{Measure, Metrics};
-use shared::{Routing, TenantId};
+use shared::{Routing, TenantId, TenantRecord, TenantStatus};
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
@@ -107,8 +109,7 @@ impl Config {
             shared::idempotency::DEFAULT_TTL.as_secs(),
             2 * replay_window..=30 * 86_400,
         )?;
-        let idempotency_table =
-            Some(env.string("IDEMPOTENCY_TABLE", "")).filter(|t| !t.is_empty());
+        let idempotency_table = Some(env.string("IDEMPOTENCY_TABLE", "")).filter(|t| !t.is_empty());
         if let Some(table) = &idempotency_table
             && !shared::idempotency::valid_table_name(table)
         {
@@ -153,6 +154,60 @@ pub struct Request<'a> {
     pub timestamp: Option<&'a str>,
     /// `Idempotency-Key`, when sent.
     pub idempotency_key: Option<&'a str>,
+    /// On a source route: what the provider's verifier reads.
+    pub source: Option<SourceRequest<'a>>,
+}
+
+/// The parts of a source route's request a provider's verifier reads.
+/// `Debug` shows the source ID only (the URL and query may carry a token).
+#[derive(Clone, Copy)]
+pub struct SourceRequest<'a> {
+    /// The `source_id` from the authorizer's context.
+    pub source_id: &'a str,
+    /// The public URL the sender called, with `?` and the raw query when
+    /// there is one (HubSpot signs it).
+    pub url: &'a str,
+    /// The raw query string (`token` sources).
+    pub query: &'a str,
+    /// Any header's value by lowercase name.
+    pub headers: &'a (dyn Fn(&str) -> Option<&'a str> + Sync),
+}
+
+impl std::fmt::Debug for SourceRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceRequest")
+            .field("source_id", &self.source_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where ingest reads a tenant's sources: its record, through the same
+/// cached store as the authorizer and the connector.
+pub trait TenantRecords: Send + Sync + 'static {
+    /// The tenant's record, `Ok(None)` when there is none.
+    fn record(
+        &self,
+        tenant: &TenantId,
+    ) -> impl std::future::Future<Output = Result<Option<Arc<TenantRecord>>, StoreError>> + Send;
+}
+
+impl<S: TenantStore> TenantRecords for CachedTenantStore<S> {
+    async fn record(&self, tenant: &TenantId) -> Result<Option<Arc<TenantRecord>>, StoreError> {
+        self.get(tenant).await
+    }
+}
+
+/// No tenant records: a handler that serves the submissions route only
+/// (a source request is a misconfiguration, 500).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRecords;
+
+impl TenantRecords for NoRecords {
+    async fn record(&self, _: &TenantId) -> Result<Option<Arc<TenantRecord>>, StoreError> {
+        Err(StoreError::Unavailable(
+            "this handler has no tenant store for source routes".into(),
+        ))
+    }
 }
 
 /// Why a request was not accepted. Each maps to one status and code.
@@ -199,6 +254,20 @@ pub enum Rejection {
         "cannot check whether this request was accepted before; nothing was published; retrying the request is safe"
     )]
     IdempotencyUnavailable,
+    /// The tenant has no such source (any more).
+    #[error("unknown source")]
+    UnknownSource,
+    /// The tenant was suspended after the authorizer let the request in.
+    #[error("tenant is suspended")]
+    Suspended,
+    /// The provider's signature or token does not verify.
+    #[error("{0}")]
+    InvalidSignature(SourceError),
+    /// The tenant's record could not be read.
+    #[error(
+        "cannot read the tenant's sources; nothing was published; retrying the request is safe"
+    )]
+    TenantStoreUnavailable,
     /// The bus did not take every event.
     #[error("{message}")]
     NotPublished {
@@ -215,12 +284,16 @@ impl Rejection {
         match self {
             Self::MissingContext => 500,
             Self::BodyTooLarge(_) | Self::EventTooLarge(_) => 413,
-            Self::MalformedBase64 | Self::Body(_) | Self::InvalidIdempotencyKey(_) => 400,
-            Self::MissingDigest | Self::Digest(_) => 401,
+            Self::Body(e) => e.status(),
+            Self::MalformedBase64 | Self::InvalidIdempotencyKey(_) => 400,
+            Self::MissingDigest | Self::Digest(_) | Self::InvalidSignature(_) => 401,
+            Self::UnknownSource | Self::Suspended => 403,
             Self::UnsupportedContentType => 415,
             Self::IdempotencyKeyReused => 422,
             Self::InProgress => 409,
-            Self::NotPublished { .. } | Self::IdempotencyUnavailable => 503,
+            Self::NotPublished { .. }
+            | Self::IdempotencyUnavailable
+            | Self::TenantStoreUnavailable => 503,
         }
     }
 
@@ -240,6 +313,10 @@ impl Rejection {
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::InProgress => "request_in_progress",
             Self::IdempotencyUnavailable => "idempotency_unavailable",
+            Self::UnknownSource => "unknown_source",
+            Self::Suspended => "tenant_suspended",
+            Self::InvalidSignature(_) => "invalid_signature",
+            Self::TenantStoreUnavailable => "tenant_store_unavailable",
             Self::NotPublished { .. } => "bus_unavailable",
         }
     }
@@ -276,9 +353,10 @@ impl Accepted {
 
 /// The ingest handler: publisher, configuration, ID generator and metrics,
 /// built once per process.
-pub struct Ingest<P, K = MemoryIdempotencyStore> {
+pub struct Ingest<P, K = MemoryIdempotencyStore, R = NoRecords> {
     publisher: P,
     idempotency: K,
+    records: R,
     source: Arc<str>,
     max_body_bytes: usize,
     retry: RetryPolicy,
@@ -302,6 +380,7 @@ impl<P: EventPublisher> Ingest<P> {
                 config.idempotency_ttl,
                 MEMORY_IDEMPOTENCY_KEYS,
             ),
+            records: NoRecords,
             source: Arc::from(config.event_source.as_str()),
             max_body_bytes: config.max_body_bytes,
             retry: RetryPolicy::default(),
@@ -311,12 +390,27 @@ impl<P: EventPublisher> Ingest<P> {
     }
 }
 
-impl<P: EventPublisher, K: IdempotencyStore> Ingest<P, K> {
+impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
     /// Keeps idempotency keys in `store` instead.
-    pub fn with_idempotency_store<S: IdempotencyStore>(self, store: S) -> Ingest<P, S> {
+    pub fn with_idempotency_store<S: IdempotencyStore>(self, store: S) -> Ingest<P, S, R> {
         Ingest {
             publisher: self.publisher,
             idempotency: store,
+            records: self.records,
+            source: self.source,
+            max_body_bytes: self.max_body_bytes,
+            retry: self.retry,
+            ids: self.ids,
+            metrics: self.metrics,
+        }
+    }
+
+    /// Reads tenants' sources from `records`: the source route needs them.
+    pub fn with_tenant_records<T: TenantRecords>(self, records: T) -> Ingest<P, K, T> {
+        Ingest {
+            publisher: self.publisher,
+            idempotency: self.idempotency,
+            records,
             source: self.source,
             max_body_bytes: self.max_body_bytes,
             retry: self.retry,
@@ -345,6 +439,14 @@ impl<P: EventPublisher, K: IdempotencyStore> Ingest<P, K> {
                 return Response::json(rejection.status(), rejection.body());
             }
         };
+        let url = source_url(event);
+        let headers = |name: &str| event.headers.get(name);
+        let source = source_id_from_context(event).map(|source_id| SourceRequest {
+            source_id,
+            url: &url,
+            query: event.raw_query_string.as_deref().unwrap_or_default(),
+            headers: &headers,
+        });
         let request = Request {
             tenant: tenant.as_ref(),
             content_type: event.headers.content_type.as_deref(),
@@ -353,6 +455,7 @@ impl<P: EventPublisher, K: IdempotencyStore> Ingest<P, K> {
             request_id,
             timestamp: event.headers.timestamp.as_deref(),
             idempotency_key: event.headers.idempotency_key.as_deref(),
+            source,
         };
         match self.ingest(request, now).await {
             Ok(accepted) => {
@@ -391,30 +494,12 @@ impl<P: EventPublisher, K: IdempotencyStore> Ingest<P, K> {
         if request.body.len() > self.max_body_bytes {
             return Err(Rejection::BodyTooLarge(self.max_body_bytes));
         }
-        let digest = request.content_digest.ok_or(Rejection::MissingDigest)?;
-        verify_content_digest(digest, request.body)?;
-        let content_type = request
-            .content_type
-            .and_then(ContentType::parse)
-            .ok_or(Rejection::UnsupportedContentType)?;
-        let payloads = body::submissions(content_type, request.body)?;
-
-        // The signed identity always: a captured request sent again, with
-        // or without an Idempotency-Key of the sender's choosing, is the
-        // same request. The header's key too when sent: it also catches a
-        // retry that was signed again, and a key reused for another body.
-        let signed = IdempotencyKey::from_signed_identity(
-            &tenant.id,
-            request.timestamp.unwrap_or_default(),
-            digest,
-        );
-        let header = request
-            .idempotency_key
-            .map(|header| IdempotencyKey::from_header(&tenant.id, header, request.body))
-            .transpose()?;
-        let keys: Vec<IdempotencyKey> = header.into_iter().chain([signed]).collect();
-        let mut claimed: Vec<Ticket> = Vec::with_capacity(keys.len());
-        for key in &keys {
+        let read = match &request.source {
+            None => read_signed(tenant, request)?,
+            Some(source) => self.read_source(tenant, source, request, now).await?,
+        };
+        let mut claimed: Vec<Ticket> = Vec::with_capacity(read.keys.len());
+        for key in &read.keys {
             let refusal = match self.idempotency.claim(key).await {
                 Ok(Claim::New(ticket)) => {
                     claimed.push(ticket);
@@ -437,12 +522,86 @@ impl<P: EventPublisher, K: IdempotencyStore> Ingest<P, K> {
             self.settle(&claimed, None, tenant, request).await;
             return refusal;
         }
-        let result = self
-            .publish(tenant, request, content_type, &payloads, now)
-            .await;
+        let result = self.publish(tenant, request, &read, now).await;
         let ids = result.as_ref().ok().map(|a| a.submission_ids.as_slice());
         self.settle(&claimed, ids, tenant, request).await;
         result
+    }
+
+    /// A source route's request: the source's provider verifies the raw
+    /// body (docs/protocol.md, section 9), then the body becomes one
+    /// payload, keyed by the provider's event ID when it gives one.
+    async fn read_source<'r>(
+        &self,
+        tenant: &Tenant,
+        source: &SourceRequest<'r>,
+        request: &Request<'r>,
+        now: SystemTime,
+    ) -> Result<Read<'r>, Rejection> {
+        let source_id = SourceId::parse(source.source_id).map_err(|_| Rejection::MissingContext)?;
+        let record = match self.records.record(&tenant.id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(Rejection::UnknownSource),
+            Err(e) => {
+                error!(tenant_id = %tenant.id, request_id = request.request_id, error = %e, "tenant store failed");
+                return Err(Rejection::TenantStoreUnavailable);
+            }
+        };
+        if record.status == TenantStatus::Suspended {
+            return Err(Rejection::Suspended);
+        }
+        let keys = record
+            .sources
+            .get(&source_id)
+            .ok_or(Rejection::UnknownSource)?;
+        let provider = keys.provider();
+        let parts = source::Request {
+            method: "POST",
+            url: source.url,
+            query: source.query,
+            headers: source.headers,
+            body: request.body,
+        };
+        let verified = keys
+            .verify(&parts, unix_seconds(now))
+            .map_err(Rejection::InvalidSignature)?;
+        let payload = body::source_payload(request.content_type, request.body)?;
+
+        // The provider's own ID for this event, when it gives one: in the
+        // body (signed with it), else in a header. An ID in a header that
+        // the signature does not cover (GitHub, Shopify) is claimed
+        // together with what was signed, so that a captured request sent
+        // again under a new ID is still the same request.
+        let body_id = provider.body_event_id(payload.json.get());
+        let event_id = body_id
+            .clone()
+            .or(verified.delivery_id().map(str::to_owned));
+        let signed_content = IdempotencyKey::from_signed_content(
+            &tenant.id,
+            source_id.as_str(),
+            verified.signed_timestamp(),
+            request.body,
+        );
+        let by_id = |id: &str| {
+            IdempotencyKey::from_event_id(&tenant.id, source_id.as_str(), id, request.body)
+        };
+        let mut keys = header_key(tenant, request)?;
+        match (&body_id, verified.delivery_id()) {
+            (Some(id), _) => keys.push(by_id(id)),
+            (None, Some(id)) if verified.delivery_id_signed() => keys.push(by_id(id)),
+            (None, Some(id)) => keys.extend([by_id(id), signed_content]),
+            (None, None) => keys.push(signed_content),
+        }
+        Ok(Read {
+            content_type: payload.content_type(),
+            payloads: vec![payload.json],
+            keys,
+            source: Some(OwnedSource {
+                id: source_id,
+                provider: provider.as_str(),
+                event_id,
+            }),
+        })
     }
 
     /// Completes the claimed keys with the accepted IDs, or releases them
@@ -472,13 +631,18 @@ impl<P: EventPublisher, K: IdempotencyStore> Ingest<P, K> {
         &self,
         tenant: &Tenant,
         request: &Request<'_>,
-        content_type: ContentType,
-        payloads: &[Cow<'_, serde_json::value::RawValue>],
+        read: &Read<'_>,
         now: SystemTime,
     ) -> Result<Accepted, Rejection> {
         let received_at = received_at(now);
-        let mut ids = Vec::with_capacity(payloads.len());
-        let entries: Vec<BusEntry> = payloads
+        let mut ids = Vec::with_capacity(read.payloads.len());
+        let source = read.source.as_ref().map(|s| SubmissionSource {
+            id: Cow::Borrowed(s.id.as_str()),
+            provider: Cow::Borrowed(s.provider),
+            event_id: s.event_id.as_deref().map(Cow::Borrowed),
+        });
+        let entries: Vec<BusEntry> = read
+            .payloads
             .iter()
             .map(|payload| {
                 let id = self.ids.next(now);
@@ -489,9 +653,9 @@ impl<P: EventPublisher, K: IdempotencyStore> Ingest<P, K> {
                     tenant_id: tenant.id.clone(),
                     routing: tenant.routing,
                     received_at: Cow::Borrowed(&received_at),
-                    content_type: Cow::Borrowed(content_type.as_str()),
+                    content_type: Cow::Borrowed(read.content_type),
                     payload,
-                    source: None,
+                    source: source.clone(),
                 };
                 BusEntry {
                     source: Arc::clone(&self.source),
@@ -621,6 +785,101 @@ fn not_published(
         message.push_str("; retrying the request is safe");
     }
     Rejection::NotPublished { message, published }
+}
+
+/// A request read and verified: its payloads, the media type they were
+/// sent as, the idempotency keys to claim and, on a source route, the
+/// source.
+struct Read<'a> {
+    content_type: &'static str,
+    payloads: Vec<Cow<'a, serde_json::value::RawValue>>,
+    keys: Vec<IdempotencyKey>,
+    source: Option<OwnedSource>,
+}
+
+/// The detail's `source` field, before it borrows into each event.
+struct OwnedSource {
+    id: SourceId,
+    provider: &'static str,
+    event_id: Option<String>,
+}
+
+/// The submissions route's request: the body checked against the signed
+/// digest before it is parsed, keyed by the signed identity.
+fn read_signed<'r>(tenant: &Tenant, request: &Request<'r>) -> Result<Read<'r>, Rejection> {
+    let digest = request.content_digest.ok_or(Rejection::MissingDigest)?;
+    verify_content_digest(digest, request.body)?;
+    let content_type = request
+        .content_type
+        .and_then(ContentType::parse)
+        .ok_or(Rejection::UnsupportedContentType)?;
+    let payloads = body::submissions(content_type, request.body)?;
+    // The signed identity always: a captured request sent again, with or
+    // without an Idempotency-Key of the sender's choosing, is the same
+    // request. The header's key too when sent: it also catches a retry
+    // that was signed again, and a key reused for another body.
+    let mut keys = header_key(tenant, request)?;
+    keys.push(IdempotencyKey::from_signed_identity(
+        &tenant.id,
+        request.timestamp.unwrap_or_default(),
+        digest,
+    ));
+    Ok(Read {
+        content_type: content_type.as_str(),
+        payloads,
+        keys,
+        source: None,
+    })
+}
+
+/// The `Idempotency-Key` header's key, when one was sent (claimed first).
+fn header_key(tenant: &Tenant, request: &Request<'_>) -> Result<Vec<IdempotencyKey>, Rejection> {
+    let mut keys = Vec::with_capacity(3);
+    if let Some(header) = request.idempotency_key {
+        keys.push(IdempotencyKey::from_header(
+            &tenant.id,
+            header,
+            request.body,
+        )?);
+    }
+    Ok(keys)
+}
+
+/// Seconds since the Unix epoch (0 before it).
+fn unix_seconds(now: SystemTime) -> i64 {
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The public URL the sender called: `x-forwarded-proto` (API Gateway
+/// sets `https`), the host it called, the raw path and query.
+fn source_url(event: &IngestEvent) -> String {
+    let scheme = event.headers.get("x-forwarded-proto").unwrap_or("https");
+    let host = event
+        .request_context
+        .domain_name
+        .as_deref()
+        .or(event.headers.get("host"))
+        .unwrap_or_default();
+    let path = event.raw_path.as_deref().unwrap_or_default();
+    let mut url = format!("{scheme}://{host}{path}");
+    if let Some(query) = event.raw_query_string.as_deref().filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+/// The source ID from the authorizer's context, on a source route.
+fn source_id_from_context(event: &IngestEvent) -> Option<&str> {
+    event
+        .request_context
+        .authorizer
+        .as_ref()?
+        .lambda
+        .as_ref()?
+        .source_id
+        .as_deref()
 }
 
 /// The tenant from the authorizer's context, when it is complete and valid.

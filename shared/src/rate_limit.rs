@@ -56,20 +56,30 @@ pub struct RateLimited {
     pub retry_after: Duration,
 }
 
-/// Rate limiters for all tenants seen by this process.
-#[derive(Default)]
-pub struct TenantRateLimiter {
-    limiters: RwLock<HashMap<TenantId, Arc<TenantLimiter>>>,
+/// Rate limiters for all tenants seen by this process, one per key: a
+/// tenant, or anything else that gets its own bucket under a tenant's limit
+/// (a tenant's source: `(TenantId, SourceId)`). Only keys of records that
+/// exist are ever checked, so the map is bounded by the records.
+pub struct TenantRateLimiter<K = TenantId> {
+    limiters: RwLock<HashMap<K, Arc<TenantLimiter>>>,
 }
 
-impl TenantRateLimiter {
+impl<K> Default for TenantRateLimiter<K> {
+    fn default() -> Self {
+        Self {
+            limiters: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> TenantRateLimiter<K> {
     /// No tenants limited yet.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Counts one request for `tenant` under `limit` (from its record).
-    pub fn check(&self, tenant: &TenantId, limit: Option<RateLimit>) -> Result<(), RateLimited> {
+    pub fn check(&self, tenant: &K, limit: Option<RateLimit>) -> Result<(), RateLimited> {
         let Some(limit) = limit else {
             return Ok(());
         };
@@ -79,7 +89,7 @@ impl TenantRateLimiter {
         })
     }
 
-    fn limiter_for(&self, tenant: &TenantId, limit: RateLimit) -> Arc<TenantLimiter> {
+    fn limiter_for(&self, tenant: &K, limit: RateLimit) -> Arc<TenantLimiter> {
         // Poisoning cannot leave the map half-updated (one insert per write).
         if let Some(l) = self
             .limiters

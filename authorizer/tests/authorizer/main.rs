@@ -11,6 +11,7 @@
 mod bootstrap;
 mod handler;
 mod secrets_manager;
+mod sources;
 
 use authorizer::AuthorizerEvent;
 use serde_json::Value;

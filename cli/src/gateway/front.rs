@@ -8,6 +8,12 @@
 //! receives, with the authorizer's context, and [`Ingest::handle`] answers.
 //! The statuses and bodies are therefore the deployed stack's.
 //!
+//! `POST /v1/tenants/{tenant_id}/sources/{source_id}` (a provider's
+//! webhook) goes the same way with the source route's authorizer, which has
+//! no identity sources: the authorizer is called for every request and
+//! checks the tenant and the source; ingest verifies the provider's
+//! signature over the body.
+//!
 //! Also served: `GET /healthz` and `GET /v1/dead-letters`.
 
 use std::sync::Arc;
@@ -26,7 +32,7 @@ use ingest::event::{
 };
 use shared::idempotency::MemoryIdempotencyStore;
 use shared::signature::{CONTENT_DIGEST_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, unix_now};
-use shared::store::MemoryTenantStore;
+use shared::store::{CachedTenantStore, MemoryTenantStore};
 
 use super::bus::{Bus, BusPublisher};
 use crate::http::{Body, Handler, json_response, read_body};
@@ -44,7 +50,7 @@ const REQUEST_ID_HEADER: &str = "apigw-requestid";
 /// in-process bus.
 pub struct Gateway {
     authorizer: Authorizer<MemoryTenantStore>,
-    ingest: Ingest<BusPublisher, MemoryIdempotencyStore>,
+    ingest: Ingest<BusPublisher, MemoryIdempotencyStore, CachedTenantStore<MemoryTenantStore>>,
     bus: Arc<Bus>,
     /// Bodies are read up to one byte more than ingest accepts, so that
     /// ingest itself answers 413 for a longer one.
@@ -58,7 +64,7 @@ impl Gateway {
     /// ingest's `MAX_BODY_BYTES`.
     pub fn new(
         authorizer: Authorizer<MemoryTenantStore>,
-        ingest: Ingest<BusPublisher, MemoryIdempotencyStore>,
+        ingest: Ingest<BusPublisher, MemoryIdempotencyStore, CachedTenantStore<MemoryTenantStore>>,
         bus: Arc<Bus>,
         max_body_bytes: usize,
     ) -> Self {
@@ -81,29 +87,50 @@ impl Gateway {
         ) else {
             return json_response(StatusCode::UNAUTHORIZED, UNAUTHORIZED);
         };
+        let event = AuthorizerEvent {
+            timestamp: Some(timestamp),
+            content_digest: Some(content_digest),
+            signature: Some(signature),
+            ..authorizer_event(tenant_id)
+        };
+        self.forward(event, request).await
+    }
+
+    /// The source route: no identity sources, so no 401 before the
+    /// authorizer.
+    async fn source(
+        &self,
+        tenant_id: &str,
+        source_id: &str,
+        request: Request<Incoming>,
+    ) -> Response<Body> {
+        let event = AuthorizerEvent {
+            source_id: Some(source_id.to_owned()),
+            raw_query: Some(request.uri().query().unwrap_or_default().to_owned()),
+            ..authorizer_event(tenant_id)
+        };
+        self.forward(event, request).await
+    }
+
+    /// Asks the authorizer, then hands an allowed request to ingest, as
+    /// API Gateway does.
+    async fn forward(
+        &self,
+        mut event: AuthorizerEvent,
+        request: Request<Incoming>,
+    ) -> Response<Body> {
         let request_id = format!(
             "{:08x}{:08x}",
             self.id_prefix,
             self.request_ids.fetch_add(1, Relaxed)
         );
-        let event = AuthorizerEvent {
-            version: Some("2.0".to_owned()),
-            kind: Some("REQUEST".to_owned()),
-            has_request_context: true,
-            headers_well_formed: true,
-            tenant_id: Some(tenant_id.to_owned()),
-            request_id: Some(request_id.clone()),
-            timestamp: Some(timestamp.clone()),
-            content_digest: Some(content_digest.clone()),
-            signature: Some(signature),
-        };
+        event.request_id = Some(request_id.clone());
         let decision = self.authorizer.handle(&event, unix_now()).await;
         let Some(context) = decision.context.filter(|_| decision.is_authorized) else {
             return with_request_id(json_response(StatusCode::FORBIDDEN, FORBIDDEN), &request_id);
         };
-        let content_type = joined(request.headers(), CONTENT_TYPE.as_str());
-        let idempotency_key = joined(request.headers(), IDEMPOTENCY_KEY_HEADER);
-        let body = match read_body(request.into_body(), self.body_limit).await {
+        let (parts, body) = request.into_parts();
+        let body = match read_body(body, self.body_limit).await {
             Ok(body) => body,
             Err(_) => {
                 let body = r#"{"error":{"code":"malformed_body","message":"the request body could not be read"}}"#;
@@ -119,12 +146,7 @@ impl Gateway {
             ),
         };
         let event = IngestEvent {
-            headers: Headers {
-                content_type,
-                content_digest: Some(content_digest),
-                timestamp: Some(timestamp),
-                idempotency_key,
-            },
+            headers: ingest_headers(&parts.headers),
             body: Some(body),
             is_base64_encoded,
             request_context: RequestContext {
@@ -133,9 +155,13 @@ impl Gateway {
                     lambda: Some(LambdaContext {
                         tenant_id: Some(context.tenant_id.to_string()),
                         routing: Some(context.routing.as_str().to_owned()),
+                        source_id: context.source_id.map(|s| s.to_string()),
                     }),
                 }),
+                domain_name: joined(&parts.headers, "host"),
             },
+            raw_path: Some(parts.uri.path().to_owned()),
+            raw_query_string: Some(parts.uri.query().unwrap_or_default().to_owned()),
         };
         let answer = self.ingest.handle(&event, SystemTime::now()).await;
         let status =
@@ -174,6 +200,11 @@ impl Handler for Gateway {
                 let tenant_id = tenant_id.to_owned();
                 return self.submit(&tenant_id, request).await;
             }
+        } else if let Some((tenant_id, source_id)) = source_route(path) {
+            if request.method() == Method::POST {
+                let (tenant_id, source_id) = (tenant_id.to_owned(), source_id.to_owned());
+                return self.source(&tenant_id, &source_id, request).await;
+            }
         } else if request.method() == Method::GET {
             match path {
                 "/healthz" => return self.health(),
@@ -194,6 +225,60 @@ fn submissions_route(path: &str) -> Option<&str> {
         .strip_prefix("/v1/tenants/")?
         .strip_suffix("/submissions")?;
     (!tenant.is_empty() && !tenant.contains('/')).then_some(tenant)
+}
+
+/// The `{tenant_id}` and `{source_id}` of
+/// `/v1/tenants/{tenant_id}/sources/{source_id}`: one non-empty path
+/// segment each.
+fn source_route(path: &str) -> Option<(&str, &str)> {
+    let (tenant, source) = path.strip_prefix("/v1/tenants/")?.split_once("/sources/")?;
+    let segment = |s: &str| !s.is_empty() && !s.contains('/');
+    (segment(tenant) && segment(source)).then_some((tenant, source))
+}
+
+/// The authorizer event API Gateway sends for `tenant_id`, before the
+/// route's own parts.
+fn authorizer_event(tenant_id: &str) -> AuthorizerEvent {
+    AuthorizerEvent {
+        version: Some("2.0".to_owned()),
+        kind: Some("REQUEST".to_owned()),
+        has_request_context: true,
+        headers_well_formed: true,
+        tenant_id: Some(tenant_id.to_owned()),
+        ..AuthorizerEvent::default()
+    }
+}
+
+/// The headers as ingest reads them from a payload 2.0 event: names
+/// lowercase, repeated headers joined with commas. API Gateway adds
+/// `x-forwarded-proto` (always `https` there); here it is `http`.
+fn ingest_headers(headers: &HeaderMap) -> Headers {
+    let mut ingest = Headers {
+        content_type: joined(headers, CONTENT_TYPE.as_str()),
+        content_digest: joined(headers, CONTENT_DIGEST_HEADER),
+        timestamp: joined(headers, TIMESTAMP_HEADER),
+        idempotency_key: joined(headers, IDEMPOTENCY_KEY_HEADER),
+        others: Vec::new(),
+    };
+    for name in headers.keys() {
+        let name = name.as_str();
+        let known = [
+            CONTENT_TYPE.as_str(),
+            CONTENT_DIGEST_HEADER,
+            TIMESTAMP_HEADER,
+            IDEMPOTENCY_KEY_HEADER,
+            "x-forwarded-proto",
+        ];
+        if !known.contains(&name)
+            && let Some(value) = joined(headers, name)
+        {
+            ingest.others.push((name.to_owned(), value));
+        }
+    }
+    ingest
+        .others
+        .push(("x-forwarded-proto".to_owned(), "http".to_owned()));
+    ingest
 }
 
 /// An identity source header: API Gateway answers 401 before calling the
@@ -239,6 +324,18 @@ mod tests {
             submissions_route("/v1/tenants/Not%20Valid/submissions"),
             Some("Not%20Valid")
         );
+        assert_eq!(
+            source_route("/v1/tenants/acme/sources/stripe-live"),
+            Some(("acme", "stripe-live"))
+        );
+        for path in [
+            "/v1/tenants/acme/sources/",
+            "/v1/tenants//sources/x",
+            "/v1/tenants/acme/sources/a/b",
+            "/v1/tenants/acme/submissions",
+        ] {
+            assert_eq!(source_route(path), None, "{path}");
+        }
         for path in [
             "/v1/tenants//submissions",
             "/v1/tenants/a/b/submissions",

@@ -18,7 +18,7 @@ use ingest::Ingest;
 use shared::config::Env;
 use shared::idempotency::MemoryIdempotencyStore;
 use shared::publish::RetryPolicy;
-use shared::store::MemoryTenantStore;
+use shared::store::{CachePolicy, CachedTenantStore, MemoryTenantStore};
 use shared::telemetry::Metrics;
 use shared::tenant::{NewTenant, TenantDocument};
 use shared::{TenantId, TenantRecord, TenantStatus};
@@ -193,6 +193,10 @@ pub async fn run(options: ServeArgs) -> anyhow::Result<Snapshot> {
             .with_idempotency_store(MemoryIdempotencyStore::new(
                 ingest_config.idempotency_ttl,
                 IDEMPOTENCY_KEYS,
+            ))
+            .with_tenant_records(CachedTenantStore::new(
+                store.clone(),
+                CachePolicy::with_ttl(authorizer_config.secret_cache_ttl),
             )),
         Arc::clone(&bus),
         ingest_config.max_body_bytes,

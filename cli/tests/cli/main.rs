@@ -9,4 +9,5 @@ mod harness;
 #[cfg(feature = "aws")]
 mod operations;
 mod serve;
+mod sources;
 mod tools;

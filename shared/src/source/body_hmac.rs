@@ -103,7 +103,7 @@ impl Verifier for BodyHmac {
             .delivery_ids
             .iter()
             .find_map(|name| (request.headers)(name).filter(|id| common::valid_id(id)));
-        Ok(Verified::new(delivery_id, false, Some(value)))
+        Ok(Verified::new(delivery_id, false, None))
     }
 
     fn body_event_id(&self, json: &str) -> Option<String> {

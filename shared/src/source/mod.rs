@@ -29,7 +29,8 @@
 //! 2. [`SourceKeys::verify`] checks a [`Request`] (method, public URL, query,
 //!    headers and the raw body) at `now`, before the body is parsed. It
 //!    returns [`Verified`] (the delivery ID a header carries, and the
-//!    signature header as the last-resort idempotency key) or a
+//!    signed timestamp, which with the body is the last-resort idempotency
+//!    key) or a
 //!    [`SourceError`] that names the header and the rule, never a value.
 //! 3. Once the body is parsed, [`Provider::body_event_id`] reads the event ID
 //!    a provider puts in the body (Stripe `id`, Typeform `event_id`, ...).
@@ -100,6 +101,12 @@ pub trait Verifier: Sync {
     /// idempotency stops a replay.
     fn signs_timestamp(&self) -> bool;
 
+    /// Whether verifying needs the body. Without a body signature (`token`)
+    /// the authorizer verifies the request itself, before any body work.
+    fn signs_body(&self) -> bool {
+        true
+    }
+
     /// Signs `request` with `secret` at `now` as the provider would: the
     /// headers to attach, or for `token` the query string. For `formbridge
     /// send --provider` and tests.
@@ -126,6 +133,12 @@ impl SourceId {
     /// The ID as text.
     pub fn as_str(&self) -> &str {
         self.0.as_str()
+    }
+}
+
+impl Serialize for SourceId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -178,6 +191,11 @@ impl Provider {
     /// Whether the provider's signature covers a timestamp.
     pub fn signs_timestamp(self) -> bool {
         self.verifier.signs_timestamp()
+    }
+
+    /// Whether verifying needs the body (see [`Verifier::signs_body`]).
+    pub fn signs_body(self) -> bool {
+        self.verifier.signs_body()
     }
 
     /// Signs a request as the provider would (see [`Verifier::sign`]).
@@ -422,24 +440,24 @@ impl fmt::Debug for Request<'_> {
 }
 
 /// What a verified request tells the caller about its identity, for
-/// idempotency (docs/protocol.md, section 10). `Debug` hides the signature.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
+/// idempotency (docs/protocol.md, section 10).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Verified<'a> {
     delivery_id: Option<&'a str>,
     delivery_id_signed: bool,
-    signature: Option<&'a str>,
+    signed_timestamp: Option<i64>,
 }
 
 impl<'a> Verified<'a> {
     pub(crate) fn new(
         delivery_id: Option<&'a str>,
         delivery_id_signed: bool,
-        signature: Option<&'a str>,
+        signed_timestamp: Option<i64>,
     ) -> Self {
         Self {
             delivery_id: delivery_id.filter(|id| common::valid_id(id)),
             delivery_id_signed,
-            signature,
+            signed_timestamp,
         }
     }
 
@@ -454,26 +472,18 @@ impl<'a> Verified<'a> {
 
     /// Whether the signature covers [`Verified::delivery_id`] (Standard
     /// Webhooks). GitHub's and Shopify's are not signed: a captured request
-    /// can be replayed under another ID, which only a key derived from the
-    /// signature would catch.
+    /// can be replayed under another ID, which only a key derived from what
+    /// was signed catches.
     pub fn delivery_id_signed(&self) -> bool {
         self.delivery_id_signed
     }
 
-    /// The provider's signature header as received, the last-resort
-    /// idempotency key; `None` for `token`. Not for logs.
-    pub fn signature(&self) -> Option<&'a str> {
-        self.signature
-    }
-}
-
-impl fmt::Debug for Verified<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Verified")
-            .field("delivery_id", &self.delivery_id)
-            .field("delivery_id_signed", &self.delivery_id_signed)
-            .field("signature", &self.signature.map(|_| "[redacted]"))
-            .finish()
+    /// The timestamp the signature covers, when the provider signs one.
+    /// With the body it is exactly what was signed: the last-resort
+    /// idempotency key, which no rewording of the signature header (case,
+    /// extra signatures, their order) changes.
+    pub fn signed_timestamp(&self) -> Option<i64> {
+        self.signed_timestamp
     }
 }
 

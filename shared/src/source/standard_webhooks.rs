@@ -103,7 +103,7 @@ impl Verifier for StandardWebhooks {
         if !common::any_matches(keys, &tags, |mac| feed(mac, id, ts_text, request.body)) {
             return Err(SourceError::Mismatch(set.signature));
         }
-        Ok(Verified::new(Some(id), true, Some(value)))
+        Ok(Verified::new(Some(id), true, Some(ts)))
     }
 
     fn body_event_id(&self, _json: &str) -> Option<String> {

@@ -700,3 +700,40 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_signed_timestamp_does_not_depend_on_how_the_header_is_written() {
+    let provider = Provider::parse("stripe").expect("known");
+    let secret = Secret::new("whsec_test_secret");
+    let keys = SourceKeys::new(provider, std::slice::from_ref(&secret)).expect("valid");
+    let body = br#"{"id":"evt_1","object":"event"}"#;
+    let now = 1_767_225_600;
+    let signed = provider
+        .sign(
+            &secret,
+            &SignRequest {
+                method: "POST",
+                url: "https://hooks.example.com/x",
+                body,
+                delivery_id: "d1",
+            },
+            now,
+        )
+        .expect("signs");
+    let header = &signed.headers[0].1;
+    let reworded = format!("{header},v1={}", "0".repeat(64));
+    let mut seen = Vec::new();
+    for value in [header.clone(), reworded] {
+        let lookup = |name: &str| (name == "stripe-signature").then_some(value.as_str());
+        let request = Request {
+            method: "POST",
+            url: "https://hooks.example.com/x",
+            query: "",
+            headers: &lookup,
+            body,
+        };
+        let verified = keys.verify(&request, now + 5).expect("verifies");
+        seen.push(verified.signed_timestamp());
+    }
+    assert_eq!(seen, [Some(now), Some(now)]);
+}

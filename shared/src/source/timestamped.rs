@@ -167,7 +167,7 @@ impl Verifier for Timestamped {
         now: i64,
     ) -> Result<Verified<'a>, SourceError> {
         let mut tags = Tags::new();
-        let (ts_header, ts_text, sig_header, value) = match self.scheme {
+        let (ts_header, ts_text, sig_header) = match self.scheme {
             Scheme::Headers {
                 timestamp,
                 signature,
@@ -186,12 +186,12 @@ impl Verifier for Timestamped {
                         rule,
                     })?;
                 tags.push(tag);
-                (timestamp, ts, signature, value)
+                (timestamp, ts, signature)
             }
             Scheme::Pairs { header } => {
                 let value = request.header(header)?;
                 let ts = parse_pairs(value, header, &mut tags)?;
-                (header, ts, header, value)
+                (header, ts, header)
             }
         };
         let ts = common::timestamp(ts_text, ts_header, self.unit)?;
@@ -202,7 +202,7 @@ impl Verifier for Timestamped {
         if !matched {
             return Err(SourceError::Mismatch(sig_header));
         }
-        Ok(Verified::new(None, false, Some(value)))
+        Ok(Verified::new(None, false, Some(ts)))
     }
 
     fn body_event_id(&self, json: &str) -> Option<String> {

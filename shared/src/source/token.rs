@@ -75,6 +75,10 @@ impl Verifier for Token {
         false
     }
 
+    fn signs_body(&self) -> bool {
+        false
+    }
+
     fn sign(
         &self,
         secret: &Secret,

@@ -1,0 +1,404 @@
+//! Sources through `formbridge serve`: every provider's real-shaped
+//! request, signed as the provider signs it, is accepted once and delivered
+//! with its `source`; everything else is refused with nothing published.
+
+use serde_json::Value;
+use shared::secret::Secret;
+use shared::signature::unix_now;
+use shared::source::{PROVIDERS, Provider, SignRequest, SourceKeys};
+use testkit::{HttpServer, Reply};
+
+use crate::harness::{
+    Gateway, WEBHOOK_SECRET, answer, health_when, ids, record, scratch_dir, tenants_file,
+    wait_until,
+};
+
+/// A provider's source in the test tenant: its ID (the provider's name),
+/// a secret the provider could have issued, a real-shaped body and the
+/// event ID the delivery must carry (`None`: the provider gives none).
+struct Case {
+    provider: &'static str,
+    secret: &'static str,
+    content_type: &'static str,
+    body: &'static str,
+    event_id: Option<&'static str>,
+}
+
+/// The delivery ID sent by providers that send one in a header.
+const DELIVERY_ID: &str = "msg_2b7e1516-28ae-d2a6";
+
+const CASES: &[Case] = &[
+    Case {
+        provider: "typeform",
+        secret: "typeform-webhook-secret",
+        content_type: "application/json",
+        body: r#"{"event_id":"01HWQ3A1B2C3","event_type":"form_response","form_response":{"form_id":"lT4Z3j","token":"a3a12ec67a1365927098a606107fac15","answers":[{"type":"email","email":"ada@example.com","field":{"id":"SMEUb7VJz92Q","type":"email"}}]}}"#,
+        event_id: Some("01HWQ3A1B2C3"),
+    },
+    Case {
+        provider: "tally",
+        secret: "tally-signing-secret",
+        content_type: "application/json",
+        body: r#"{"eventId":"a4cb511e-d513-4fa5-baee-b815d718dfd1","eventType":"FORM_RESPONSE","createdAt":"2026-11-28T09:00:00.000Z","data":{"responseId":"2wgx4n","formId":"VwbNEw","fields":[{"key":"question_mVGEg3","label":"Email","type":"INPUT_EMAIL","value":"ada@example.com"}]}}"#,
+        event_id: Some("a4cb511e-d513-4fa5-baee-b815d718dfd1"),
+    },
+    Case {
+        provider: "webflow",
+        secret: "webflow-form-secret",
+        content_type: "application/json",
+        body: r#"{"triggerType":"form_submission","payload":{"name":"Contact","siteId":"65427cf400e02b306eaa049c","data":{"Email":"ada@example.com"},"submittedAt":"2026-11-28T09:00:00.000Z","id":"6321a3b3b2d6c5e1f0a1b2c3"}}"#,
+        event_id: Some("6321a3b3b2d6c5e1f0a1b2c3"),
+    },
+    Case {
+        provider: "formspree",
+        secret: "formspree-secret",
+        content_type: "application/json",
+        body: r#"{"form":"xqkrgnwz","submission":{"_date":"2026-11-28T09:00:00Z","email":"ada@example.com","message":"Hello"}}"#,
+        event_id: None,
+    },
+    Case {
+        provider: "stripe",
+        secret: "whsec_stripe_endpoint_secret_123",
+        content_type: "application/json",
+        body: r#"{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event","api_version":"2024-06-20","type":"checkout.session.completed","data":{"object":{"id":"cs_test_a1","customer_email":"ada@example.com"}}}"#,
+        event_id: Some("evt_1NG8Du2eZvKYlo2CUI79vXWy"),
+    },
+    Case {
+        provider: "github",
+        secret: "github-webhook-secret",
+        content_type: "application/json",
+        body: r#"{"action":"opened","issue":{"number":1347,"title":"Found a bug"},"repository":{"full_name":"octocat/Hello-World"}}"#,
+        event_id: Some(DELIVERY_ID),
+    },
+    Case {
+        provider: "shopify",
+        secret: "shopify-client-secret",
+        content_type: "application/json",
+        body: r#"{"id":820982911946154508,"email":"jon@example.com","created_at":"2026-11-28T09:00:00-05:00"}"#,
+        event_id: Some(DELIVERY_ID),
+    },
+    Case {
+        provider: "slack",
+        secret: "8f742231b10e8888abcd99yyyzzz85a5",
+        content_type: "application/json",
+        body: r#"{"token":"XXYYZZ","team_id":"T123ABC456","type":"event_callback","event_id":"Ev123ABC456","event_time":1764320400,"event":{"type":"message","text":"hello"}}"#,
+        event_id: Some("Ev123ABC456"),
+    },
+    Case {
+        provider: "hubspot",
+        secret: "hubspot-app-client-secret",
+        content_type: "application/json",
+        body: r#"[{"eventId":1,"subscriptionId":2,"portalId":3,"appId":4,"occurredAt":1764320400000,"subscriptionType":"contact.creation","attemptNumber":0,"objectId":123}]"#,
+        // HubSpot's events carry no one ID: a digest of the fields that
+        // identify them (see docs/sources/hubspot.md).
+        event_id: Some("sha256:"),
+    },
+    Case {
+        provider: "standard-webhooks",
+        secret: WEBHOOK_SECRET,
+        content_type: "application/json",
+        body: r#"{"type":"user.created","timestamp":"2026-11-28T09:00:00Z","data":{"id":"u_1","email":"ada@example.com"}}"#,
+        event_id: Some(DELIVERY_ID),
+    },
+    Case {
+        provider: "token",
+        secret: "tok_5d1e0b6a9c4f4e2b8a7d3c1f0e9b8a7d",
+        content_type: "application/json",
+        body: r#"{"formId":"vE8xp2","formName":"Contact","submissionId":"f3b1c2d4","submissionTime":"2026-11-28T09:00:00.000Z","questions":[{"id":"q1","name":"Email","type":"EmailInput","value":"ada@example.com"}]}"#,
+        event_id: Some("f3b1c2d4"),
+    },
+];
+
+fn case(provider: &str) -> &'static Case {
+    CASES.iter().find(|c| c.provider == provider).unwrap()
+}
+
+/// The tenant `acme` with one source per provider, named after it, and
+/// `paused` (suspended) with a Stripe source.
+fn gateway(receiver: &HttpServer) -> Gateway {
+    let mut acme = record("acme").destination(&receiver.url(), WEBHOOK_SECRET);
+    for c in CASES {
+        acme = acme.source(c.provider, c.provider, &[c.secret]);
+    }
+    let paused = record("paused")
+        .status("suspended")
+        .destination(&receiver.url(), WEBHOOK_SECRET)
+        .source("stripe", "stripe", &[case("stripe").secret])
+        .build();
+    let dir = scratch_dir();
+    let tenants = tenants_file(&dir, &[acme.build(), paused]);
+    Gateway::start(
+        &[
+            "--tenants",
+            tenants.to_str().unwrap(),
+            "--allow-private-destinations",
+        ],
+        &[],
+    )
+}
+
+/// A request to `tenant`'s `source`, signed as `provider` with `secret` at
+/// `at` over `signed_body`, sending `body`.
+struct Send<'a> {
+    tenant: &'a str,
+    source: &'a str,
+    provider: &'a str,
+    secret: &'a str,
+    at: i64,
+    signed_body: &'a str,
+    body: &'a str,
+    content_type: &'a str,
+    without_header: Option<&'static str>,
+}
+
+impl<'a> Send<'a> {
+    fn valid(c: &'a Case) -> Self {
+        Self {
+            tenant: "acme",
+            source: c.provider,
+            provider: c.provider,
+            secret: c.secret,
+            at: unix_now(),
+            signed_body: c.body,
+            body: c.body,
+            content_type: c.content_type,
+            without_header: None,
+        }
+    }
+
+    fn request(&self, client: &reqwest::Client, gateway: &Gateway) -> reqwest::RequestBuilder {
+        let mut url = format!(
+            "{}/v1/tenants/{}/sources/{}",
+            gateway.url, self.tenant, self.source
+        );
+        let provider = Provider::parse(self.provider).unwrap();
+        let signed = provider
+            .sign(
+                &Secret::new(self.secret),
+                &SignRequest {
+                    method: "POST",
+                    url: &url,
+                    body: self.signed_body.as_bytes(),
+                    delivery_id: DELIVERY_ID,
+                },
+                self.at,
+            )
+            .unwrap();
+        if let Some(query) = &signed.query
+            && self.without_header != Some("token")
+        {
+            url = format!("{url}?{query}");
+        }
+        let mut request = client
+            .post(url)
+            .header("content-type", self.content_type)
+            .body(self.body.to_owned());
+        for (name, value) in &signed.headers {
+            if Some(*name) != self.without_header {
+                request = request.header(*name, value);
+            }
+        }
+        request
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_provider_is_accepted_once_and_delivered_with_its_source() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let gateway = gateway(&receiver);
+    let client = reqwest::Client::new();
+    let mut delivered_ids = Vec::new();
+    for c in CASES {
+        let (status, body) = answer(Send::valid(c).request(&client, &gateway)).await;
+        assert_eq!(status, 202, "{}: {body}", c.provider);
+        let id = ids(&body).remove(0);
+        // The same delivery again (a provider's retry): the first answer.
+        let (status, again) = answer(Send::valid(c).request(&client, &gateway)).await;
+        assert_eq!((status, &again), (202, &body), "{} replayed", c.provider);
+        delivered_ids.push((c, id));
+    }
+    wait_until("one delivery per provider", || {
+        receiver.requests().len() >= CASES.len()
+    });
+    let deliveries = receiver.requests();
+    for (c, id) in delivered_ids {
+        let delivery = deliveries
+            .iter()
+            .find(|d| d.header("webhook-id") == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("{}: {id} not delivered", c.provider));
+        assert!(delivery.webhook_verifies(WEBHOOK_SECRET), "{}", c.provider);
+        let body: Value = serde_json::from_slice(&delivery.body).unwrap();
+        let data = &body["data"];
+        assert_eq!(data["tenant_id"], "acme");
+        assert_eq!(data["content_type"], c.content_type);
+        assert_eq!(data["source"]["id"], c.provider);
+        assert_eq!(data["source"]["provider"], c.provider);
+        let event_id = data["source"]["event_id"].as_str();
+        match c.event_id {
+            Some(prefix) => assert!(
+                event_id.is_some_and(|id| id.starts_with(prefix)),
+                "{}: {event_id:?}",
+                c.provider
+            ),
+            None => assert_eq!(event_id, None, "{}", c.provider),
+        }
+        // The provider's body reaches the tenant byte for byte.
+        assert!(
+            delivery.text().contains(&format!("\"payload\":{}", c.body)),
+            "{}: {}",
+            c.provider,
+            delivery.text()
+        );
+    }
+    let health = health_when(&client, &gateway, |h| h["bus"]["delivered"] == CASES.len()).await;
+    assert_eq!(
+        health["bus"]["accepted"],
+        CASES.len(),
+        "replays publish nothing"
+    );
+    assert_eq!(PROVIDERS.len(), CASES.len(), "every provider has a case");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_request_is_refused_with_nothing_published() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let gateway = gateway(&receiver);
+    let client = reqwest::Client::new();
+    let mut refusals = 0;
+    for c in CASES {
+        let provider = Provider::parse(c.provider).unwrap();
+        let tampered = c.body.replacen("ada", "eve", 1).replacen("1", "2", 1);
+        let now = unix_now();
+        let mut cases: Vec<(&str, Send<'_>, u16)> = vec![
+            (
+                "wrong secret",
+                Send {
+                    secret: if c.provider == "standard-webhooks" {
+                        "whsec_dGhpcyBpcyBhIGRpZmZlcmVudCBrZXkhIQ=="
+                    } else {
+                        WEBHOOK_SECRET
+                    },
+                    ..Send::valid(c)
+                },
+                if provider.signs_body() { 401 } else { 403 },
+            ),
+            (
+                "wrong provider",
+                Send {
+                    source: if c.provider == "github" {
+                        "tally"
+                    } else {
+                        "github"
+                    },
+                    ..Send::valid(c)
+                },
+                401,
+            ),
+            (
+                "unknown source",
+                Send {
+                    source: "nope",
+                    ..Send::valid(c)
+                },
+                403,
+            ),
+            (
+                "suspended tenant",
+                Send {
+                    tenant: "paused",
+                    source: "stripe",
+                    ..Send::valid(c)
+                },
+                403,
+            ),
+        ];
+        if provider.signs_body() {
+            cases.push((
+                "tampered body",
+                Send {
+                    body: &tampered,
+                    ..Send::valid(c)
+                },
+                401,
+            ));
+        }
+        if provider.signs_timestamp() {
+            for (what, at) in [("stale", now - 600), ("future", now + 600)] {
+                cases.push((
+                    what,
+                    Send {
+                        at,
+                        ..Send::valid(c)
+                    },
+                    401,
+                ));
+            }
+        }
+        let signed = provider
+            .sign(
+                &Secret::new(c.secret),
+                &SignRequest {
+                    method: "POST",
+                    url: "https://x",
+                    body: b"{}",
+                    delivery_id: DELIVERY_ID,
+                },
+                now,
+            )
+            .unwrap();
+        // Each header verification needs (a delivery ID a provider does not
+        // sign is optional).
+        let keys = SourceKeys::new(provider, &[Secret::new(c.secret)]).unwrap();
+        let needed = |without: &str| {
+            let lookup = |name: &str| {
+                signed
+                    .headers
+                    .iter()
+                    .find(|(n, _)| *n == name && *n != without)
+                    .map(|(_, v)| v.as_str())
+            };
+            let request = shared::source::Request {
+                method: "POST",
+                url: "https://x",
+                query: signed.query.as_deref().unwrap_or_default(),
+                headers: &lookup,
+                body: b"{}",
+            };
+            keys.verify(&request, now).is_err()
+        };
+        for (name, _) in signed.headers.iter().filter(|(name, _)| needed(name)) {
+            cases.push((
+                "missing header",
+                Send {
+                    without_header: Some(name),
+                    ..Send::valid(c)
+                },
+                401,
+            ));
+        }
+        if signed.query.is_some() {
+            cases.push((
+                "missing token",
+                Send {
+                    without_header: Some("token"),
+                    ..Send::valid(c)
+                },
+                403,
+            ));
+        }
+        for (what, send, expected) in cases {
+            let (status, body) = answer(send.request(&client, &gateway)).await;
+            assert_eq!(status, expected, "{} {what}: {body}", c.provider);
+            if status == 401 {
+                assert_eq!(body["error"]["code"], "invalid_signature", "{body}");
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(!message.contains(c.secret), "{message}");
+            }
+            refusals += 1;
+        }
+    }
+    assert!(refusals > 60, "{refusals}");
+    let health = health_when(&client, &gateway, |_| true).await;
+    assert_eq!(health["bus"]["accepted"], 0, "nothing published: {health}");
+    assert!(receiver.requests().is_empty());
+}
