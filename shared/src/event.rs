@@ -287,7 +287,10 @@ mod tests {
             source.event_id = None;
         }
         let json = detail.to_json();
-        assert!(json.ends_with(r#""source":{"id":"stripe-live","provider":"stripe"}}"#), "{json}");
+        assert!(
+            json.ends_with(r#""source":{"id":"stripe-live","provider":"stripe"}}"#),
+            "{json}"
+        );
         let back: SubmissionDetail<'_> = serde_json::from_str(&json).expect("parse");
         assert_eq!(back.source, detail.source);
     }
