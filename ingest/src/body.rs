@@ -1,4 +1,6 @@
-//! Turning a verified body into submissions (docs/protocol.md, section 1).
+//! Turning a verified body into payloads.
+//!
+//! The submissions route (docs/protocol.md, section 1), [`submissions`]:
 //!
 //! - `application/json`: an object is one submission; an array of 1 to
 //!   [`MAX_BATCH`] objects is a batch. Payloads stay the exact JSON text
@@ -6,10 +8,18 @@
 //!   key order and escapes reach the tenant unchanged.
 //! - `application/x-www-form-urlencoded`: one submission, an object of
 //!   strings in first-seen key order; a repeated key becomes an array.
+//!
+//! A source route (docs/protocol.md, section 9), [`source_payload`]: each
+//! delivery is one submission whose payload is the provider's body as JSON,
+//! an object or an array; forms and `multipart/form-data` text fields
+//! become an object of fields, and file parts are refused.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::convert::Infallible;
 
+use futures_util::FutureExt as _;
+use multer::bytes::Bytes;
 use serde_json::value::RawValue;
 
 /// The most submissions one request may carry.
@@ -54,7 +64,63 @@ impl ContentType {
     }
 }
 
-/// Why a body is not a valid submission (all 400s).
+/// The most parts one `multipart/form-data` body may have.
+pub const MAX_PARTS: usize = 1_000;
+/// The most bytes of headers one multipart part may have (each header's
+/// name and value, plus 4 for the `: ` and the line break).
+pub const MAX_PART_HEADER_BYTES: usize = 8 * 1024;
+/// The multipart field that is embedded as JSON when it holds a JSON
+/// object: Jotform puts the submission's answers there as JSON text.
+pub const RAW_REQUEST_FIELD: &str = "rawRequest";
+/// The longest boundary RFC 2046 allows.
+const MAX_BOUNDARY_LEN: usize = 70;
+/// The most characters of a field name an error message quotes.
+const QUOTED_NAME_CHARS: usize = 64;
+
+/// How a source's body was sent, and so how it became the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFormat {
+    /// `application/json` or a `+json` type: the body is the payload.
+    Json,
+    /// `application/x-www-form-urlencoded`: an object of its fields.
+    Form,
+    /// `multipart/form-data`: an object of its text fields.
+    Multipart,
+}
+
+impl SourceFormat {
+    /// The media type written as the event's `content_type`: the format's
+    /// own, without parameters (a `+json` type is written
+    /// `application/json`, as its payload is plain JSON like any other).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Form => "application/x-www-form-urlencoded",
+            Self::Multipart => "multipart/form-data",
+        }
+    }
+}
+
+/// The payload of one source delivery.
+#[derive(Debug)]
+pub struct SourcePayload<'a> {
+    /// The payload's JSON text, an object or an array. Borrowed from the
+    /// body when the body is that JSON text (then byte for byte as sent);
+    /// built for forms.
+    pub json: Cow<'a, RawValue>,
+    /// How the body was sent.
+    pub format: SourceFormat,
+}
+
+impl SourcePayload<'_> {
+    /// The media type to record as the event's `content_type`.
+    pub fn content_type(&self) -> &'static str {
+        self.format.as_str()
+    }
+}
+
+/// Why a body is not a valid submission. All are 400s except those
+/// [`BodyError::status`] says otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
     /// Nothing to submit.
@@ -81,6 +147,33 @@ pub enum BodyError {
     /// A form field that is not UTF-8 once decoded.
     #[error("form field {0} is not UTF-8 text once percent-decoded")]
     MalformedForm(usize),
+    /// A source's body that is valid JSON but neither an object nor an
+    /// array.
+    #[error("the body must be a JSON object or array")]
+    NotObjectOrArray,
+    /// A source's `Content-Type` that is missing or none of the three
+    /// accepted (415).
+    #[error(
+        "Content-Type must be application/json, application/x-www-form-urlencoded or multipart/form-data"
+    )]
+    UnsupportedContentType,
+    /// A `multipart/form-data` body (or its `Content-Type`) that does not
+    /// parse. The message says what is wrong and where, never a value.
+    #[error("the multipart/form-data body is malformed: {0}")]
+    MalformedMultipart(String),
+    /// More than [`MAX_PARTS`] parts.
+    #[error("the multipart/form-data body has more than {MAX_PARTS} parts")]
+    TooManyParts,
+    /// A multipart part with a file name: files are not accepted (415).
+    #[error(
+        "file uploads are not accepted: part {index} (field {field}) is a file; send its fields as text"
+    )]
+    FilePart {
+        /// The part's position, from 0.
+        index: usize,
+        /// Its field name, quoted and cut to 64 characters.
+        field: String,
+    },
 }
 
 impl BodyError {
@@ -94,6 +187,20 @@ impl BodyError {
             Self::EmptyBatch => "empty_batch",
             Self::BatchTooLarge(_) => "batch_too_large",
             Self::MalformedForm(_) => "malformed_form",
+            Self::NotObjectOrArray => "not_an_object",
+            Self::UnsupportedContentType => "unsupported_content_type",
+            Self::MalformedMultipart(_) => "malformed_multipart",
+            Self::TooManyParts => "too_many_parts",
+            Self::FilePart { .. } => "file_parts_not_accepted",
+        }
+    }
+
+    /// The HTTP status (docs/protocol.md, section 2): 415 for a media type
+    /// or a part ingest does not take, 400 for everything else.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::UnsupportedContentType | Self::FilePart { .. } => 415,
+            _ => 400,
         }
     }
 }
@@ -179,8 +286,7 @@ fn depth_within(text: &[u8], max: usize) -> bool {
 }
 
 fn form(body: &[u8]) -> Result<Box<RawValue>, BodyError> {
-    let mut fields: Vec<(String, Vec<String>)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut fields = Fields::default();
     let pairs = body.split(|&b| b == b'&').filter(|p| !p.is_empty());
     for (n, pair) in pairs.enumerate() {
         let (key, value) = match pair.iter().position(|&b| b == b'=') {
@@ -189,41 +295,398 @@ fn form(body: &[u8]) -> Result<Box<RawValue>, BodyError> {
         };
         let key = decode(key).ok_or(BodyError::MalformedForm(n))?;
         let value = decode(value).ok_or(BodyError::MalformedForm(n))?;
-        match index.get(&key) {
-            Some(&i) => fields[i].1.push(value),
+        fields.push(key, FieldValue::Text(value));
+    }
+    // Built from escaped strings only, so nothing but `Empty` can fail.
+    fields.into_json(body.len()).map_err(|e| match e {
+        BodyError::Empty => e,
+        _ => BodyError::MalformedForm(0),
+    })
+}
+
+/// The fields of a form in first-seen order, a repeated name's values
+/// together in the order sent.
+#[derive(Default)]
+struct Fields {
+    list: Vec<(String, Vec<FieldValue>)>,
+    index: HashMap<String, usize>,
+}
+
+/// One field value.
+enum FieldValue {
+    /// Text, written as a JSON string.
+    Text(String),
+    /// Valid JSON text, written as it is.
+    Json(String),
+}
+
+impl Fields {
+    fn push(&mut self, name: String, value: FieldValue) {
+        match self.index.get(&name) {
+            Some(&i) => self.list[i].1.push(value),
             None => {
-                index.insert(key.clone(), fields.len());
-                fields.push((key, vec![value]));
+                self.index.insert(name.clone(), self.list.len());
+                self.list.push((name, vec![value]));
             }
         }
     }
-    if fields.is_empty() {
+
+    /// The object of fields: a name sent once has its value, a repeated
+    /// one an array of its values. [`BodyError::Empty`] without fields;
+    /// otherwise an error only if a `Json` value was not valid JSON.
+    fn into_json(self, size_hint: usize) -> Result<Box<RawValue>, BodyError> {
+        if self.list.is_empty() {
+            return Err(BodyError::Empty);
+        }
+        let mut out = String::with_capacity(size_hint + 2 + 8 * self.list.len());
+        out.push('{');
+        for (i, (name, values)) in self.list.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_string(&mut out, name);
+            out.push(':');
+            if let [one] = values.as_slice() {
+                one.write(&mut out);
+            } else {
+                out.push('[');
+                for (j, v) in values.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    v.write(&mut out);
+                }
+                out.push(']');
+            }
+        }
+        out.push('}');
+        RawValue::from_string(out).map_err(|e| BodyError::MalformedJson(e.to_string()))
+    }
+}
+
+impl FieldValue {
+    fn write(&self, out: &mut String) {
+        match self {
+            Self::Text(text) => push_json_string(out, text),
+            Self::Json(json) => out.push_str(json),
+        }
+    }
+}
+
+/// The payload of one source delivery (docs/protocol.md, section 9): the
+/// provider's body as JSON, and the media type to record for it.
+///
+/// `content_type` is the request's `Content-Type` header; `body` the raw
+/// body, already bounded and verified. By media type (any case, with
+/// parameters):
+///
+/// - `application/json` or `application/*+json`: the body itself, any JSON
+///   object or array, byte for byte as sent (borrowed, not re-encoded);
+///   nested at most [`MAX_DEPTH`] deep. Other JSON values, invalid JSON and
+///   invalid UTF-8 are 400s.
+/// - `application/x-www-form-urlencoded`: an object of its fields, as
+///   [`submissions`] reads a form: strings in first-seen order, a repeated
+///   name becoming an array of its values.
+/// - `multipart/form-data` (the `boundary` parameter is required): an
+///   object of its text fields, by the same rule. A field named
+///   [`RAW_REQUEST_FIELD`] (`rawRequest`) whose value is a JSON object is
+///   embedded as that object, its text as sent (so a Jotform submission's
+///   answers reach the tenant structured, next to Jotform's `formID`,
+///   `submissionID` and `pretty` strings); any other value of it, and every
+///   other field, stays a string. A part with a file name (`filename` or
+///   `filename*`) is refused with [`BodyError::FilePart`] (415). Bounded:
+///   at most [`MAX_PARTS`] parts and [`MAX_PART_HEADER_BYTES`] of headers
+///   per part; every part needs a name and UTF-8 text; a missing boundary,
+///   delimiter or closing delimiter is a 400.
+///
+/// Anything else, or no `Content-Type`, is
+/// [`BodyError::UnsupportedContentType`] (415); an empty (or whitespace)
+/// body, a form without fields or a multipart body without parts is
+/// [`BodyError::Empty`]. No input panics.
+pub fn source_payload<'a>(
+    content_type: Option<&str>,
+    body: &'a [u8],
+) -> Result<SourcePayload<'a>, BodyError> {
+    let media = SourceMedia::parse(content_type.ok_or(BodyError::UnsupportedContentType)?)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BodyError::Empty);
     }
-    let mut out = String::with_capacity(body.len() + 2 + 8 * fields.len());
-    out.push('{');
-    for (i, (key, values)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_json_string(&mut out, key);
-        out.push(':');
-        if let [one] = values.as_slice() {
-            push_json_string(&mut out, one);
+    let (json, format) = match media {
+        SourceMedia::Json => (source_json(body)?, SourceFormat::Json),
+        SourceMedia::Form => (Cow::Owned(form(body)?), SourceFormat::Form),
+        SourceMedia::Multipart(boundary) => (
+            Cow::Owned(multipart(&boundary, body)?),
+            SourceFormat::Multipart,
+        ),
+    };
+    Ok(SourcePayload { json, format })
+}
+
+/// A source's `Content-Type`, read.
+enum SourceMedia {
+    Json,
+    Form,
+    /// With its boundary.
+    Multipart(String),
+}
+
+impl SourceMedia {
+    fn parse(header: &str) -> Result<Self, BodyError> {
+        let media = header.split(';').next().unwrap_or_default().trim();
+        let is = |name: &str| media.eq_ignore_ascii_case(name);
+        let plus_json = media.len() > "application/+json".len()
+            && media
+                .get(.."application/".len())
+                .is_some_and(|t| t.eq_ignore_ascii_case("application/"))
+            && media
+                .get(media.len() - "+json".len()..)
+                .is_some_and(|t| t.eq_ignore_ascii_case("+json"));
+        if is("application/json") || plus_json {
+            Ok(Self::Json)
+        } else if is("application/x-www-form-urlencoded") {
+            Ok(Self::Form)
+        } else if is("multipart/form-data") {
+            boundary(header).map(Self::Multipart)
         } else {
-            out.push('[');
-            for (j, v) in values.iter().enumerate() {
-                if j > 0 {
-                    out.push(',');
-                }
-                push_json_string(&mut out, v);
-            }
-            out.push(']');
+            Err(BodyError::UnsupportedContentType)
         }
     }
-    out.push('}');
-    // Built from escaped strings only, so this is always valid JSON.
-    RawValue::from_string(out).map_err(|_| BodyError::MalformedForm(0))
+}
+
+/// The `boundary` parameter of a `multipart/form-data` `Content-Type`,
+/// quoted or not.
+fn boundary(header: &str) -> Result<String, BodyError> {
+    let malformed = |what: &str| BodyError::MalformedMultipart(what.to_owned());
+    let boundary = multer::parse_boundary(header).map_err(|e| match e {
+        multer::Error::NoBoundary => malformed(
+            "the Content-Type has no boundary parameter (multipart/form-data; boundary=...)",
+        ),
+        _ => malformed("the Content-Type header does not parse, so its boundary cannot be read"),
+    })?;
+    if boundary.is_empty() || boundary.len() > MAX_BOUNDARY_LEN {
+        return Err(malformed("the boundary must be 1 to 70 characters"));
+    }
+    Ok(boundary)
+}
+
+/// A source's JSON body: any object or array, as sent.
+fn source_json(body: &[u8]) -> Result<Cow<'_, RawValue>, BodyError> {
+    let value: &RawValue =
+        serde_json::from_slice(body).map_err(|e| BodyError::MalformedJson(e.to_string()))?;
+    match value.get().as_bytes().first() {
+        Some(b'{' | b'[') if depth_within(value.get().as_bytes(), MAX_DEPTH) => {
+            Ok(Cow::Borrowed(value))
+        }
+        Some(b'{' | b'[') => Err(BodyError::TooDeep),
+        _ => Err(BodyError::NotObjectOrArray),
+    }
+}
+
+/// The object of a `multipart/form-data` body's text fields (see
+/// [`source_payload`] for the rules).
+///
+/// multer does the framing (delimiters, transport padding, headers). It is
+/// asynchronous over a stream; here the stream is the whole body in one
+/// ready chunk, so every future it returns is ready when first polled and
+/// `now_or_never` never sees it pending (if it ever did, that is an error,
+/// not a wait).
+fn multipart(boundary: &str, body: &[u8]) -> Result<Box<RawValue>, BodyError> {
+    const STALLED: &str = "the parser stopped before the end of the body";
+    let stalled = || BodyError::MalformedMultipart(STALLED.to_owned());
+    let chunk = Bytes::copy_from_slice(body);
+    let stream = futures_util::stream::once(std::future::ready(Ok::<_, Infallible>(chunk)));
+    let mut parts = multer::Multipart::new(stream, boundary);
+    let mut fields = Fields::default();
+    let mut index = 0;
+    while let Some(part) = parts
+        .next_field()
+        .now_or_never()
+        .ok_or_else(stalled)?
+        .map_err(|e| framing_error(index, &e))?
+    {
+        if index == MAX_PARTS {
+            return Err(BodyError::TooManyParts);
+        }
+        let headers = part.headers();
+        let header_bytes = headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        let disposition = headers.get("content-disposition").map(|v| v.as_bytes());
+        let name = part_name(index, header_bytes, disposition)?;
+        let data = part
+            .bytes()
+            .now_or_never()
+            .ok_or_else(stalled)?
+            .map_err(|e| framing_error(index, &e))?;
+        let text = std::str::from_utf8(&data).map_err(|_| {
+            BodyError::MalformedMultipart(format!(
+                "part {index} (field {}) is not UTF-8 text",
+                quoted(&name)
+            ))
+        })?;
+        let value = match embedded_json(&name, text) {
+            Some(json) => FieldValue::Json(json.to_owned()),
+            None => FieldValue::Text(text.to_owned()),
+        };
+        fields.push(name, value);
+        index += 1;
+    }
+    fields.into_json(body.len())
+}
+
+/// A `rawRequest` value's JSON object text (without surrounding
+/// whitespace), if that is what it holds, nested so that it stays within
+/// [`MAX_DEPTH`] once embedded (in the payload, and in an array if the
+/// field is repeated).
+fn embedded_json<'t>(name: &str, text: &'t str) -> Option<&'t str> {
+    if name != RAW_REQUEST_FIELD {
+        return None;
+    }
+    let value: &RawValue = serde_json::from_str(text).ok()?;
+    let json = value.get();
+    (json.starts_with('{') && depth_within(json.as_bytes(), MAX_DEPTH - 2)).then_some(json)
+}
+
+/// A multer error, said for the client without quoting the body.
+fn framing_error(index: usize, error: &multer::Error) -> BodyError {
+    use multer::Error as E;
+    let message = match error {
+        E::IncompleteFieldData { .. } => {
+            format!(
+                "part {index} is not followed by a boundary; the body must end with --BOUNDARY--"
+            )
+        }
+        E::IncompleteStream => format!(
+            "the body does not follow its boundary at part {index} (each part starts with a --BOUNDARY line and has a blank line after its headers, and the body ends with --BOUNDARY--)"
+        ),
+        E::ReadHeaderFailed(_)
+        | E::DecodeHeaderName { .. }
+        | E::DecodeHeaderValue { .. }
+        | E::IncompleteHeaders => {
+            format!("part {index} has malformed headers (at most 32 lines of Name: value)")
+        }
+        _ => format!("part {index} cannot be read"),
+    };
+    BodyError::MalformedMultipart(message)
+}
+
+/// A text part's field name, from its `Content-Disposition: form-data;
+/// name="..."` header, given with the size of all its headers. A part with
+/// a file name is a [`BodyError::FilePart`].
+fn part_name(
+    index: usize,
+    header_bytes: usize,
+    disposition: Option<&[u8]>,
+) -> Result<String, BodyError> {
+    let malformed = |what: &str| BodyError::MalformedMultipart(format!("part {index} {what}"));
+    if header_bytes > MAX_PART_HEADER_BYTES {
+        return Err(malformed(&format!(
+            "has more than {MAX_PART_HEADER_BYTES} bytes of headers"
+        )));
+    }
+    let disposition = disposition.ok_or_else(|| malformed("has no Content-Disposition header"))?;
+    let Some(Disposition { kind, name, file }) = Disposition::parse(disposition) else {
+        return Err(malformed("has a malformed Content-Disposition header"));
+    };
+    if !kind.eq_ignore_ascii_case(b"form-data") {
+        return Err(malformed(
+            "is not form-data (Content-Disposition: form-data; name=...)",
+        ));
+    }
+    let name = name.map(String::from_utf8);
+    if file {
+        let field = match &name {
+            Some(Ok(name)) => quoted(name),
+            _ => "without a name".to_owned(),
+        };
+        return Err(BodyError::FilePart { index, field });
+    }
+    match name {
+        Some(Ok(name)) => Ok(name),
+        Some(Err(_)) => Err(malformed("has a field name that is not UTF-8")),
+        None => Err(malformed(
+            "has no field name (Content-Disposition: form-data; name=...)",
+        )),
+    }
+}
+
+/// What a part's `Content-Disposition` says.
+struct Disposition<'v> {
+    /// `form-data` for a form's part.
+    kind: &'v [u8],
+    /// The first `name` parameter's value.
+    name: Option<Vec<u8>>,
+    /// Whether it has a `filename` or `filename*` parameter.
+    file: bool,
+}
+
+impl<'v> Disposition<'v> {
+    /// Reads a header value: a type, then parameters `name=value` or
+    /// `name="quoted"` (a backslash escaping the next byte), names in any
+    /// case. `None` when a quoted value is not closed or a parameter has no
+    /// `=`.
+    fn parse(value: &'v [u8]) -> Option<Self> {
+        let split = value.iter().position(|&b| b == b';').unwrap_or(value.len());
+        let mut disposition = Self {
+            kind: value[..split].trim_ascii(),
+            name: None,
+            file: false,
+        };
+        let mut rest = &value[split..];
+        loop {
+            rest = rest.trim_ascii_start();
+            match rest.first() {
+                None => return Some(disposition),
+                Some(b';') => {
+                    rest = &rest[1..];
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let eq = rest.iter().position(|&b| b == b'=' || b == b';')?;
+            if rest[eq] != b'=' {
+                return None;
+            }
+            let param = rest[..eq].trim_ascii();
+            rest = rest[eq + 1..].trim_ascii_start();
+            let value = if let Some(quoted) = rest.strip_prefix(b"\"") {
+                let mut out = Vec::with_capacity(quoted.len().min(64));
+                let mut bytes = quoted.iter().enumerate();
+                let mut end = None;
+                while let Some((i, &b)) = bytes.next() {
+                    match b {
+                        b'\\' => out.push(*bytes.next()?.1),
+                        b'"' => {
+                            end = Some(i);
+                            break;
+                        }
+                        _ => out.push(b),
+                    }
+                }
+                rest = &quoted[end? + 1..];
+                out
+            } else {
+                let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+                let token = rest[..end].trim_ascii().to_vec();
+                rest = &rest[end..];
+                token
+            };
+            if param.eq_ignore_ascii_case(b"name") {
+                disposition.name.get_or_insert(value);
+            } else if param.eq_ignore_ascii_case(b"filename")
+                || param.eq_ignore_ascii_case(b"filename*")
+            {
+                disposition.file = true;
+            }
+        }
+    }
+}
+
+/// A field name for an error message: quoted, escaped, cut short.
+fn quoted(name: &str) -> String {
+    let cut: String = name.chars().take(QUOTED_NAME_CHARS).collect();
+    format!("{cut:?}")
 }
 
 /// `application/x-www-form-urlencoded` decoding: `+` is a space, then
@@ -413,5 +876,673 @@ mod tests {
             submissions(ContentType::Form, b"k=\xff").expect_err("raw non-utf-8"),
             BodyError::MalformedForm(0)
         );
+    }
+
+    // Source routes.
+
+    /// A Jotform webhook's boundary, as PHP's curl writes it.
+    const JOTFORM_BOUNDARY: &str = "------------------------3c8b9a1f2e4d5c6b";
+
+    /// The answers Jotform puts in `rawRequest`, as PHP's json_encode
+    /// writes them (escaped slashes, `\u` escapes).
+    const RAW_REQUEST: &str = r#"{"slug":"submit\/241234567890123","jsExecutionTracker":"build-date-1717000000000","submitSource":"form","submitDate":"1717000000000","buildDate":"1717000000000","uploadServerUrl":"https:\/\/upload.jotform.com\/upload","eventObserver":"1","q3_fullName":{"first":"Ada","last":"Lovelace"},"q4_email":"ada@example.com","q5_message":"Hello \u00e9","q6_amount":12345678901234567890123,"event_id":"1717000000000_241234567890123_abc1234","timeToSubmit":"12","path":"\/submit\/241234567890123"}"#;
+
+    /// A multipart body of `parts` (Content-Disposition parameters, value).
+    fn multipart_body(boundary: &str, parts: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (disposition, value) in parts {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n\r\n")
+                    .as_bytes(),
+            );
+            body.extend_from_slice(value);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        body
+    }
+
+    fn multipart_type(boundary: &str) -> String {
+        format!("multipart/form-data; boundary={boundary}")
+    }
+
+    /// A real-shaped Jotform webhook body (fields in Jotform's order).
+    fn jotform_body() -> Vec<u8> {
+        let fields: &[(&str, &str)] = &[
+            ("action", ""),
+            (
+                "webhookURL",
+                "https://api.example.com/v1/tenants/acme/sources/jotform-contact?token=x",
+            ),
+            ("username", "acme"),
+            ("formID", "241234567890123"),
+            ("type", "WEB"),
+            ("customParams", ""),
+            ("product", ""),
+            ("formTitle", "Contact us"),
+            ("customTitle", ""),
+            ("submissionID", "5912345678901234567"),
+            ("event", ""),
+            ("documentID", ""),
+            ("teamID", ""),
+            ("subject", ""),
+            ("isSilent", ""),
+            ("customBody", ""),
+            ("rawRequest", RAW_REQUEST),
+            ("fromTable", ""),
+            ("appID", ""),
+            (
+                "pretty",
+                "Full Name:Ada Lovelace, E-mail:ada@example.com, Message:Hello é",
+            ),
+            ("unread", ""),
+            ("parent", ""),
+            ("ip", "203.0.113.7"),
+        ];
+        let parts: Vec<(String, &[u8])> = fields
+            .iter()
+            .map(|(name, value)| (format!("name=\"{name}\""), value.as_bytes()))
+            .collect();
+        let parts: Vec<(&str, &[u8])> = parts.iter().map(|(d, v)| (d.as_str(), *v)).collect();
+        multipart_body(JOTFORM_BOUNDARY, &parts)
+    }
+
+    fn source(content_type: &str, body: &[u8]) -> Result<(String, &'static str), BodyError> {
+        source_payload(Some(content_type), body)
+            .map(|p| (p.json.get().to_owned(), p.content_type()))
+    }
+
+    fn source_err(content_type: Option<&str>, body: &[u8]) -> BodyError {
+        source_payload(content_type, body).expect_err("refused")
+    }
+
+    fn provider(name: &str) -> shared::source::Provider {
+        shared::source::Provider::parse(name).expect("known provider")
+    }
+
+    #[test]
+    fn source_content_types_choose_the_format() {
+        let cases: &[(&str, &[u8], SourceFormat)] = &[
+            ("application/json", b"{}", SourceFormat::Json),
+            ("Application/JSON; charset=utf-8", b"{}", SourceFormat::Json),
+            ("application/vnd.api+json", b"[]", SourceFormat::Json),
+            (
+                "application/cloudevents+JSON;charset=UTF-8",
+                b"{}",
+                SourceFormat::Json,
+            ),
+            (
+                "application/x-www-form-urlencoded; charset=UTF-8",
+                b"a=1",
+                SourceFormat::Form,
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                b"--b\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--b--",
+                SourceFormat::Multipart,
+            ),
+            (
+                "Multipart/Form-Data; charset=utf-8; boundary=\"b c\"",
+                b"--b c\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--b c--",
+                SourceFormat::Multipart,
+            ),
+        ];
+        for (content_type, body, format) in cases {
+            let payload = source_payload(Some(content_type), body).expect(content_type);
+            assert_eq!(payload.format, *format, "{content_type}");
+            assert_eq!(payload.content_type(), format.as_str());
+        }
+        for other in [
+            "",
+            "text/plain",
+            "application/jsonx",
+            "application/+json",
+            "text/foo+json",
+            "multipart/mixed; boundary=b",
+            "application/octet-stream",
+        ] {
+            let err = source_err(Some(other), b"{}");
+            assert_eq!(err, BodyError::UnsupportedContentType, "{other}");
+            assert_eq!(
+                (err.code(), err.status()),
+                ("unsupported_content_type", 415)
+            );
+        }
+        assert_eq!(source_err(None, b"{}"), BodyError::UnsupportedContentType);
+        // The media type is judged before the body: an empty body of a
+        // type ingest does not take is still a 415.
+        assert_eq!(
+            source_err(Some("text/plain"), b""),
+            BodyError::UnsupportedContentType
+        );
+    }
+
+    #[test]
+    fn a_typeform_object_is_the_payload_as_sent() {
+        let body = br#" {"event_id":"01HVZK8Q1S1XJ7W3","event_type":"form_response","form_response":{"form_id":"lT4Z3j","token":"a3a12ec67a1365927098a606107fac15","submitted_at":"2018-01-18T18:17:02Z","answers":[{"type":"text","text":"Lorem \u00e9 \"ipsum\"","field":{"id":"DlXFaesGBpoF","type":"long_text"}},{"type":"number","number":12345678901234567890123.50}]}}
+"#;
+        let payload = source_payload(Some("application/json"), body).expect("accepted");
+        assert!(matches!(payload.json, Cow::Borrowed(_)), "not copied");
+        assert_eq!(payload.json.get().as_bytes(), body.trim_ascii());
+        assert_eq!(payload.content_type(), "application/json");
+        assert_eq!(
+            provider("typeform")
+                .body_event_id(payload.json.get())
+                .as_deref(),
+            Some("01HVZK8Q1S1XJ7W3")
+        );
+    }
+
+    #[test]
+    fn a_tally_object_is_the_payload_as_sent() {
+        let body = br#"{"eventId":"a4cb511e-d513-4fa5-baee-b815d718dfd1","eventType":"FORM_RESPONSE","createdAt":"2023-06-28T15:00:21.889Z","data":{"responseId":"2wgx4n","submissionId":"2wgx4n","respondentId":"dwQKYm","formId":"VwbNEw","formName":"Contact","createdAt":"2023-06-28T15:00:21.000Z","fields":[{"key":"question_mVGEg3","label":"Name","type":"INPUT_TEXT","value":"Ada"},{"key":"question_nPv0a1","label":"Topics","type":"CHECKBOXES","value":["a","b"]}]}}"#;
+        assert_eq!(
+            source("application/json; charset=utf-8", body),
+            Ok((
+                String::from_utf8_lossy(body).into_owned(),
+                "application/json"
+            ))
+        );
+        let payload = source_payload(Some("application/json"), body).expect("accepted");
+        assert_eq!(
+            provider("tally")
+                .body_event_id(payload.json.get())
+                .as_deref(),
+            Some("a4cb511e-d513-4fa5-baee-b815d718dfd1")
+        );
+    }
+
+    #[test]
+    fn a_hubspot_array_is_the_payload_as_sent() {
+        let body = br#"[{"eventId":1,"subscriptionId":12345,"portalId":62515,"appId":54321,"occurredAt":1564113600000,"subscriptionType":"contact.creation","attemptNumber":0,"objectId":123,"changeSource":"CRM","changeFlag":"NEW"},{"eventId":2,"subscriptionId":12345,"portalId":62515,"appId":54321,"occurredAt":1564113600001,"subscriptionType":"contact.propertyChange","attemptNumber":0,"objectId":124,"propertyName":"email","propertyValue":"ada@example.com","changeSource":"CRM"}]"#;
+        let payload = source_payload(Some("application/json"), body).expect("accepted");
+        assert!(matches!(payload.json, Cow::Borrowed(_)), "not copied");
+        assert_eq!(payload.json.get().as_bytes(), &body[..]);
+        assert!(
+            provider("hubspot")
+                .body_event_id(payload.json.get())
+                .is_some_and(|id| id.starts_with("sha256:"))
+        );
+        // Any array: a source's payload is the provider's body, whatever
+        // its elements.
+        for array in [&b"[]"[..], b"[1, \"two\", null]", b"[[{}]]"] {
+            assert_eq!(
+                source("application/json", array).map(|(json, _)| json),
+                Ok(String::from_utf8_lossy(array).into_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn bad_source_json_is_named() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty_body"),
+            (b" \r\n", "empty_body"),
+            (b"42", "not_an_object"),
+            (b"\"text\"", "not_an_object"),
+            (b"null", "not_an_object"),
+            (b"true", "not_an_object"),
+            (b"{", "malformed_json"),
+            (b"[1,]", "malformed_json"),
+            (b"{} {}", "malformed_json"),
+            (b"\xef\xbb\xbf{}", "malformed_json"),
+            (b"{\"a\":\"\xc3\x28\"}", "malformed_json"),
+            (b"\xff", "malformed_json"),
+        ];
+        for (body, code) in cases {
+            let err = source_err(Some("application/json"), body);
+            assert_eq!(
+                (err.code(), err.status()),
+                (*code, 400),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(
+            source_err(Some("application/json"), b"42").to_string(),
+            "the body must be a JSON object or array"
+        );
+        let err = source_err(Some("application/json"), b"{\"card\": 4111111111111111x}");
+        assert!(!err.to_string().contains("4111"), "{err}");
+    }
+
+    #[test]
+    fn source_json_nesting_is_bounded_like_submissions() {
+        let nested = |n: usize| format!("[{}{}]", "[".repeat(n - 1), "]".repeat(n - 1));
+        assert!(source("application/json", nested(MAX_DEPTH).as_bytes()).is_ok());
+        for n in [MAX_DEPTH + 1, 100_000] {
+            assert_eq!(
+                source_err(Some("application/json"), nested(n).as_bytes()),
+                BodyError::TooDeep,
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_formspree_form_is_an_object_of_fields_as_submissions_reads_it() {
+        let body = b"name=Ada+Lovelace&email=ada%40example.com&message=Hello%2C+world%21%0A%E2%9C%93&_subject=New+submission&topics=a&topics=b";
+        let expected = r#"{"name":"Ada Lovelace","email":"ada@example.com","message":"Hello, world!\n✓","_subject":"New submission","topics":["a","b"]}"#;
+        assert_eq!(
+            source("application/x-www-form-urlencoded", body),
+            Ok((expected.to_owned(), "application/x-www-form-urlencoded"))
+        );
+        let submitted = submissions(ContentType::Form, body).expect("a submission");
+        assert_eq!(submitted[0].get(), expected);
+        let form = "application/x-www-form-urlencoded";
+        assert_eq!(source_err(Some(form), b"&&"), BodyError::Empty);
+        assert_eq!(
+            source_err(Some(form), b"a=%FF"),
+            BodyError::MalformedForm(0)
+        );
+    }
+
+    #[test]
+    fn a_jotform_multipart_body_is_an_object_with_its_answers_structured() {
+        let body = jotform_body();
+        let (json, content_type) =
+            source(&multipart_type(JOTFORM_BOUNDARY), &body).expect("accepted");
+        assert_eq!(content_type, "multipart/form-data");
+        // The answers are embedded as the JSON text Jotform sent, not
+        // re-encoded: escapes and large numbers reach the tenant unchanged.
+        assert!(
+            json.contains(&format!(r#","rawRequest":{RAW_REQUEST},"#)),
+            "{json}"
+        );
+        let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        let object = value.as_object().expect("an object");
+        let names: Vec<&str> = object.keys().map(String::as_str).collect();
+        assert_eq!(names.len(), 23);
+        assert!(json.starts_with(r#"{"action":"","webhookURL":"https://api.example.com/v1/tenants/acme/sources/jotform-contact?token=x","username":"acme","formID":"241234567890123","type":"WEB","#), "{json}");
+        assert_eq!(value["submissionID"], "5912345678901234567");
+        assert_eq!(value["rawRequest"]["q3_fullName"]["last"], "Lovelace");
+        assert_eq!(value["rawRequest"]["q5_message"], "Hello é");
+        assert_eq!(
+            value["pretty"],
+            "Full Name:Ada Lovelace, E-mail:ada@example.com, Message:Hello é"
+        );
+        assert!(json.ends_with(r#""ip":"203.0.113.7"}"#), "{json}");
+        // The token provider's event ID is Jotform's submission ID.
+        assert_eq!(
+            provider("token").body_event_id(&json).as_deref(),
+            Some("5912345678901234567")
+        );
+    }
+
+    #[test]
+    fn only_a_raw_request_holding_an_object_is_embedded() {
+        let boundary = "X";
+        let deep_object = format!(
+            "{{\"a\":{}{}}}",
+            "[".repeat(MAX_DEPTH - 3),
+            "]".repeat(MAX_DEPTH - 3)
+        );
+        let too_deep = format!(
+            "{{\"a\":{}{}}}",
+            "[".repeat(MAX_DEPTH - 2),
+            "]".repeat(MAX_DEPTH - 2)
+        );
+        let cases: &[(&str, String)] = &[
+            (" {\"a\": 1}\n", r#"{"rawRequest":{"a": 1}}"#.to_owned()),
+            ("[1]", r#"{"rawRequest":"[1]"}"#.to_owned()),
+            ("\"s\"", r#"{"rawRequest":"\"s\""}"#.to_owned()),
+            ("{\"a\":", r#"{"rawRequest":"{\"a\":"}"#.to_owned()),
+            ("", r#"{"rawRequest":""}"#.to_owned()),
+            (&deep_object, format!(r#"{{"rawRequest":{deep_object}}}"#)),
+            (
+                &too_deep,
+                format!(
+                    r#"{{"rawRequest":{}}}"#,
+                    serde_json::to_string(&too_deep).expect("a string")
+                ),
+            ),
+        ];
+        for (value, expected) in cases {
+            let body = multipart_body(boundary, &[("name=\"rawRequest\"", value.as_bytes())]);
+            assert_eq!(
+                source(&multipart_type(boundary), &body).map(|(json, _)| json),
+                Ok(expected.clone()),
+                "{value}"
+            );
+        }
+        // Other fields holding JSON stay strings; the name is exact.
+        let body = multipart_body(
+            boundary,
+            &[("name=\"answers\"", b"{}"), ("name=\"rawrequest\"", b"{}")],
+        );
+        assert_eq!(
+            source(&multipart_type(boundary), &body).map(|(json, _)| json),
+            Ok(r#"{"answers":"{}","rawrequest":"{}"}"#.to_owned())
+        );
+        // Repeated, each within bounds once in its array.
+        let body = multipart_body(
+            boundary,
+            &[
+                ("name=rawRequest", deep_object.as_bytes()),
+                ("name=rawRequest", b"{}"),
+            ],
+        );
+        let (json, _) = source(&multipart_type(boundary), &body).expect("accepted");
+        assert_eq!(json, format!(r#"{{"rawRequest":[{deep_object},{{}}]}}"#));
+        assert!(depth_within(json.as_bytes(), MAX_DEPTH));
+    }
+
+    #[test]
+    fn multipart_fields_follow_the_form_rules() {
+        let body = multipart_body(
+            "b",
+            &[
+                ("name=\"topic\"", b"a"),
+                (
+                    "name=\"message\"",
+                    "line 1\r\nline 2 \"quoted\" ✓".as_bytes(),
+                ),
+                ("name=\"topic\"", b"b"),
+                ("name=\"empty\"", b""),
+                ("name=\"caf\\\"\u{e9}\"", b"x"),
+                ("NAME=upper; extra=ignored", b"y"),
+                ("name=\"--b\"", b"--b is fine inside a line"),
+            ],
+        );
+        assert_eq!(
+            source("multipart/form-data; boundary=b", &body).map(|(json, _)| json),
+            Ok(r#"{"topic":["a","b"],"message":"line 1\r\nline 2 \"quoted\" ✓","empty":"","caf\"é":"x","upper":"y","--b":"--b is fine inside a line"}"#.to_owned())
+        );
+        // A part may carry other headers; a preamble and an epilogue are
+        // allowed (RFC 2046) and ignored.
+        let body = b"preamble\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--b--\r\nepilogue";
+        assert_eq!(
+            source("multipart/form-data; boundary=b", body).map(|(json, _)| json),
+            Ok(r#"{"a":"1"}"#.to_owned())
+        );
+    }
+
+    #[test]
+    fn file_parts_are_refused_with_415() {
+        let cases: &[(&str, &str)] = &[
+            ("name=\"cv\"; filename=\"cv.pdf\"", "\"cv\""),
+            ("name=\"cv\"; filename=\"\"", "\"cv\""),
+            ("name=cv; FILENAME=cv.pdf", "\"cv\""),
+            (
+                "name=\"cv\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf",
+                "\"cv\"",
+            ),
+            ("filename=\"a.txt\"", "without a name"),
+        ];
+        for (disposition, field) in cases {
+            let body = multipart_body(
+                "b",
+                &[("name=\"ok\"", b"1"), (disposition, b"%PDF-1.7 ...")],
+            );
+            let err = source_err(Some("multipart/form-data; boundary=b"), &body);
+            assert_eq!(
+                err,
+                BodyError::FilePart {
+                    index: 1,
+                    field: (*field).to_owned()
+                },
+                "{disposition}"
+            );
+            assert_eq!((err.code(), err.status()), ("file_parts_not_accepted", 415));
+            assert!(
+                err.to_string()
+                    .starts_with("file uploads are not accepted: part 1 (field "),
+                "{err}"
+            );
+        }
+        // A long field name is cut in the message.
+        let name = "n".repeat(500);
+        let body = multipart_body("b", &[(&format!("name={name}; filename=x"), b"")]);
+        let err = source_err(Some("multipart/form-data; boundary=b"), &body);
+        assert!(err.to_string().len() < 200, "{err}");
+    }
+
+    #[test]
+    fn malformed_multipart_is_a_400_that_says_what() {
+        let ok_part = b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n";
+        let with = |tail: &[u8]| [&ok_part[..], tail].concat();
+        let long_header = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"a\"\r\nX-Long: {}\r\n\r\n1\r\n--b--",
+            "v".repeat(MAX_PART_HEADER_BYTES)
+        );
+        let many_headers = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"a\"\r\n{}\r\n1\r\n--b--",
+            (0..40)
+                .map(|i| format!("X-H{i}: v\r\n"))
+                .collect::<String>()
+        );
+        let long_boundary = format!("multipart/form-data; boundary={}", "b".repeat(71));
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "multipart/form-data",
+                with(b"--b--"),
+                "no boundary parameter",
+            ),
+            ("multipart/form-data; boundary=", with(b"--b--"), "boundary"),
+            (
+                "multipart/form-data; boundary=\"b",
+                with(b"--b--"),
+                "does not parse",
+            ),
+            (&long_boundary, with(b"--b--"), "1 to 70"),
+            (
+                "multipart/form-data; boundary=b",
+                with(b""),
+                "part 0 is not followed by a boundary",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                ok_part[..ok_part.len() - 2].to_vec(),
+                "not followed by a boundary",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                b"--c\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--c--".to_vec(),
+                "does not follow its boundary",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                b"just text".to_vec(),
+                "does not follow its boundary",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                b"--b\nContent-Disposition: form-data; name=a\n\n1\n--b--\n".to_vec(),
+                "does not follow its boundary",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                b"--b\r\nContent-Disposition: form-data; name=a\r\n1\r\n--b--".to_vec(),
+                "part 0",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                with(b"--b\r\nContent-Disposition: form-data\r\n\r\n2\r\n--b--"),
+                "part 1 has no field name",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                with(b"--b\r\nContent-Type: text/plain\r\n\r\n2\r\n--b--"),
+                "part 1 has no Content-Disposition",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                with(b"--b\r\nContent-Disposition: attachment; name=x\r\n\r\n2\r\n--b--"),
+                "part 1 is not form-data",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                with(b"--b\r\nContent-Disposition: form-data; name=\"x\r\n\r\n2\r\n--b--"),
+                "part 1 has a malformed Content-Disposition",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                with(b"--b\r\nContent-Disposition: form-data; name\r\n\r\n2\r\n--b--"),
+                "part 1 has a malformed Content-Disposition",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                with(b"--b\r\nContent-Disposition: form-data; name=\"\xff\"\r\n\r\n2\r\n--b--"),
+                "part 1 has a field name that is not UTF-8",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                with(b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n\xc3\x28\r\n--b--"),
+                "part 1 (field \"x\") is not UTF-8 text",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                with(b"--b\r\nBad Header Line\r\n\r\n2\r\n--b--"),
+                "part 1 has malformed headers",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                long_header.into_bytes(),
+                "part 0 has more than 8192 bytes of headers",
+            ),
+            (
+                "multipart/form-data; boundary=b",
+                many_headers.into_bytes(),
+                "part 0 has malformed headers",
+            ),
+        ];
+        for (content_type, body, says) in &cases {
+            let err = source_err(Some(content_type), body);
+            assert_eq!(
+                (err.code(), err.status()),
+                ("malformed_multipart", 400),
+                "{content_type} {}",
+                String::from_utf8_lossy(body)
+            );
+            assert!(err.to_string().contains(says), "{err} / {says}");
+        }
+        // No part at all is an empty body, as a form without fields is.
+        assert_eq!(
+            source_err(Some("multipart/form-data; boundary=b"), b"--b--\r\n"),
+            BodyError::Empty
+        );
+        assert_eq!(
+            source_err(Some("multipart/form-data; boundary=b"), b"\r\n"),
+            BodyError::Empty
+        );
+    }
+
+    #[test]
+    fn multipart_parts_are_bounded() {
+        let parts = |n: usize| {
+            let mut body = Vec::new();
+            for i in 0..n {
+                body.extend_from_slice(
+                    format!("--b\r\nContent-Disposition: form-data; name=f{i}\r\n\r\n{i}\r\n")
+                        .as_bytes(),
+                );
+            }
+            body.extend_from_slice(b"--b--");
+            body
+        };
+        let (json, _) =
+            source("multipart/form-data; boundary=b", &parts(MAX_PARTS)).expect("at the bound");
+        assert!(json.ends_with(r#""f999":"999"}"#));
+        let err = source_err(
+            Some("multipart/form-data; boundary=b"),
+            &parts(MAX_PARTS + 1),
+        );
+        assert_eq!(
+            (err, "too_many_parts"),
+            (BodyError::TooManyParts, BodyError::TooManyParts.code())
+        );
+    }
+
+    /// A small deterministic generator, so a failure can be replayed.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let types = [
+            "application/json".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+            multipart_type(JOTFORM_BOUNDARY),
+            "multipart/form-data; boundary=b".to_owned(),
+        ];
+        let check = |body: &[u8]| {
+            for content_type in &types {
+                if let Ok(payload) = source_payload(Some(content_type), body) {
+                    // Whatever is accepted is a JSON object or array.
+                    let value: serde_json::Value =
+                        serde_json::from_str(payload.json.get()).expect("valid JSON");
+                    assert!(value.is_object() || value.is_array());
+                }
+            }
+        };
+        // Every cut and every single-byte change of a real body.
+        let jotform = jotform_body();
+        for at in 0..=jotform.len() {
+            check(&jotform[..at]);
+        }
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        for at in 0..jotform.len() {
+            let mut changed = jotform.clone();
+            changed[at] = rng.next() as u8;
+            check(&changed);
+        }
+        // Bodies stitched from the pieces that matter to the parsers.
+        let pieces: &[&[u8]] = &[
+            b"--b",
+            b"--",
+            b"\r\n",
+            b"\n",
+            b"\r",
+            b" ",
+            b"\t",
+            b"Content-Disposition: form-data",
+            b"; name=",
+            b"; filename=",
+            b"; filename*=",
+            b"\"",
+            b"\\",
+            b";",
+            b":",
+            b"=",
+            b"&",
+            b"%",
+            b"%FF",
+            b"+",
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b"rawRequest",
+            b"\xff",
+            b"\xc3",
+            b"x",
+            b"Content-Type: text/plain",
+            b"0",
+            b"null",
+            b",",
+        ];
+        for _ in 0..20_000 {
+            let len = rng.below(40);
+            let body: Vec<u8> = (0..len)
+                .flat_map(|_| pieces[rng.below(pieces.len())].iter().copied())
+                .collect();
+            check(&body);
+        }
+        for _ in 0..2_000 {
+            let len = rng.below(300);
+            let body: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            check(&body);
+        }
     }
 }
