@@ -47,7 +47,10 @@ use shared::publish::{
 };
 use shared::signature::{DigestError, verify_content_digest};
 use shared::source::{self, SourceError, SourceId};
-use shared::store::{CachedTenantStore, StoreError, TenantStore};
+use shared::store::{
+    CACHE_TTL_SECONDS_RANGE, CachedTenantStore, DEFAULT_CACHE_TTL_SECONDS,
+    DEFAULT_TENANT_SECRET_PREFIX, StoreError, TenantStore,
+};
 use shared::telemetry::{Measure, Metrics};
 use shared::{Routing, TenantId, TenantRecord, TenantStatus};
 use tokio::time::Instant;
@@ -73,6 +76,11 @@ pub struct Config {
     /// `IDEMPOTENCY_TABLE`: the DynamoDB table (name or ARN) holding
     /// idempotency keys; unset, they are kept in memory per process.
     pub idempotency_table: Option<String>,
+    /// `TENANT_SECRET_PREFIX`: where tenant records are (a source's
+    /// secrets are in its tenant's record).
+    pub tenant_secret_prefix: String,
+    /// `SECRET_CACHE_TTL_SECONDS`: how long a record is reused.
+    pub secret_cache_ttl: std::time::Duration,
 }
 
 impl Config {
@@ -119,6 +127,13 @@ impl Config {
             ));
         }
         Ok(Self {
+            tenant_secret_prefix: env
+                .secret_prefix("TENANT_SECRET_PREFIX", DEFAULT_TENANT_SECRET_PREFIX)?,
+            secret_cache_ttl: env.seconds(
+                "SECRET_CACHE_TTL_SECONDS",
+                DEFAULT_CACHE_TTL_SECONDS,
+                CACHE_TTL_SECONDS_RANGE,
+            )?,
             event_bus_name,
             event_source,
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),

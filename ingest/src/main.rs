@@ -1,5 +1,6 @@
-//! Lambda `bootstrap` for ingest: read config, build the publisher and the
-//! idempotency store once, serve invocations.
+//! Lambda `bootstrap` for ingest: read config, build the publisher, the
+//! idempotency store and the tenant records (for sources) once, serve
+//! invocations.
 
 // The SDK and runtime futures nest deeper than the default layout limit.
 #![recursion_limit = "256"]
@@ -8,11 +9,12 @@ use std::convert::Infallible;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
-use ingest::{Config, Ingest, IngestEvent};
+use ingest::{Config, Ingest, IngestEvent, TenantRecords};
 use lambda_runtime::{LambdaEvent, service_fn};
 use shared::config::Env;
 use shared::idempotency::{DynamoDbIdempotencyStore, IdempotencyStore};
 use shared::publish::{EventBridgePublisher, EventPublisher};
+use shared::store::{CachePolicy, CachedTenantStore, SecretsManagerStore};
 use shared::telemetry::{self, Metrics};
 
 #[tokio::main(flavor = "current_thread")]
@@ -22,7 +24,14 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env(&env).context("ingest configuration")?;
     let sdk = shared::aws::sdk_config().await;
     let publisher = EventBridgePublisher::from_sdk_config(&sdk, config.event_bus_name.clone());
-    let ingest = Ingest::new(publisher, &config, Metrics::stdout("ingest"));
+    // Sources' secrets are in tenant records: the same cached store as the
+    // authorizer's and the connector's.
+    let records = CachedTenantStore::new(
+        SecretsManagerStore::from_sdk_config(&sdk, config.tenant_secret_prefix.clone()),
+        CachePolicy::with_ttl(config.secret_cache_ttl),
+    );
+    let ingest =
+        Ingest::new(publisher, &config, Metrics::stdout("ingest")).with_tenant_records(records);
     // With a table, every execution environment shares the keys; without
     // one (a stack always sets it), each keeps its own in memory.
     match &config.idempotency_table {
@@ -39,7 +48,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Serves invocations with `ingest` until the runtime stops.
-async fn serve<P: EventPublisher, K: IdempotencyStore>(ingest: Ingest<P, K>) -> anyhow::Result<()> {
+async fn serve<P: EventPublisher, K: IdempotencyStore, R: TenantRecords>(
+    ingest: Ingest<P, K, R>,
+) -> anyhow::Result<()> {
     let ingest = &ingest;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<IngestEvent>| async move {

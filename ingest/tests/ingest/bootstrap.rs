@@ -57,3 +57,97 @@ async fn the_bootstrap_publishes_and_answers_every_event() {
 fn a_missing_bus_name_fails_start_up_naming_the_variable() {
     testkit::assert_start_up_fails(env!("CARGO_BIN_EXE_ingest"), &[], "EVENT_BUS_NAME");
 }
+
+/// A Stripe delivery to acme's source `stripe-live`, signed now, as API
+/// Gateway hands it to ingest after the source route's authorizer.
+fn stripe_event(secret: &str, body: &str) -> Value {
+    use shared::source::{Provider, SignRequest};
+    let now = shared::signature::unix_now();
+    let signed = Provider::parse("stripe")
+        .unwrap()
+        .sign(
+            &shared::secret::Secret::new(secret),
+            &SignRequest {
+                method: "POST",
+                url: "https://abcdef123.execute-api.us-east-1.amazonaws.com/v1/tenants/acme/sources/stripe-live",
+                body: body.as_bytes(),
+                delivery_id: "",
+            },
+            now,
+        )
+        .unwrap();
+    let mut event = fixture();
+    event["routeKey"] = "POST /v1/tenants/{tenant_id}/sources/{source_id}".into();
+    event["rawPath"] = "/v1/tenants/acme/sources/stripe-live".into();
+    event["pathParameters"] = json!({"tenant_id": "acme", "source_id": "stripe-live"});
+    event["requestContext"]["authorizer"]["lambda"]["source_id"] = "stripe-live".into();
+    let headers = event["headers"].as_object_mut().unwrap();
+    for name in [
+        "content-digest",
+        "x-formbridge-signature",
+        "x-formbridge-timestamp",
+    ] {
+        headers.remove(name);
+    }
+    for (name, value) in signed.headers {
+        headers.insert(name.to_owned(), value.into());
+    }
+    event["body"] = body.into();
+    event
+}
+
+#[tokio::test]
+async fn the_bootstrap_verifies_a_source_with_the_record_from_secrets_manager() {
+    const SECRET: &str = "whsec_stripe_endpoint_secret_123";
+    let moto = MotoServer::start();
+    let record = testkit::TenantRecordBuilder::new("acme")
+        .source("stripe-live", "stripe", &[SECRET])
+        .json();
+    moto.put_secret("form-bridge/tenants/acme", &record).await;
+    let pattern = json!({"source": ["form-bridge"]}).to_string();
+    let queue = moto.route_to_queue("bus-a", "all", &pattern).await;
+    let body = r#"{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event","type":"checkout.session.completed","data":{"object":{"customer_email":"ada@example.com"}}}"#;
+    let valid = stripe_event(SECRET, body).to_string();
+    let wrong_secret = stripe_event("whsec_someone_else", body).to_string();
+    let events = [valid.clone(), valid.clone(), wrong_secret, valid];
+    let runtime = FakeRuntimeApi::start(events);
+    let (answers, stdout) = runtime.run(
+        runtime
+            .command(env!("CARGO_BIN_EXE_ingest"))
+            .envs(moto.aws_env())
+            .env("EVENT_BUS_NAME", "bus-a")
+            .env("LOG_LEVEL", "debug"),
+        4,
+    );
+    let answered: Vec<(u64, Value)> = answers
+        .iter()
+        .map(|a| match a {
+            Answer::Response(body) => {
+                let r: Value = serde_json::from_str(body).unwrap();
+                let inner: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+                (r["statusCode"].as_u64().unwrap(), inner)
+            }
+            Answer::Error(body) => panic!("runtime error reported: {body}\n{stdout}"),
+        })
+        .collect();
+    assert_eq!(answered[0].0, 202, "{stdout}");
+    assert_eq!(
+        answered[1], answered[0],
+        "a provider's retry: the first answer"
+    );
+    assert_eq!(answered[2].0, 401);
+    assert_eq!(answered[2].1["error"]["code"], "invalid_signature");
+    assert_eq!(answered[3], answered[0]);
+    let messages = moto.drain_queue(&queue, 1).await;
+    assert_eq!(messages.len(), 1, "one event for four deliveries");
+    let event: Value = serde_json::from_str(&messages[0]).unwrap();
+    assert_eq!(
+        event["detail"]["source"],
+        json!({"id": "stripe-live", "provider": "stripe", "event_id": "evt_1NG8Du2eZvKYlo2CUI79vXWy"})
+    );
+    assert_eq!(
+        event["detail"]["payload"]["data"]["object"]["customer_email"],
+        "ada@example.com"
+    );
+    testkit::assert_json_logs(&stdout, &["ada@example.com", SECRET, "whsec_someone_else"]);
+}

@@ -1,10 +1,13 @@
-//! Ingest integration tests: one binary, four groups.
+//! Ingest integration tests: one binary, six groups.
 //!
 //! - `handler`: the handler on real event JSON with the in-memory bus,
 //!   every rejection, and conformance with `aws_lambda_events`.
 //! - `moto`: the EventBridge adapter through the real SDK against moto, a
 //!   rule routing to SQS, events read back from the queue.
 //! - `idempotency`: replays of a request get its first answer, once.
+//! - `dynamodb`: the same across execution environments, keys in moto's
+//!   DynamoDB (bootstraps in sequence and at once, concurrent handlers),
+//!   and a DynamoDB that fails or hangs (503, nothing published).
 //! - `faults`: the adapter against a local endpoint that speaks the
 //!   EventBridge protocol badly (partial failures, throttling, 500s,
 //!   timeouts, hang-ups, nothing listening).
@@ -14,6 +17,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bootstrap;
+mod dynamodb;
 mod faults;
 mod handler;
 mod idempotency;
@@ -76,6 +80,8 @@ pub fn config() -> Config {
         max_body_bytes: 262_144,
         idempotency_ttl: shared::idempotency::DEFAULT_TTL,
         idempotency_table: None,
+        tenant_secret_prefix: "form-bridge/tenants/".into(),
+        secret_cache_ttl: Duration::from_secs(300),
     }
 }
 
