@@ -7,7 +7,8 @@
 //! - [`stack`]: the table of the stack's resource names, from which the
 //!   flags and the output lookups are derived.
 //! - [`tenants`]: the `tenants` subcommands on a stack; [`records`] keeps
-//!   the records in Secrets Manager and [`dedicated`] a dedicated tenant's
+//!   the records in Secrets Manager, [`sources`] a tenant's sources in its
+//!   record (`tenants source`), and [`dedicated`] a dedicated tenant's
 //!   own rule, queues, mapping and alarms.
 //! - [`quota`]: what the connector's concurrency and the bus's rules
 //!   allow before a command adds to them.
@@ -19,6 +20,7 @@ pub mod dedicated;
 pub mod dlq;
 pub mod quota;
 pub mod records;
+pub mod sources;
 pub mod stack;
 pub mod tenants;
 

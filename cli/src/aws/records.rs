@@ -79,6 +79,15 @@ pub enum Rotation {
     },
 }
 
+/// Why [`Records::edit`] did not change a record.
+#[derive(Debug)]
+pub enum EditError {
+    /// The change was refused (the record stays as it was).
+    Refused(DocumentError),
+    /// The record could not be read or stored.
+    Store(anyhow::Error),
+}
+
 /// Tenant operations against one stack.
 #[derive(Debug)]
 pub struct Records<'a> {
@@ -188,6 +197,23 @@ impl<'a> Records<'a> {
             .await
             .map_err(|e| anyhow!("cannot update secret {name}: {}", describe(&e)))?;
         Ok(())
+    }
+
+    /// Reads a tenant's record, applies `change`, and stores the result
+    /// when `change` succeeded and changed it. Returns what `change`
+    /// returned.
+    pub async fn edit<T>(
+        &self,
+        id: &TenantId,
+        change: impl FnOnce(&mut TenantDocument) -> Result<T, DocumentError>,
+    ) -> Result<T, EditError> {
+        let mut record = self.read(id).await.map_err(EditError::Store)?;
+        let before = record.clone();
+        let done = change(&mut record).map_err(EditError::Refused)?;
+        if record != before {
+            self.write(id, &record).await.map_err(EditError::Store)?;
+        }
+        Ok(done)
     }
 
     /// Adds a new current signing secret, keeping the previous ones, or

@@ -167,8 +167,8 @@ pub const API_URL: Name = Name {
     output: "ApiUrl",
     flag: "--api-url",
     value_name: "URL",
-    help: "The API's base URL, for the example create prints",
-    fallback: Some("no example"),
+    help: "The API's base URL, for the URLs and examples commands print",
+    fallback: Some("paths only"),
     common: false,
 };
 

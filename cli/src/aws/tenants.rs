@@ -1,5 +1,6 @@
 //! `formbridge tenants create|rotate|suspend|resume|list|show|delete`,
-//! `promote|demote|scale`: tenants on a deployed stack.
+//! `promote|demote|scale`, and `source` ([`super::sources`]): tenants on a
+//! deployed stack.
 
 use std::process::ExitCode;
 
@@ -92,6 +93,19 @@ pub enum StackCommand {
         connector can get: its reserved concurrency (the stack's\n\
         ConnectorReservedConcurrency), else the account's unreserved pool.")]
     Scale(ScaleArgs),
+    /// A tenant's sources, where hosted form builders and providers post: add, rotate, remove.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+            formbridge tenants source add acme typeform-main --provider typeform \\\n      \
+                --stack form-bridge\n  \
+            formbridge tenants source rotate acme typeform-main --stack form-bridge\n  \
+            formbridge tenants source remove acme typeform-main --stack form-bridge\n\n\
+            A source is where a form builder or provider posts for the tenant:\n\
+            /v1/tenants/<ID>/sources/<SOURCE> on the stack's API, each request\n\
+            verified as the provider signs it, with the source's secrets."
+    )]
+    Source(super::sources::SourceCommand),
 }
 
 /// `tenants promote`.
@@ -237,6 +251,7 @@ impl StackCommand {
             Self::Promote(a) => &mut a.stack,
             Self::Demote(a) => &mut a.stack,
             Self::Scale(a) => &mut a.stack,
+            Self::Source(command) => return command.stack_args(),
         };
         std::mem::take(stack)
     }
@@ -316,6 +331,7 @@ impl StackCommand {
                     );
                 }
             }
+            Self::Source(command) => command.run(&records, &stack).await?,
             Self::Promote(args) => promote(&records, &stack, args).await?,
             Self::Demote(args) => demote(&records, &stack, args).await?,
             Self::Scale(ScaleArgs {

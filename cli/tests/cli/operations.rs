@@ -9,7 +9,7 @@ use shared::store::{SecretsManagerStore, TenantStore as _};
 use shared::tenant_id::TenantId;
 use testkit::MotoServer;
 
-use crate::harness::run;
+use crate::harness::{run, scratch_dir};
 
 const STACK: &str = "fb";
 const PREFIX: &str = "fb/tenants/";
@@ -47,6 +47,15 @@ impl Deployed {
         run(args, b"", &env)
     }
 
+    /// Like `formbridge`, with `stdin` as its standard input.
+    fn formbridge_with(&self, args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+        let env = self.moto.aws_env();
+        let mut env: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        env.push(("FORMBRIDGE_STACK", STACK));
+        run(args, stdin, &env)
+    }
+
     /// Like `formbridge`, failing the test unless it exits 0.
     fn ok(&self, args: &[&str]) -> String {
         let (code, out, err) = self.formbridge(args);
@@ -70,6 +79,11 @@ impl Deployed {
             .await
             .unwrap();
         serde_json::from_str(answer.secret_string().unwrap()).unwrap()
+    }
+
+    /// The source `id` of tenant acme's stored record (`null` if none).
+    async fn source(&self, id: &str) -> Value {
+        self.record("acme").await["sources"][id].clone()
     }
 
     /// Moves a suspension an hour into the past, as if the functions'
@@ -381,6 +395,305 @@ async fn tenants_lifecycle_on_a_stack() {
     let (code, out, err) = stack.formbridge(&["tenants", "rotate", "acme"]);
     assert_eq!(code, 2);
     assert!(!out.contains("fb_") && !err.contains("fb_"), "{out}{err}");
+}
+
+/// The value of a `label: value` line of a command's output.
+fn labelled<'a>(out: &'a str, label: &str) -> &'a str {
+    out.lines()
+        .find_map(|line| line.strip_prefix(label)?.strip_prefix(": "))
+        .unwrap_or_else(|| panic!("no {label} in {out:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sources_are_added_rotated_and_removed_and_a_secret_prints_only_when_new() {
+    let stack = Deployed::start().await;
+    stack.ok(&["tenants", "create", "acme"]);
+    let base = "https://abc123.execute-api.us-east-1.amazonaws.com/v1/tenants/acme/sources";
+    // Every value a secret may have had: none may appear where it should not.
+    let mut secrets: Vec<String> = Vec::new();
+
+    // Typeform takes the secret it is given: one is generated, printed once.
+    let (code, out, err) = stack.formbridge(&[
+        "tenants",
+        "source",
+        "add",
+        "acme",
+        "typeform-main",
+        "--provider",
+        "typeform",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(labelled(&out, "url"), format!("{base}/typeform-main"));
+    let typeform = labelled(&out, "secret").to_owned();
+    assert!(typeform.len() >= 32, "{out}");
+    assert_eq!(
+        stack.source("typeform-main").await,
+        json!({"provider": "typeform", "secrets": [typeform]})
+    );
+    assert!(err.contains("shown only this once"), "{err}");
+    assert!(!err.contains(&typeform), "{err}");
+    secrets.push(typeform.clone());
+
+    // A token source: the URL with its token, once, and nothing else.
+    let (code, out, err) = stack.formbridge(&[
+        "tenants",
+        "source",
+        "add",
+        "acme",
+        "jotform",
+        "--provider",
+        "token",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let token = labelled(&out, "url")
+        .strip_prefix(&format!("{base}/jotform?token="))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    assert_eq!(stack.source("jotform").await["secrets"], json!([token]));
+    assert!(
+        err.contains("holds the source's token") && !err.contains(&token),
+        "{err}"
+    );
+    secrets.push(token.clone());
+
+    // Stripe issues its secret: it must be given, on standard input or in
+    // a file, and is never printed.
+    let (code, out, err) = stack.formbridge(&[
+        "tenants",
+        "source",
+        "add",
+        "acme",
+        "stripe",
+        "--provider",
+        "stripe",
+    ]);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(err.contains("--secret-stdin or --secret-file"), "{err}");
+    assert!(stack.source("stripe").await.is_null());
+    let stripe = "whsec_stripe_issued_secret_value_0001";
+    secrets.push(stripe.to_owned());
+    let (code, out, err) = stack.formbridge_with(
+        &[
+            "tenants",
+            "source",
+            "add",
+            "acme",
+            "stripe",
+            "--provider",
+            "stripe",
+            "--secret-stdin",
+        ],
+        format!("{stripe}\n").as_bytes(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("url: {base}/stripe\n"));
+    assert_eq!(stack.source("stripe").await["secrets"], json!([stripe]));
+
+    // A secret the provider could not have issued is refused, unquoted.
+    let dir = scratch_dir();
+    let file = dir.join("secret.txt");
+    std::fs::write(&file, "whsec_!!not-base64-never-printed\n").unwrap();
+    let (code, _, err) = stack.formbridge(&[
+        "tenants",
+        "source",
+        "add",
+        "acme",
+        "svix",
+        "--provider",
+        "standard-webhooks",
+        "--secret-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`sources.svix`") && err.contains("base64"),
+        "{err}"
+    );
+    assert!(!err.contains("never-printed"), "{err}");
+    let (code, _, err) = stack.formbridge_with(
+        &[
+            "tenants",
+            "source",
+            "add",
+            "acme",
+            "svix",
+            "--provider",
+            "github",
+            "--secret-stdin",
+        ],
+        b"",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--secret-stdin: the secret is empty"), "{err}");
+    let (code, _, err) = stack.formbridge(&[
+        "tenants",
+        "source",
+        "add",
+        "acme",
+        "jotform",
+        "--provider",
+        "token",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("tenant acme already has a source jotform"),
+        "{err}"
+    );
+    let (code, _, err) = stack.formbridge(&[
+        "tenants",
+        "source",
+        "add",
+        "acme",
+        "Bad_ID",
+        "--provider",
+        "token",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("source ID"), "{err}");
+
+    // The functions read the record with its three sources; `show` names
+    // them and their providers, and no secret.
+    let store = SecretsManagerStore::from_sdk_config(&stack.config, PREFIX);
+    let loaded = store
+        .fetch(&TenantId::parse("acme").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.sources.len(), 3);
+    let shown: Value = serde_json::from_str(&stack.ok(&["tenants", "show", "acme"])).unwrap();
+    assert_eq!(
+        shown["sources"]["typeform-main"],
+        json!({"provider": "typeform", "secrets": ["<redacted>"]})
+    );
+    assert_eq!(shown["sources"]["jotform"]["provider"], "token");
+
+    // Rotation: the new secret first, the previous kept; printed once when
+    // generated, the token as a new URL.
+    let (code, out, err) =
+        stack.formbridge(&["tenants", "source", "rotate", "acme", "typeform-main"]);
+    assert_eq!(code, 0, "{err}");
+    let typeform2 = labelled(&out, "secret").to_owned();
+    assert_ne!(typeform2, typeform);
+    assert_eq!(
+        stack.source("typeform-main").await["secrets"],
+        json!([typeform2, typeform])
+    );
+    assert!(
+        err.contains("formbridge tenants source rotate acme typeform-main --expire --stack fb"),
+        "{err}"
+    );
+    secrets.push(typeform2.clone());
+    let out = stack.ok(&["tenants", "source", "rotate", "acme", "jotform"]);
+    let token2 = labelled(&out, "url")
+        .strip_prefix(&format!("{base}/jotform?token="))
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        stack.source("jotform").await["secrets"],
+        json!([token2, token])
+    );
+    secrets.push(token2.clone());
+    // A provider's own secret must be given again; at most 4 are kept.
+    let (code, _, err) = stack.formbridge(&["tenants", "source", "rotate", "acme", "stripe"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("stripe issues the secret"), "{err}");
+    for n in 2..=5 {
+        let next = format!("whsec_stripe_issued_secret_value_000{n}");
+        let (code, out, err) = stack.formbridge_with(
+            &[
+                "tenants",
+                "source",
+                "rotate",
+                "acme",
+                "stripe",
+                "--secret-stdin",
+            ],
+            next.as_bytes(),
+        );
+        assert_eq!(code, 0, "{err}");
+        let active = n.min(4);
+        assert_eq!(
+            out,
+            format!("tenant acme: source stripe has {active} active secrets, the new one first\n")
+        );
+        assert_eq!(
+            err.contains("dropped the oldest 1 secret (a source keeps at most 4)"),
+            n == 5,
+            "{err}"
+        );
+        secrets.push(next);
+    }
+    assert_eq!(
+        stack.source("stripe").await["secrets"],
+        json!([
+            "whsec_stripe_issued_secret_value_0005",
+            "whsec_stripe_issued_secret_value_0004",
+            "whsec_stripe_issued_secret_value_0003",
+            "whsec_stripe_issued_secret_value_0002"
+        ])
+    );
+
+    // Once the provider uses the new one, --expire drops the others.
+    let out = stack.ok(&[
+        "tenants",
+        "source",
+        "rotate",
+        "acme",
+        "typeform-main",
+        "--expire",
+    ]);
+    assert_eq!(
+        out,
+        "tenant acme: source typeform-main: 1 previous secret removed; only the current one is accepted\n"
+    );
+    assert_eq!(
+        stack.source("typeform-main").await["secrets"],
+        json!([typeform2])
+    );
+    let (code, _, err) = stack.formbridge_with(
+        &[
+            "tenants",
+            "source",
+            "rotate",
+            "acme",
+            "stripe",
+            "--expire",
+            "--secret-stdin",
+        ],
+        b"x",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot be used with"), "{err}");
+
+    // Removal; the rest of the record is kept.
+    let before = stack.record("acme").await;
+    let (code, out, err) = stack.formbridge(&["tenants", "source", "remove", "acme", "jotform"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "tenant acme: source jotform (token) removed\n");
+    let after = stack.record("acme").await;
+    assert!(after["sources"].get("jotform").is_none(), "{after}");
+    assert_eq!(after["signing_secrets"], before["signing_secrets"]);
+    assert_eq!(after["sources"]["stripe"], before["sources"]["stripe"]);
+    for args in [
+        &["tenants", "source", "remove", "acme", "jotform"][..],
+        &["tenants", "source", "rotate", "acme", "jotform"],
+        &["tenants", "source", "rotate", "acme", "jotform", "--expire"],
+    ] {
+        let (code, _, err) = stack.formbridge(args);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(err.contains("tenant acme has no source jotform"), "{err}");
+    }
+    let (code, _, err) = stack.formbridge(&["tenants", "source", "remove", "nobody", "jotform"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no tenant nobody"), "{err}");
+
+    // Nothing but the lines above ever showed a secret: `show`, `list`,
+    // and every error.
+    let shown = stack.ok(&["tenants", "show", "acme"]) + &stack.ok(&["tenants", "list"]);
+    for secret in &secrets {
+        assert!(!shown.contains(secret.as_str()), "{secret} shown: {shown}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,9 +4,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
+use shared::source::{Provider, SourceKeys};
 use shared::store::MemoryTenantStore;
 use shared::tenant::WebhookSecret;
-use testkit::{HttpServer, Reply, TenantRecordBuilder, VECTOR};
+use testkit::{HttpServer, RecordedRequest, Reply, TenantRecordBuilder, VECTOR};
 
 use crate::harness::{
     BINARY, Gateway, SIGNING_SECRET, WEBHOOK_SECRET, get_json, get_json_when, run, scratch_dir,
@@ -262,6 +263,354 @@ fn tenant_new_prints_a_record_the_gateway_loads() {
 }
 
 #[test]
+fn tenant_new_adds_sources_with_generated_secrets() {
+    let (code, out, err) = run(
+        &[
+            "tenants",
+            "new",
+            "acme",
+            "--source",
+            "typeform-main=typeform",
+            "--source",
+            "jotform=token",
+            "--source",
+            "stripe=stripe",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let record: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sources = &record["sources"];
+    let mut seen = Vec::new();
+    for (id, provider) in [
+        ("typeform-main", "typeform"),
+        ("jotform", "token"),
+        ("stripe", "stripe"),
+    ] {
+        assert_eq!(sources[id]["provider"], provider, "{out}");
+        let secret = sources[id]["secrets"][0].as_str().unwrap();
+        assert!(secret.len() >= 32, "{out}");
+        assert!(!err.contains(secret), "a secret on stderr: {err}");
+        seen.push(secret.to_owned());
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "each source its own secret");
+    // The gateway reads it as it is, sources included.
+    MemoryTenantStore::from_json(&format!("[{out}]")).unwrap();
+    let record = shared::TenantRecord::from_json(&out).unwrap();
+    assert_eq!(record.sources.len(), 3);
+    assert!(
+        err.contains(
+            "source jotform (token) posts to /v1/tenants/acme/sources/jotform?token=<its secret>"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("source stripe (stripe)") && err.contains("put the one the provider issues"),
+        "{err}"
+    );
+
+    for (spec, want) in [
+        ("typeform-main", "SOURCE=PROVIDER"),
+        ("tf=typo", "unknown provider; expected one of typeform"),
+        ("Bad_ID=token", "source ID"),
+    ] {
+        let (code, _, err) = run(&["tenants", "new", "acme", "--source", spec], b"", &[]);
+        assert_eq!(code, 2, "{spec}");
+        assert!(err.contains(want), "{spec}: {err}");
+    }
+    let (code, out, err) = run(
+        &[
+            "tenants", "new", "acme", "--source", "a=github", "--source", "a=token",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(err.contains("--source a is given twice"), "{err}");
+}
+
+/// Verifies a recorded request as a source of `provider` with `secret`
+/// (the verifier the gateway and ingest use), at `now`.
+fn verify_as(
+    recorded: &RecordedRequest,
+    server: &HttpServer,
+    provider: &str,
+    secret: &str,
+) -> Result<Option<String>, shared::source::SourceError> {
+    let keys = SourceKeys::new(
+        Provider::parse(provider).unwrap(),
+        &[shared::Secret::new(secret)],
+    )
+    .unwrap();
+    let url = format!("{}{}", server.url(), recorded.path);
+    let query = recorded.path.split_once('?').map_or("", |(_, q)| q);
+    let lookup = |name: &str| recorded.header(name);
+    let request = shared::source::Request {
+        method: &recorded.method,
+        url: &url,
+        query,
+        headers: &lookup,
+        body: &recorded.body,
+    };
+    keys.verify(&request, shared::signature::unix_now())
+        .map(|verified| verified.delivery_id().map(str::to_owned))
+}
+
+#[test]
+fn send_with_a_provider_signs_as_the_provider_and_posts_to_the_source() {
+    let server = HttpServer::start(|_, _| Reply::json(202, r#"{"submission_ids":["sub_1"]}"#));
+    let dir = scratch_dir();
+    let body = dir.join("body.json");
+    std::fs::write(
+        &body,
+        r#"{"event_id":"01J","form_response":{"answers":[]}}"#,
+    )
+    .unwrap();
+    let secret_file = dir.join("secret.txt");
+    let server_url = server.url();
+    let send = |provider: &str, source: &str, secret: &str, extra: &[&str]| {
+        std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+        let mut args = vec![
+            "send",
+            "--url",
+            &server_url,
+            "--tenant",
+            "acme",
+            "--provider",
+            provider,
+            "--source",
+            source,
+            "--secret-file",
+            secret_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.push(body.to_str().unwrap());
+        run(&args, b"", &[])
+    };
+
+    // Typeform: Typeform-Signature over the body, no delivery ID.
+    let typeform = "typeform-secret-chosen-by-the-receiver";
+    let (code, out, err) = send("typeform", "typeform-main", typeform, &[]);
+    assert_eq!((code, out.as_str()), (0, "202 Accepted\nsub_1\n"), "{err}");
+    assert!(!err.contains("delivery ID"), "{err}");
+    let request = server.requests().pop().unwrap();
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path, "/v1/tenants/acme/sources/typeform-main");
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert!(
+        request
+            .header("typeform-signature")
+            .unwrap()
+            .starts_with("sha256=")
+    );
+    assert_eq!(request.body, std::fs::read(&body).unwrap());
+    assert_eq!(verify_as(&request, &server, "typeform", typeform), Ok(None));
+    assert!(verify_as(&request, &server, "typeform", "another-secret").is_err());
+
+    // GitHub: a fresh delivery ID each time, said on stderr; --delivery-id
+    // repeats one.
+    let github = "github-secret-chosen-by-the-receiver";
+    let (code, _, err) = send("github", "gh", github, &[]);
+    assert_eq!(code, 0, "{err}");
+    let first = server.requests().pop().unwrap();
+    let id = verify_as(&first, &server, "github", github)
+        .unwrap()
+        .unwrap();
+    assert!(
+        err.contains(&format!("delivery ID {id} (--delivery-id {id} sends")),
+        "{err}"
+    );
+    send("github", "gh", github, &[]);
+    let second = server.requests().pop().unwrap();
+    assert_ne!(second.header("x-github-delivery"), Some(id.as_str()));
+    let (code, _, err) = send("github", "gh", github, &["--delivery-id", &id]);
+    assert_eq!(code, 0, "{err}");
+    let again = server.requests().pop().unwrap();
+    assert_eq!(
+        verify_as(&again, &server, "github", github),
+        Ok(Some(id.clone()))
+    );
+
+    // Stripe (a timestamp in the signature), the secret from the
+    // environment as for a signing secret.
+    let stripe = "whsec_stripe_issued_secret_value_0001";
+    let (code, _, err) = run(
+        &[
+            "send",
+            "--url",
+            &server.url(),
+            "--tenant",
+            "acme",
+            "--provider",
+            "stripe",
+            "--source",
+            "stripe",
+            body.to_str().unwrap(),
+        ],
+        b"",
+        &[("FORMBRIDGE_SECRET", stripe)],
+    );
+    assert_eq!(code, 0, "{err}");
+    let request = server.requests().pop().unwrap();
+    assert!(
+        request
+            .header("stripe-signature")
+            .unwrap()
+            .starts_with("t=")
+    );
+    assert_eq!(verify_as(&request, &server, "stripe", stripe), Ok(None));
+
+    // HubSpot signs the URL too; Standard Webhooks the delivery ID.
+    let (code, _, err) = send("hubspot", "hs", "hubspot-client-secret", &[]);
+    assert_eq!(code, 0, "{err}");
+    let request = server.requests().pop().unwrap();
+    assert!(verify_as(&request, &server, "hubspot", "hubspot-client-secret").is_ok());
+    let svix = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (code, _, err) = send(
+        "standard-webhooks",
+        "svix",
+        svix,
+        &["--delivery-id", "msg_1"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let request = server.requests().pop().unwrap();
+    assert_eq!(
+        verify_as(&request, &server, "standard-webhooks", svix),
+        Ok(Some("msg_1".to_owned()))
+    );
+
+    // A token source: the secret in the `token` query parameter only.
+    let token = "tok_4f6d2a9c1e8b7d3f5a0c2e4b6d8f1a3c";
+    let (code, _, err) = send("token", "jotform", token, &[]);
+    assert_eq!(code, 0, "{err}");
+    let request = server.requests().pop().unwrap();
+    assert_eq!(
+        request.path,
+        format!("/v1/tenants/acme/sources/jotform?token={token}")
+    );
+    assert_eq!(verify_as(&request, &server, "token", token), Ok(None));
+    assert!(!err.contains(token), "{err}");
+}
+
+#[test]
+fn send_with_a_provider_never_echoes_the_secret_or_the_token() {
+    let dir = scratch_dir();
+    let body = dir.join("body.json");
+    std::fs::write(&body, "{}").unwrap();
+    let token = "tok_never_printed_4f6d2a9c1e8b7d3f5a0c2e";
+    // Nothing listens: the error names the URL without its query.
+    let port = testkit::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let base = ["send", "--url", &url, "--tenant", "acme"];
+    let with = |extra: &[&str], stdin: &[u8]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        run(&args, stdin, &[])
+    };
+    let (code, out, err) = with(
+        &[
+            "--provider",
+            "token",
+            "--source",
+            "jf",
+            "--secret-stdin",
+            body.to_str().unwrap(),
+        ],
+        token.as_bytes(),
+    );
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(
+        err.contains(&format!("cannot reach {url}/v1/tenants/acme/sources/jf:")),
+        "{err}"
+    );
+    assert!(
+        !err.contains("never_printed") && !err.contains("token="),
+        "{err}"
+    );
+    // A token too short for the provider: the rule, not the value.
+    let (code, _, err) = with(
+        &[
+            "--provider",
+            "token",
+            "--source",
+            "jf",
+            "--secret-stdin",
+            body.to_str().unwrap(),
+        ],
+        b"short-never-printed",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--provider token: secret 0 of a token source"),
+        "{err}"
+    );
+    assert!(!err.contains("never-printed"), "{err}");
+    // A URL with a query is refused without quoting it.
+    let (code, _, err) = run(
+        &[
+            "send",
+            "--url",
+            &format!("{url}/v1/tenants/acme/sources/jf?token={token}"),
+            "--tenant",
+            "acme",
+            "--provider",
+            "token",
+            "--source",
+            "jf",
+            "--secret",
+            token,
+            body.to_str().unwrap(),
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("without a query") && !err.contains("never_printed"),
+        "{err}"
+    );
+    // The body and the secret cannot both be standard input; --provider
+    // and --source go together; --delivery-id needs --provider.
+    let (code, _, err) = with(
+        &[
+            "--provider",
+            "github",
+            "--source",
+            "gh",
+            "--secret-stdin",
+            "-",
+        ],
+        b"{}",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot both come from standard input"),
+        "{err}"
+    );
+    let (code, _, err) = with(&["--provider", "github", "--secret", "s", "-"], b"{}");
+    assert_eq!(code, 2);
+    assert!(err.contains("--source"), "{err}");
+    let (code, _, err) = with(&["--source", "gh", "--secret", "s", "-"], b"{}");
+    assert_eq!(code, 2);
+    assert!(err.contains("--provider"), "{err}");
+    let (code, _, err) = with(
+        &["--provider", "typo", "--source", "gh", "--secret", "s", "-"],
+        b"{}",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown provider; expected one of"), "{err}");
+    // No secret at all: where to put one.
+    let (code, _, err) = with(&["-"], b"{}");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("a secret is needed: --secret-file FILE"),
+        "{err}"
+    );
+}
+
+#[test]
 fn every_command_has_help_with_examples_and_stack_options_only_on_a_stack() {
     // (command, whether it works on a deployed stack)
     for (args, on_a_stack) in [
@@ -276,6 +625,9 @@ fn every_command_has_help_with_examples_and_stack_options_only_on_a_stack() {
         (&["tenants", "create", "--help"], true),
         (&["tenants", "rotate", "--help"], true),
         (&["tenants", "delete", "--help"], true),
+        (&["tenants", "source", "add", "--help"], true),
+        (&["tenants", "source", "rotate", "--help"], true),
+        (&["tenants", "source", "remove", "--help"], true),
         (&["dlq", "--help"], false),
         (&["dlq", "redrive", "--help"], true),
     ] {
