@@ -402,3 +402,130 @@ async fn every_bad_request_is_refused_with_nothing_published() {
     assert_eq!(health["bus"]["accepted"], 0, "nothing published: {health}");
     assert!(receiver.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_delivery_four_times_at_once_and_in_sequence_is_one_submission() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let gateway = gateway(&receiver);
+    let client = reqwest::Client::new();
+    // Slack (a timestamp and an event ID in the body) and Webflow (a
+    // timestamp, no ID a sender could vary): each with and without an
+    // Idempotency-Key.
+    let mut accepted = 0;
+    for (c, key) in [
+        (case("slack"), None),
+        (case("webflow"), None),
+        (case("formspree"), Some("order-1234")),
+    ] {
+        let send = Send::valid(c);
+        let request = || {
+            let request = send.request(&client, &gateway);
+            match key {
+                Some(key) => request.header("idempotency-key", key),
+                None => request,
+            }
+        };
+        let mut at_once = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            at_once.spawn(answer(request()));
+        }
+        let mut answers = at_once.join_all().await;
+        for _ in 0..4 {
+            answers.push(answer(request()).await);
+        }
+        let first = answers
+            .iter()
+            .find(|(status, _)| *status == 202)
+            .map(|(_, body)| ids(body))
+            .unwrap_or_else(|| panic!("{}: none accepted: {answers:?}", c.provider));
+        for (status, body) in &answers {
+            match status {
+                202 => assert_eq!(ids(body), first, "{}", c.provider),
+                // Still being published when a copy arrived.
+                409 => assert_eq!(body["error"]["code"], "request_in_progress"),
+                _ => panic!("{}: {status} {body}", c.provider),
+            }
+        }
+        accepted += 1;
+    }
+    let health = health_when(&client, &gateway, |h| h["bus"]["delivered"] == accepted).await;
+    assert_eq!(
+        health["bus"]["accepted"], accepted,
+        "one event per delivery"
+    );
+    assert_eq!(receiver.requests().len(), accepted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jotform_multipart_post_reaches_the_tenant_as_structured_json() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let gateway = gateway(&receiver);
+    let client = reqwest::Client::new();
+    let token = case("token").secret;
+    let url = format!(
+        "{}/v1/tenants/acme/sources/token?token={token}",
+        gateway.url
+    );
+    let raw_request = r#"{"slug":"submit\/241234567890","q3_name":{"first":"Ada","last":"Lovelace"},"q4_email":"ada@example.com"}"#;
+    let form = [
+        ("formID", "241234567890"),
+        ("submissionID", "5912345678901234567"),
+        ("rawRequest", raw_request),
+        ("pretty", "Name:Ada Lovelace, Email:ada@example.com"),
+    ];
+    let boundary = "------------------------d74496d66958873e";
+    let mut body = String::new();
+    for (name, value) in form {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    let multipart = format!("multipart/form-data; boundary={boundary}");
+    let (status, answer_body) = answer(
+        client
+            .post(&url)
+            .header("content-type", &multipart)
+            .body(body.clone()),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer_body}");
+    // Jotform retries the same submission: the first answer.
+    let (status, again) = answer(
+        client
+            .post(&url)
+            .header("content-type", &multipart)
+            .body(body),
+    )
+    .await;
+    assert_eq!((status, &again), (202, &answer_body));
+
+    // A file upload is refused: 415, nothing published.
+    let upload = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"q7_file\"; filename=\"cv.pdf\"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.7\r\n--{boundary}--\r\n"
+    );
+    let (status, refused) = answer(
+        client
+            .post(&url)
+            .header("content-type", &multipart)
+            .body(upload),
+    )
+    .await;
+    assert_eq!(status, 415, "{refused}");
+    assert_eq!(refused["error"]["code"], "file_parts_not_accepted");
+
+    wait_until("the delivery", || !receiver.requests().is_empty());
+    let delivery = &receiver.requests()[0];
+    let data: Value = serde_json::from_slice(&delivery.body).unwrap();
+    let data = &data["data"];
+    assert_eq!(data["content_type"], "multipart/form-data");
+    assert_eq!(data["source"]["event_id"], "5912345678901234567");
+    assert_eq!(data["payload"]["formID"], "241234567890");
+    assert_eq!(data["payload"]["rawRequest"]["q3_name"]["last"], "Lovelace");
+    assert_eq!(
+        data["payload"]["pretty"],
+        "Name:Ada Lovelace, Email:ada@example.com"
+    );
+    let health = health_when(&client, &gateway, |h| h["bus"]["delivered"] == 1).await;
+    assert_eq!(health["bus"]["accepted"], 1);
+}
