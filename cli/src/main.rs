@@ -218,7 +218,7 @@ mod tests {
                         || command_line.starts_with("dlq")
                         || [
                             "create", "rotate", "suspend", "resume", "list", "show", "delete",
-                            "promote", "demote", "scale",
+                            "promote", "demote", "scale", "source",
                         ]
                         .iter()
                         .any(|c| command_line.starts_with(&format!("tenants {c}")));
