@@ -366,6 +366,31 @@ impl Accepted {
     }
 }
 
+/// What ingest answers an accepted request with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Submissions on the bus (202).
+    Accepted(Accepted),
+    /// A provider's signed URL check (Slack's `url_verification`),
+    /// answered 200 with `{"<field>": "<value>"}`; nothing is published.
+    Challenge {
+        /// The answer's field.
+        field: &'static str,
+        /// Its value, from the request's body.
+        value: String,
+    },
+}
+
+impl Answer {
+    /// The HTTP status and JSON body.
+    pub fn status_and_body(&self) -> (u16, String) {
+        match self {
+            Self::Accepted(accepted) => (202, accepted.body()),
+            Self::Challenge { field, value } => (200, json!({ *field: value }).to_string()),
+        }
+    }
+}
+
 /// The ingest handler: publisher, configuration, ID generator and metrics,
 /// built once per process.
 pub struct Ingest<P, K = MemoryIdempotencyStore, R = NoRecords> {
@@ -473,9 +498,10 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
             source,
         };
         match self.ingest(request, now).await {
-            Ok(accepted) => {
-                let mut response = Response::json(202, accepted.body());
-                if accepted.replayed {
+            Ok(answer) => {
+                let (status, body) = answer.status_and_body();
+                let mut response = Response::json(status, body);
+                if matches!(answer, Answer::Accepted(Accepted { replayed: true, .. })) {
                     response.headers.idempotent_replayed = Some("true");
                 }
                 response
@@ -496,7 +522,7 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
         &self,
         request: Request<'_>,
         now: SystemTime,
-    ) -> Result<Accepted, Rejection> {
+    ) -> Result<Answer, Rejection> {
         let result = self.accept(&request, now).await;
         if let Err(rejection) = &result {
             self.rejected(request.tenant, request.request_id, rejection);
@@ -504,14 +530,17 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
         result
     }
 
-    async fn accept(&self, request: &Request<'_>, now: SystemTime) -> Result<Accepted, Rejection> {
+    async fn accept(&self, request: &Request<'_>, now: SystemTime) -> Result<Answer, Rejection> {
         let tenant = request.tenant.ok_or(Rejection::MissingContext)?;
         if request.body.len() > self.max_body_bytes {
             return Err(Rejection::BodyTooLarge(self.max_body_bytes));
         }
         let read = match &request.source {
             None => read_signed(tenant, request)?,
-            Some(source) => self.read_source(tenant, source, request, now).await?,
+            Some(source) => match self.read_source(tenant, source, request, now).await? {
+                Ok(read) => read,
+                Err(challenge) => return Ok(challenge),
+            },
         };
         let mut claimed: Vec<Ticket> = Vec::with_capacity(read.keys.len());
         for key in &read.keys {
@@ -522,10 +551,10 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
                 }
                 Ok(Claim::Replay(ids)) => {
                     debug!(tenant_id = %tenant.id, request_id = request.request_id, "replayed");
-                    Ok(Accepted {
+                    Ok(Answer::Accepted(Accepted {
                         submission_ids: ids.to_vec(),
                         replayed: true,
-                    })
+                    }))
                 }
                 Ok(Claim::Mismatch) => Err(Rejection::IdempotencyKeyReused),
                 Ok(Claim::InProgress) => Err(Rejection::InProgress),
@@ -540,19 +569,20 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
         let result = self.publish(tenant, request, &read, now).await;
         let ids = result.as_ref().ok().map(|a| a.submission_ids.as_slice());
         self.settle(&claimed, ids, tenant, request).await;
-        result
+        result.map(Answer::Accepted)
     }
 
     /// A source route's request: the source's provider verifies the raw
     /// body (docs/protocol.md, section 9), then the body becomes one
-    /// payload, keyed by the provider's event ID when it gives one.
+    /// payload, keyed by the provider's event ID when it gives one; or,
+    /// for a provider's signed URL check, the answer it expects.
     async fn read_source<'r>(
         &self,
         tenant: &Tenant,
         source: &SourceRequest<'r>,
         request: &Request<'r>,
         now: SystemTime,
-    ) -> Result<Read<'r>, Rejection> {
+    ) -> Result<Result<Read<'r>, Answer>, Rejection> {
         let source_id = SourceId::parse(source.source_id).map_err(|_| Rejection::MissingContext)?;
         let record = match self.records.record(&tenant.id).await {
             Ok(Some(record)) => record,
@@ -581,6 +611,10 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
             .verify(&parts, unix_seconds(now))
             .map_err(Rejection::InvalidSignature)?;
         let payload = body::source_payload(request.content_type, request.body)?;
+        if let Some((field, value)) = provider.challenge(payload.json.get()) {
+            debug!(tenant_id = %tenant.id, request_id = request.request_id, provider = provider.as_str(), "URL check answered");
+            return Ok(Err(Answer::Challenge { field, value }));
+        }
 
         // The provider's own ID for this event, when it gives one: in the
         // body (signed with it), else in a header. An ID in a header that
@@ -607,7 +641,7 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
             (None, Some(id)) => keys.extend([by_id(id), signed_content]),
             (None, None) => keys.push(signed_content),
         }
-        Ok(Read {
+        Ok(Ok(Read {
             content_type: payload.content_type(),
             payloads: vec![payload.json],
             keys,
@@ -616,7 +650,7 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
                 provider: provider.as_str(),
                 event_id,
             }),
-        })
+        }))
     }
 
     /// Completes the claimed keys with the accepted IDs, or releases them

@@ -529,3 +529,39 @@ async fn a_jotform_multipart_post_reaches_the_tenant_as_structured_json() {
     let health = health_when(&client, &gateway, |h| h["bus"]["delivered"] == 1).await;
     assert_eq!(health["bus"]["accepted"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slacks_signed_url_check_is_answered_with_its_challenge_and_publishes_nothing() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let gateway = gateway(&receiver);
+    let client = reqwest::Client::new();
+    let check = r#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let (status, body) = answer(
+        Send {
+            body: check,
+            signed_body: check,
+            ..Send::valid(case("slack"))
+        }
+        .request(&client, &gateway),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    );
+    // Unsigned, it is refused like anything else.
+    let (status, _) = answer(
+        Send {
+            body: check,
+            secret: "not-slacks-secret",
+            signed_body: check,
+            ..Send::valid(case("slack"))
+        }
+        .request(&client, &gateway),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let health = health_when(&client, &gateway, |_| true).await;
+    assert_eq!(health["bus"]["accepted"], 0);
+}

@@ -101,6 +101,14 @@ pub trait Verifier: Sync {
     /// idempotency stops a replay.
     fn signs_timestamp(&self) -> bool;
 
+    /// A verified body that only checks the URL (Slack's
+    /// `url_verification`): the field and value to answer with (200,
+    /// `{"<field>": "<value>"}`) instead of accepting a submission.
+    fn challenge(&self, json: &str) -> Option<(&'static str, String)> {
+        let _ = json;
+        None
+    }
+
     /// Whether verifying needs the body. Without a body signature (`token`)
     /// the authorizer verifies the request itself, before any body work.
     fn signs_body(&self) -> bool {
@@ -191,6 +199,14 @@ impl Provider {
     /// Whether the provider's signature covers a timestamp.
     pub fn signs_timestamp(self) -> bool {
         self.verifier.signs_timestamp()
+    }
+
+    /// The answer to a URL check instead of a submission (see
+    /// [`Verifier::challenge`]): printable ASCII, 1 to 255 characters.
+    pub fn challenge(self, json: &str) -> Option<(&'static str, String)> {
+        self.verifier
+            .challenge(json)
+            .filter(|(_, value)| common::valid_id(value))
     }
 
     /// Whether verifying needs the body (see [`Verifier::signs_body`]).

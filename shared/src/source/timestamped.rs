@@ -50,7 +50,29 @@ pub(crate) struct Timestamped {
     signed: &'static [Part],
     tolerance_secs: i64,
     body_id: BodyId,
+    /// A signed request that only checks the URL, answered with a value
+    /// of its body instead of becoming a submission.
+    challenge: Option<Challenge>,
 }
+
+/// A provider's URL check: a body whose `kind` field has the value
+/// `is` is answered `{"<echo field>": <its value>}` with 200.
+#[derive(Debug)]
+pub(crate) struct Challenge {
+    kind: BodyId,
+    is: &'static str,
+    /// The answer's field, and where its value is in the body.
+    echo: (&'static str, BodyId),
+}
+
+/// Slack's Events API checks a new Request URL with a signed
+/// `{"type":"url_verification","challenge":"..."}` and expects the
+/// challenge back.
+const SLACK_URL_VERIFICATION: Challenge = Challenge {
+    kind: BodyId::Field(&[&["type"]]),
+    is: "url_verification",
+    echo: ("challenge", BodyId::Field(&[&["challenge"]])),
+};
 
 const PAIRS_RULE: &str = "t=<Unix seconds>,v1=<hex HMAC-SHA256>[,v1=...]";
 
@@ -69,6 +91,7 @@ pub(crate) const WEBFLOW: Timestamped = Timestamped {
     signed: &[Part::Timestamp, Part::Text(":"), Part::Body],
     tolerance_secs: 300,
     body_id: BodyId::Field(&[&["payload", "id"]]),
+    challenge: None,
 };
 
 /// Formspree: `Formspree-Signature: t=<ts>,v1=<hex>` over `{t}.{body}`
@@ -81,6 +104,7 @@ pub(crate) const FORMSPREE: Timestamped = Timestamped {
     signed: &[Part::Timestamp, Part::Text("."), Part::Body],
     tolerance_secs: 300,
     body_id: BodyId::None,
+    challenge: None,
 };
 
 /// Stripe: `Stripe-Signature: t=<ts>,v1=<hex>[,v1=...][,v0=...]` over
@@ -95,6 +119,7 @@ pub(crate) const STRIPE: Timestamped = Timestamped {
     signed: &[Part::Timestamp, Part::Text("."), Part::Body],
     tolerance_secs: 300,
     body_id: BodyId::Field(&[&["id"]]),
+    challenge: None,
 };
 
 /// Slack: `X-Slack-Request-Timestamp` and `X-Slack-Signature: v0=<hex>`
@@ -117,6 +142,7 @@ pub(crate) const SLACK: Timestamped = Timestamped {
     ],
     tolerance_secs: 300,
     body_id: BodyId::Field(&[&["event_id"]]),
+    challenge: Some(SLACK_URL_VERIFICATION),
 };
 
 /// HubSpot v3: `X-HubSpot-Request-Timestamp` (ms) and
@@ -136,6 +162,7 @@ pub(crate) const HUBSPOT: Timestamped = Timestamped {
     signed: &[Part::Method, Part::HubSpotUri, Part::Body, Part::Timestamp],
     tolerance_secs: 300,
     body_id: BodyId::HubSpotBatch,
+    challenge: None,
 };
 
 impl Timestamped {
@@ -207,6 +234,15 @@ impl Verifier for Timestamped {
 
     fn body_event_id(&self, json: &str) -> Option<String> {
         self.body_id.find(json)
+    }
+
+    fn challenge(&self, json: &str) -> Option<(&'static str, String)> {
+        let challenge = self.challenge.as_ref()?;
+        if challenge.kind.find(json).as_deref() != Some(challenge.is) {
+            return None;
+        }
+        let (field, at) = challenge.echo;
+        at.find(json).map(|value| (field, value))
     }
 
     fn signs_timestamp(&self) -> bool {
