@@ -71,6 +71,8 @@ PROTOCOL_SECTIONS = [
     "6. Delivery to the tenant's endpoint",
     "7. Configuration",
     "8. Binaries and the local gateway",
+    "9. Sources: webhooks from form builders and providers",
+    "10. Each submission accepted once",
 ]
 
 # Documented (status, code) pairs that no example can produce against
