@@ -611,6 +611,109 @@ fn send_with_a_provider_never_echoes_the_secret_or_the_token() {
 }
 
 #[test]
+fn a_record_from_tenants_new_with_sources_takes_send_with_a_provider_through_serve() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let (code, out, err) = run(
+        &[
+            "tenants",
+            "new",
+            "acme",
+            "--destination",
+            &receiver.url(),
+            "--source",
+            "typeform-main=typeform",
+            "--source",
+            "jotform=token",
+            "--source",
+            "gh=github",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let record: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let dir = scratch_dir();
+    let file = dir.join("acme.json");
+    std::fs::write(&file, &out).unwrap();
+    let gateway = Gateway::start(
+        &[
+            "--tenants",
+            file.to_str().unwrap(),
+            "--allow-private-destinations",
+        ],
+        &[],
+    );
+    let body = dir.join("body.json");
+    std::fs::write(
+        &body,
+        r#"{"event_id":"01HWQ3A1B2C3","form_response":{"answers":[]}}"#,
+    )
+    .unwrap();
+    let secret_file = dir.join("secret.txt");
+    let send = |source: &str, provider: &str, extra: &[&str]| {
+        let secret = record["sources"][source]["secrets"][0].as_str().unwrap();
+        std::fs::write(&secret_file, secret).unwrap();
+        let mut args = vec![
+            "send",
+            "--url",
+            &gateway.url,
+            "--tenant",
+            "acme",
+            "--provider",
+            provider,
+            "--source",
+            source,
+            "--secret-file",
+            secret_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.push(body.to_str().unwrap());
+        run(&args, b"", &[])
+    };
+    let mut accepted = Vec::new();
+    for (source, provider) in [
+        ("typeform-main", "typeform"),
+        ("jotform", "token"),
+        ("gh", "github"),
+    ] {
+        let (code, out, err) = send(source, provider, &[]);
+        assert_eq!(code, 0, "{provider}: {out}{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!((lines.len(), lines[0]), (2, "202 Accepted"), "{out}");
+        accepted.push((source, provider, lines[1].to_owned(), err));
+    }
+    // GitHub's delivery sent again with its delivery ID: the first answer.
+    let (_, _, id, err) = &accepted[2];
+    let delivery = err
+        .split("delivery ID ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{err}"));
+    let (code, again, err) = send("gh", "github", &["--delivery-id", delivery]);
+    assert_eq!(
+        (code, again.as_str()),
+        (0, format!("202 Accepted\n{id}\n").as_str())
+    );
+    assert!(err.contains("accepted before"), "{err}");
+
+    wait_until("three deliveries", || receiver.requests().len() >= 3);
+    for (source, provider, id, _) in &accepted {
+        let delivery = receiver
+            .requests()
+            .into_iter()
+            .find(|d| d.header("webhook-id") == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("{provider}: {id} not delivered"));
+        let event: serde_json::Value = serde_json::from_slice(&delivery.body).unwrap();
+        assert_eq!(event["data"]["source"]["id"], *source);
+        assert_eq!(event["data"]["source"]["provider"], *provider);
+    }
+    let token = record["sources"]["jotform"]["secrets"][0].as_str().unwrap();
+    let logs = gateway.stderr() + &gateway.stdout().join("\n");
+    assert!(!logs.contains(token), "the token in the gateway's output");
+    assert_eq!(receiver.requests().len(), 3, "the replay was not delivered");
+}
+
+#[test]
 fn every_command_has_help_with_examples_and_stack_options_only_on_a_stack() {
     // (command, whether it works on a deployed stack)
     for (args, on_a_stack) in [
