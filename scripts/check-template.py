@@ -4,8 +4,9 @@ SAM silently ignores a misspelt key (an authorizer's `ReauthorizeEvry: 0`
 leaves results cached for 300 s, which lets replays through), so these
 checks run the real SAM transform (aws-sam-translator, what CloudFormation
 runs) and inspect what it generates: the authorizer as API Gateway receives
-it, the route, the functions' reserved concurrency, the event source mapping,
-the rule, the queues, the roles and the alarms. `cfn-lint` then lints the
+it, the routes, the functions' reserved concurrency, the event source
+mapping, the rule, the queues, the idempotency table, the roles and the
+alarms. `cfn-lint` then lints the
 generated CloudFormation too.
 
     python scripts/check-template.py [TEMPLATE]   # check (default: template.yaml)
@@ -50,8 +51,11 @@ FUNCTIONS = {
     "IngestFunction": (
         "ingest",
         {"EVENT_BUS_NAME", "EVENT_SOURCE", "MAX_BODY_BYTES", "REPLAY_WINDOW_SECONDS",
-         "IDEMPOTENCY_TTL_SECONDS", "LOG_LEVEL"},
-        {"EVENT_BUS_NAME"},
+         "IDEMPOTENCY_TABLE", "IDEMPOTENCY_TTL_SECONDS", "TENANT_SECRET_PREFIX",
+         "SECRET_CACHE_TTL_SECONDS", "LOG_LEVEL"},
+        # Without a table each execution environment keeps its own keys,
+        # and a replay reaching another one is accepted again.
+        {"EVENT_BUS_NAME", "IDEMPOTENCY_TABLE", "TENANT_SECRET_PREFIX"},
     ),
     "ConnectorFunction": (
         "connector",
@@ -65,17 +69,30 @@ FUNCTIONS = {
     ),
 }
 ROUTE = "/v1/tenants/{tenant_id}/submissions"
+SOURCE_ROUTE = "/v1/tenants/{tenant_id}/sources/{source_id}"
 IDENTITY = [
     "$request.header.X-FormBridge-Signature",
     "$request.header.X-FormBridge-Timestamp",
     "$request.header.Content-Digest",
 ]
+# Providers send none of the signature headers. No identity at all would
+# leave SAM emitting no TTL (API Gateway's caching default); this one is
+# on every request and not secret, so the authorizer runs every time.
+SOURCE_IDENTITY = ["$context.routeKey"]
+# Each route, the identity sources of its authorizer.
+ROUTES = {ROUTE: IDENTITY, SOURCE_ROUTE: SOURCE_IDENTITY}
+# The item calls the idempotency store makes, and nothing else on DynamoDB.
+IDEMPOTENCY_ACTIONS = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:GetItem"}
+IDEMPOTENCY_TTL_ATTRIBUTE = "expires_at"
 # Actions each role may be granted, and nothing else.
 ROLE_ACTIONS = {
     "AuthorizerRole": {
         "logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue", "secretsmanager:ListSecrets",
     },
-    "IngestRole": {"logs:CreateLogStream", "logs:PutLogEvents", "events:PutEvents"},
+    "IngestRole": {
+        "logs:CreateLogStream", "logs:PutLogEvents", "events:PutEvents", *IDEMPOTENCY_ACTIONS,
+        "secretsmanager:GetSecretValue", "secretsmanager:ListSecrets",
+    },
     "ConnectorRole": {
         "logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue", "secretsmanager:ListSecrets",
         "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
@@ -87,7 +104,7 @@ ROLE_ACTIONS = {
 # (the functions' directory of known tenant IDs). Only these roles, and only
 # in a statement of its own.
 LIST_SECRETS = "secretsmanager:ListSecrets"
-LIST_SECRETS_ROLES = {"AuthorizerRole", "ConnectorRole"}
+LIST_SECRETS_ROLES = {"AuthorizerRole", "ConnectorRole", "IngestRole"}
 # Each function's role, and the parameter its reserved concurrency comes from.
 FUNCTION_ROLES = {"AuthorizerFunction": "AuthorizerRole", "IngestFunction": "IngestRole", "ConnectorFunction": "ConnectorRole"}
 RESERVATIONS = {
@@ -213,33 +230,21 @@ class Checker:
         self.check(len(apis) == 1, f"{len(apis)} HTTP APIs, expected 1")
         body = next(iter(apis.values()), {}).get("Properties", {}).get("Body", {})
         schemes = body.get("components", {}).get("securitySchemes", {})
-        self.check(len(schemes) == 1, f"{len(schemes)} authorizers, expected 1")
-        auth = next(iter(schemes.values()), {}).get("x-amazon-apigateway-authorizer", {})
-        self.check(auth.get("type") == "request", "authorizer type is not request")
-        self.check(
-            auth.get("authorizerResultTtlInSeconds") == 0,
-            f"authorizer results cached for {auth.get('authorizerResultTtlInSeconds', 300)} s: "
-            "ReauthorizeEvery must be 0 (a cached allow lets replays through)",
-        )
-        self.check(auth.get("authorizerPayloadFormatVersion") == "2.0", "authorizer payload format is not 2.0")
-        self.check(auth.get("enableSimpleResponses") is True, "authorizer simple responses are not enabled")
-        self.check(
-            sorted(auth.get("identitySource", [])) == sorted(IDENTITY),
-            f"authorizer identity sources are {auth.get('identitySource')}, expected {IDENTITY}",
-        )
-        self.check("AuthorizerFunction" in json.dumps(auth.get("authorizerUri")), "authorizer does not call AuthorizerFunction")
+        self.check(len(schemes) == len(ROUTES), f"{len(schemes)} authorizers, expected one per route ({len(ROUTES)})")
         paths = body.get("paths", {})
-        self.check(list(paths) == [ROUTE], f"routes are {list(paths)}, expected only POST {ROUTE}")
-        route = paths.get(ROUTE, {})
-        self.check(list(route) == ["post"], f"{ROUTE} methods are {list(route)}, expected post")
-        post = route.get("post", {})
-        self.check(
-            post.get("security") == [{next(iter(schemes), "?"): []}],
-            f"{ROUTE} is not protected by the authorizer",
-        )
-        integration = post.get("x-amazon-apigateway-integration", {})
-        self.check(integration.get("payloadFormatVersion") == "2.0", "ingest integration payload format is not 2.0")
-        self.check("IngestFunction" in json.dumps(integration.get("uri")), "route does not call IngestFunction")
+        self.check(set(paths) == set(ROUTES), f"routes are {list(paths)}, expected POST {sorted(ROUTES)}")
+        for path, identity in ROUTES.items():
+            route = paths.get(path, {})
+            self.check(list(route) == ["post"], f"{path} methods are {list(route)}, expected post")
+            post = route.get("post", {})
+            security = post.get("security", [])
+            name = next(iter(security[0]), None) if len(security) == 1 and security[0] else None
+            self.check(name in schemes, f"{path} is not protected by an authorizer")
+            auth = schemes.get(name, {}).get("x-amazon-apigateway-authorizer", {})
+            self.authorizer(f"{path}'s authorizer {name}", auth, identity)
+            integration = post.get("x-amazon-apigateway-integration", {})
+            self.check(integration.get("payloadFormatVersion") == "2.0", f"{path}: ingest integration payload format is not 2.0")
+            self.check("IngestFunction" in json.dumps(integration.get("uri")), f"{path} does not call IngestFunction")
         stages = self.of_type("AWS::ApiGatewayV2::Stage")
         stage = next(iter(stages.values()), {}).get("Properties", {})
         throttle = stage.get("DefaultRouteSettings", {})
@@ -257,6 +262,60 @@ class Checker:
         self.check(ingest_env.get("MAX_BODY_BYTES") == {"Ref": "MaxBodyBytes"}, "ingest's MAX_BODY_BYTES is not the MaxBodyBytes parameter")
         self.check(ingest_env.get("REPLAY_WINDOW_SECONDS") == {"Ref": "ReplayWindowSeconds"},
                    "ingest's REPLAY_WINDOW_SECONDS is not the ReplayWindowSeconds parameter (its idempotency keys must outlive the authorizer's window)")
+
+    def authorizer(self, what: str, auth: dict, identity: list[str]) -> None:
+        """A REQUEST authorizer calling AuthorizerFunction, payload 2.0,
+        simple responses, never cached, with exactly these identity sources."""
+        self.check(auth.get("type") == "request", f"{what}: type is not request")
+        self.check(
+            auth.get("authorizerResultTtlInSeconds") == 0,
+            f"{what}: results cached ({auth.get('authorizerResultTtlInSeconds', 'no TTL set: API Gateway default')} s): "
+            "ReauthorizeEvery must be 0 (a cached allow lets replays through)",
+        )
+        self.check(auth.get("authorizerPayloadFormatVersion") == "2.0", f"{what}: payload format is not 2.0")
+        self.check(auth.get("enableSimpleResponses") is True, f"{what}: simple responses are not enabled")
+        self.check(
+            sorted(auth.get("identitySource", [])) == sorted(identity),
+            f"{what}: identity sources are {auth.get('identitySource')}, expected {identity}",
+        )
+        self.check("AuthorizerFunction" in json.dumps(auth.get("authorizerUri")), f"{what}: does not call AuthorizerFunction")
+
+    def idempotency(self) -> None:
+        """One on-demand table keyed by the binary hashed key, TTL on
+        expires_at, encrypted; ingest is told its name and TTL."""
+        tables = self.of_type("AWS::DynamoDB::Table")
+        self.check(set(tables) == {"IdempotencyTable"}, f"DynamoDB tables are {sorted(tables)}, expected IdempotencyTable")
+        table = tables.get("IdempotencyTable", {}).get("Properties", {})
+        self.check(table.get("BillingMode") == "PAY_PER_REQUEST", f"IdempotencyTable: BillingMode is {table.get('BillingMode')}, expected PAY_PER_REQUEST")
+        self.check(
+            table.get("KeySchema") == [{"AttributeName": "pk", "KeyType": "HASH"}]
+            and table.get("AttributeDefinitions") == [{"AttributeName": "pk", "AttributeType": "B"}],
+            "IdempotencyTable: the key is not pk, binary, hash only (the store writes 32-byte hashed keys)",
+        )
+        ttl = table.get("TimeToLiveSpecification", {})
+        self.check(
+            ttl.get("AttributeName") == IDEMPOTENCY_TTL_ATTRIBUTE and ttl.get("Enabled") is True,
+            f"IdempotencyTable: TTL is not enabled on {IDEMPOTENCY_TTL_ATTRIBUTE} (old keys would stay forever)",
+        )
+        self.check(table.get("SSESpecification", {}).get("SSEEnabled") is True, "IdempotencyTable: SSE is not enabled")
+        self.check(not table.get("GlobalSecondaryIndexes") and not table.get("StreamSpecification"),
+                   "IdempotencyTable: has indexes or a stream (nothing reads keys but ingest)")
+        ingest_env = self.res.get("IngestFunction", {}).get("Properties", {}).get("Environment", {}).get("Variables", {})
+        self.check(ingest_env.get("IDEMPOTENCY_TABLE") == {"Ref": "IdempotencyTable"}, "ingest's IDEMPOTENCY_TABLE is not the stack's table")
+        self.check(
+            ingest_env.get("IDEMPOTENCY_TTL_SECONDS") == {"Ref": "IdempotencyTtlSeconds"},
+            "ingest's IDEMPOTENCY_TTL_SECONDS is not the IdempotencyTtlSeconds parameter",
+        )
+        param = self.params.get("IdempotencyTtlSeconds", {})
+        window = self.params.get("ReplayWindowSeconds", {}).get("Default", 300)
+        self.check(
+            param.get("Type") == "Number" and param.get("Default") == 86400
+            and param.get("MinValue", 0) >= 2 * window and param.get("MaxValue", 1 << 40) <= 30 * 86400,
+            "parameter IdempotencyTtlSeconds must be a Number defaulting to 86400, from twice the default replay window to 30 days",
+        )
+        for name in ("TENANT_SECRET_PREFIX", "SECRET_CACHE_TTL_SECONDS"):
+            param = {"TENANT_SECRET_PREFIX": "TenantSecretPrefix", "SECRET_CACHE_TTL_SECONDS": "SecretCacheTtlSeconds"}[name]
+            self.check(ingest_env.get(name) == {"Ref": param}, f"ingest's {name} is not the {param} parameter (the source route's secrets)")
 
     def routing(self) -> None:
         buses = self.of_type("AWS::Events::EventBus")
@@ -327,6 +386,7 @@ class Checker:
         roles = self.of_type("AWS::IAM::Role")
         self.check(set(roles) == set(ROLE_ACTIONS), f"roles are {sorted(roles)}, expected {sorted(ROLE_ACTIONS)}")
         listing: set[str] = set()
+        granted_dynamodb: dict[str, set[str]] = {}
         for name, role in roles.items():
             props = role["Properties"]
             self.check(not props.get("ManagedPolicyArns"), f"{name}: has managed policies (their actions are not least privilege)")
@@ -350,6 +410,12 @@ class Checker:
                     text = json.dumps(resources)
                     if any(a.startswith("secretsmanager:") for a in actions):
                         self.check("secret:${TenantSecretPrefix}*" in text, f"{name}: secrets not limited to the tenant prefix")
+                    if any(a.startswith("dynamodb:") for a in actions):
+                        granted_dynamodb.setdefault(name, set()).update(actions)
+                        self.check(
+                            resources == [{"Fn::GetAtt": ["IdempotencyTable", "Arn"]}] and not st.get("Condition"),
+                            f"{name}: DynamoDB actions on something other than the idempotency table",
+                        )
                     if any(a.startswith("events:") for a in actions):
                         self.check(resources == [{"Fn::GetAtt": ["EventBus", "Arn"]}], f"{name}: PutEvents not limited to the bus")
                     if any(a.startswith("sqs:") for a in actions):
@@ -357,6 +423,16 @@ class Checker:
                             all(":sqs:" in json.dumps(r) or ref(r) == "SharedQueue" for r in resources),
                             f"{name}: queue actions on something other than queues",
                         )
+        # Only ingest touches the table, with exactly the calls it makes.
+        self.check(
+            set(granted_dynamodb) == {"IngestRole"},
+            f"DynamoDB access is granted to {sorted(granted_dynamodb)}, expected IngestRole only",
+        )
+        ingest_dynamodb = {a for a in granted_dynamodb.get("IngestRole", set()) if a.startswith("dynamodb:")}
+        self.check(
+            ingest_dynamodb == IDEMPOTENCY_ACTIONS,
+            f"ingest's DynamoDB actions are {sorted(ingest_dynamodb)}, expected {sorted(IDEMPOTENCY_ACTIONS)}",
+        )
         self.check(
             listing == LIST_SECRETS_ROLES,
             f"{LIST_SECRETS} (the directory of tenant IDs) is granted to {sorted(listing)}, expected {sorted(LIST_SECRETS_ROLES)}",
@@ -444,7 +520,8 @@ class Checker:
 
     def run(self) -> list[str]:
         for step in (
-            self.functions, self.concurrency, self.api, self.routing, self.queues, self.iam, self.alarms, self.outputs,
+            self.functions, self.concurrency, self.api, self.idempotency, self.routing, self.queues, self.iam,
+            self.alarms, self.outputs,
         ):
             try:
                 step()
@@ -560,7 +637,33 @@ MUTATIONS = {
     "the authorizer with the connector's role": ("Role: !GetAtt AuthorizerRole.Arn", "Role: !GetAtt ConnectorRole.Arn"),
     "no SLOW_DELIVERY_MS": ("          SLOW_DELIVERY_MS: !Ref SlowDeliveryMs\n", ""),
     "a misspelt slow-delivery metric": ("MetricName: SlowDeliveries", "MetricName: SlowDelivery"),
-    "ListSecrets for ingest": ("Action: events:PutEvents", "Action: [events:PutEvents, secretsmanager:ListSecrets]"),
+    "ListSecrets with PutEvents": ("Action: events:PutEvents", "Action: [events:PutEvents, secretsmanager:ListSecrets]"),
+    "the source route without its authorizer": ("            Auth:\n              Authorizer: SourceAuthorizer\n", ""),
+    "the source route behind the signature authorizer": ("Authorizer: SourceAuthorizer", "Authorizer: SignatureAuthorizer"),
+    "the source authorizer cached": ("Context: [routeKey]\n              ReauthorizeEvery: 0", "Context: [routeKey]\n              ReauthorizeEvery: 300"),
+    "the source authorizer without an identity": ("            Identity:\n              Context: [routeKey]\n              ReauthorizeEvery: 0\n", ""),
+    "the source authorizer asking for signature headers": (
+        "Context: [routeKey]", "Context: [routeKey]\n              Headers: [X-FormBridge-Signature]",
+    ),
+    "the source authorizer with payload 1.0": (
+        'AuthorizerPayloadFormatVersion: "2.0"\n            EnableSimpleResponses: true\n            EnableFunctionDefaultPermissions: true\n            Identity:\n              Context',
+        'AuthorizerPayloadFormatVersion: "1.0"\n            EnableSimpleResponses: true\n            EnableFunctionDefaultPermissions: true\n            Identity:\n              Context',
+    ),
+    "no source route": ("Path: /v1/tenants/{tenant_id}/sources/{source_id}", "Path: /v1/tenants/{tenant_id}/source/{source_id}"),
+    "a provisioned table": ("BillingMode: PAY_PER_REQUEST", "BillingMode: PROVISIONED\n      ProvisionedThroughput: {ReadCapacityUnits: 5, WriteCapacityUnits: 5}"),
+    "a string key": ("          AttributeType: B", "          AttributeType: S"),
+    "no TTL": ("        AttributeName: expires_at\n        Enabled: true", "        AttributeName: expires_at\n        Enabled: false"),
+    "TTL on another attribute": ("        AttributeName: expires_at\n", "        AttributeName: ttl\n"),
+    "no encryption": ("        SSEEnabled: true", "        SSEEnabled: false"),
+    "no IDEMPOTENCY_TABLE for ingest": ("          IDEMPOTENCY_TABLE: !Ref IdempotencyTable\n", ""),
+    "a Scan for ingest": ("                  - dynamodb:GetItem\n", "                  - dynamodb:GetItem\n                  - dynamodb:Scan\n"),
+    "DynamoDB on every table": (
+        "Resource: !GetAtt IdempotencyTable.Arn",
+        'Resource: !Sub "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*"',
+    ),
+    "DynamoDB for the connector": ("                  - sqs:GetQueueAttributes\n", "                  - sqs:GetQueueAttributes\n                  - dynamodb:GetItem\n"),
+    "ingest without the item call that releases": ("                  - dynamodb:DeleteItem\n", ""),
+    "ingest without its tenant records": ("          # sees.\n          TENANT_SECRET_PREFIX: !Ref TenantSecretPrefix\n", "          # sees.\n"),
     "ListSecrets with another action on every resource": (
         "Action: secretsmanager:ListSecrets",
         "Action: [secretsmanager:ListSecrets, secretsmanager:GetSecretValue]",
