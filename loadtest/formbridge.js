@@ -24,6 +24,14 @@
 //            no secret. Junk starts at once; the tenants START_AFTER (2 s)
 //            later, the normal ones one second apart, so each is looked up
 //            for the first time under the flood. DURATION is the whole run.
+//   sources  RATE/s Stripe deliveries through each tenant's `stripe` source
+//            (POST /v1/tenants/{id}/sources/stripe, Stripe-Signature over
+//            "{t}.{body}"), each a new event ID; every REPLAY_EVERY-th
+//            (default 10) delivery is the VU's previous event sent again,
+//            signed afresh as Stripe retries, which must get the same
+//            submission_ids (`replay_mismatch` 0) and publish nothing. With
+//            INVALID_SHARE (default 5%), deliveries signed with a wrong
+//            secret or 10 minutes old, each refused 401.
 //
 // TARGET selects the thresholds (default local):
 //   local     this machine, k6 on the same cores: p99 <= P99_MS (20) ms for
@@ -38,8 +46,9 @@
 // loadtest/run-local's, from the receivers.
 //
 // Tenants: TENANTS_FILE (a JSON array of tenant records, as `formbridge
-// serve --tenants` reads; the first signing secret of each is used), or
-// TENANT and SECRET for one. BASE_URL defaults to http://127.0.0.1:3000.
+// serve --tenants` reads; the first signing secret of each is used, and in
+// `sources` the first secret of its source `stripe`), or TENANT and SECRET
+// for one. BASE_URL defaults to http://127.0.0.1:3000.
 // PAYLOAD_BYTES sets the body size for every scenario (default ~100 bytes).
 import http from 'k6/http';
 import crypto from 'k6/crypto';
@@ -63,7 +72,7 @@ const RATE = number('RATE', DEFAULT_RATE);
 const DURATION = env('DURATION', SCENARIO === 'smoke' ? '10s' : '30s');
 const SPIKE_RATE = number('SPIKE_RATE', RATE * 2);
 const HOT_SHARE = number('HOT_SHARE', 0.5);
-const DEFAULT_INVALID = { smoke: 0.05, invalid: 0.1 }[SCENARIO] || 0;
+const DEFAULT_INVALID = { smoke: 0.05, invalid: 0.1, sources: 0.05 }[SCENARIO] || 0;
 const INVALID_SHARE = number('INVALID_SHARE', DEFAULT_INVALID);
 const PAYLOAD_BYTES = number('PAYLOAD_BYTES', SCENARIO === 'large' ? 200000 : 0);
 const P99_MS = number('P99_MS', 20);
@@ -72,8 +81,9 @@ const HOT_FACTOR = number('HOT_FACTOR', 10);
 const SLOW_RATE = number('SLOW_RATE', 2);
 const SLOW_BURST = number('SLOW_BURST', 40);
 const JUNK_RATE = number('JUNK_RATE', 150);
+const REPLAY_EVERY = number('REPLAY_EVERY', 10);
 
-const SCENARIOS = ['smoke', 'steady', 'spike', 'tenants', 'large', 'invalid', 'isolation'];
+const SCENARIOS = ['smoke', 'steady', 'spike', 'tenants', 'large', 'invalid', 'isolation', 'sources'];
 if (!SCENARIOS.includes(SCENARIO)) {
   throw new Error(`SCENARIO must be one of ${SCENARIOS.join(', ')}, not ${SCENARIO}`);
 }
@@ -102,7 +112,14 @@ const TENANTS = (() => {
     const records = JSON.parse(open(file));
     const tenants = records
       .filter((r) => r.status !== 'suspended')
-      .map((r) => ({ id: r.tenant_id, secret: r.signing_secrets[0] }));
+      .map((r) => ({
+        id: r.tenant_id,
+        secret: r.signing_secrets[0],
+        stripe: r.sources && r.sources.stripe ? r.sources.stripe.secrets[0] : undefined,
+      }));
+    if (SCENARIO === 'sources' && tenants.some((t) => !t.stripe)) {
+      throw new Error(`the sources scenario needs a source "stripe" (provider stripe) in every tenant of ${file}`);
+    }
     if (tenants.length === 0) throw new Error(`${file} has no active tenant`);
     return tenants;
   }
@@ -193,13 +210,15 @@ function validScenario() {
       exec: 'valid',
     };
   }
-  return { executor: 'constant-arrival-rate', rate, timeUnit: '1s', duration: DURATION, ...vus(rate), exec: 'valid' };
+  const exec = SCENARIO === 'sources' ? 'stripeDelivery' : 'valid';
+  return { executor: 'constant-arrival-rate', rate, timeUnit: '1s', duration: DURATION, ...vus(rate), exec };
 }
 
 const scenarios = SCENARIO === 'isolation' ? isolationScenarios() : { valid: validScenario() };
 if (INVALID_SHARE > 0) {
   const rate = Math.max(1, Math.round(RATE * INVALID_SHARE));
-  scenarios.invalid = { executor: 'constant-arrival-rate', rate, timeUnit: '1s', duration: DURATION, ...vus(rate), exec: 'invalid' };
+  const exec = SCENARIO === 'sources' ? 'invalidStripeDelivery' : 'invalid';
+  scenarios.invalid = { executor: 'constant-arrival-rate', rate, timeUnit: '1s', duration: DURATION, ...vus(rate), exec };
 }
 
 const thresholds = {
@@ -207,6 +226,10 @@ const thresholds = {
   invalid_misjudged: ['count==0'],
   checks: ['rate==1'],
 };
+if (SCENARIO === 'sources') {
+  // A provider's retry answered with other IDs than the first delivery's.
+  thresholds.replay_mismatch = ['count==0'];
+}
 if (SCENARIO === 'isolation') {
   // Every class's latency and accepted count in the summary (an empty
   // list only adds the sub-metric); the latency threshold is on the
@@ -381,4 +404,69 @@ export function junk() {
   if (!check(response, { 'junk: refused (403)': (r) => r.status === 403 })) {
     unexpectedStatus.add(1, { class: 'junk', status: `${response.status}` });
   }
+}
+
+// The sources scenario: Stripe deliveries through each tenant's source
+// `stripe`, signed as Stripe signs them (docs/protocol.md, section 9).
+const replayMismatch = new Counter('replay_mismatch');
+const replaysAnswered = new Counter('replays_answered');
+let previous = null; // this VU's last accepted delivery: {tenant, payload, ids}
+
+function stripeHeaders(secret, payload, timestamp) {
+  const signature = crypto.hmac('sha256', secret, `${timestamp}.${payload}`, 'hex');
+  return { 'Content-Type': 'application/json', 'Stripe-Signature': `t=${timestamp},v1=${signature}` };
+}
+
+function sourceUrl(tenant) {
+  return `${BASE_URL}/v1/tenants/${tenant.id}/sources/stripe`;
+}
+
+function stripeEvent() {
+  const id = `evt_k6${__VU}x${__ITER}x${randomText(12, ALPHABET)}`;
+  const object = { id: `cs_${randomText(16, ALPHABET)}`, customer_email: 'ada@example.com', amount_total: 2000 };
+  if (FILLER) object.filler = FILLER;
+  return JSON.stringify({ id, object: 'event', type: 'checkout.session.completed', data: { object } });
+}
+
+export function stripeDelivery() {
+  const replay = previous !== null && REPLAY_EVERY > 0 && __ITER % REPLAY_EVERY === REPLAY_EVERY - 1;
+  const tenant = replay ? previous.tenant : pickTenant();
+  const payload = replay ? previous.payload : stripeEvent();
+  const headers = stripeHeaders(tenant.stripe, payload, Math.floor(Date.now() / 1000));
+  const response = http.post(sourceUrl(tenant), payload, {
+    headers,
+    responseType: 'text',
+    tags: { kind: 'valid', class: replay ? 'replay' : 'new' },
+    responseCallback: accepted202,
+  });
+  const ok = check(response, { 'source: accepted (202)': (r) => r.status === 202 });
+  if (!ok) return;
+  const ids = JSON.parse(response.body).submission_ids.join(',');
+  if (replay) {
+    replaysAnswered.add(1);
+    if (ids !== previous.ids || response.headers['Idempotent-Replayed'] !== 'true') replayMismatch.add(1);
+    previous = null;
+  } else {
+    previous = { tenant, payload, ids };
+  }
+}
+
+const WRONG_DELIVERIES = [
+  { kind: 'source_wrong_secret', sign: (tenant, payload, now) => stripeHeaders(`${tenant.stripe}-wrong`, payload, now) },
+  { kind: 'source_stale', sign: (tenant, payload, now) => stripeHeaders(tenant.stripe, payload, now - 600) },
+];
+const expected401 = http.expectedStatuses(401);
+
+export function invalidStripeDelivery() {
+  const wrong = WRONG_DELIVERIES[__ITER % WRONG_DELIVERIES.length];
+  const tenant = pickTenant();
+  const payload = stripeEvent();
+  const response = http.post(sourceUrl(tenant), payload, {
+    headers: wrong.sign(tenant, payload, Math.floor(Date.now() / 1000)),
+    tags: { kind: wrong.kind },
+    responseCallback: expected401,
+  });
+  const right = response.status === 401;
+  invalidRefused.add(right, { kind: wrong.kind });
+  if (!right) invalidMisjudged.add(1, { kind: wrong.kind, status: `${response.status}` });
 }
