@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use shared::Secret;
 use shared::source::{Provider, SourceId};
-use shared::tenant::document::{new_source_secret, receiver_chooses_secret};
+use shared::tenant::document::new_source_secret;
 use shared::tenant::{DocumentError, MAX_RATE_LIMIT, NewTenant, TenantDocument};
 use shared::{Routing, TenantId};
 
@@ -226,7 +226,7 @@ pub fn source_secret(input: &SecretInput, provider: Provider) -> anyhow::Result<
     if let Some(secret) = input.read()? {
         return Ok((secret, false));
     }
-    if receiver_chooses_secret(provider) {
+    if provider.receiver_chooses_secret() {
         return Ok((new_source_secret()?, true));
     }
     bail!(
@@ -273,7 +273,7 @@ impl NewArgs {
                  sources.{source}.secrets[0]{}",
                 source_path(id, source),
                 if in_url { "?token=<its secret>" } else { "" },
-                if receiver_chooses_secret(*provider) {
+                if provider.receiver_chooses_secret() {
                     ""
                 } else {
                     ", generated to try it here (formbridge send --provider): for real \

@@ -63,18 +63,33 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Every provider a source can name, and how each is verified.
 pub static PROVIDERS: &[Provider] = &[
-    Provider::new("typeform", &body_hmac::TYPEFORM),
-    Provider::new("tally", &body_hmac::TALLY),
-    Provider::new("webflow", &timestamped::WEBFLOW),
-    Provider::new("formspree", &timestamped::FORMSPREE),
-    Provider::new("stripe", &timestamped::STRIPE),
-    Provider::new("github", &body_hmac::GITHUB),
-    Provider::new("shopify", &body_hmac::SHOPIFY),
-    Provider::new("slack", &timestamped::SLACK),
-    Provider::new("hubspot", &timestamped::HUBSPOT),
-    Provider::new("standard-webhooks", &standard_webhooks::STANDARD_WEBHOOKS),
-    Provider::new("token", &token::TOKEN),
+    Provider::new("typeform", &body_hmac::TYPEFORM, SecretOrigin::Chosen),
+    Provider::new("tally", &body_hmac::TALLY, SecretOrigin::Chosen),
+    Provider::new("webflow", &timestamped::WEBFLOW, SecretOrigin::Issued),
+    Provider::new("formspree", &timestamped::FORMSPREE, SecretOrigin::Issued),
+    Provider::new("stripe", &timestamped::STRIPE, SecretOrigin::Issued),
+    Provider::new("github", &body_hmac::GITHUB, SecretOrigin::Chosen),
+    Provider::new("shopify", &body_hmac::SHOPIFY, SecretOrigin::Issued),
+    Provider::new("slack", &timestamped::SLACK, SecretOrigin::Issued),
+    Provider::new("hubspot", &timestamped::HUBSPOT, SecretOrigin::Issued),
+    Provider::new(
+        "standard-webhooks",
+        &standard_webhooks::STANDARD_WEBHOOKS,
+        SecretOrigin::Issued,
+    ),
+    Provider::new("token", &token::TOKEN, SecretOrigin::Chosen),
 ];
+
+/// Where a source's secret comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SecretOrigin {
+    /// The receiver chooses it and pastes it into the provider's settings
+    /// (Typeform, Tally, GitHub, a token): Form-Bridge can generate it.
+    Chosen,
+    /// The provider issues it (Stripe's `whsec_`, Slack's signing secret,
+    /// ...): it must be copied from the provider.
+    Issued,
+}
 
 /// How one family of providers checks a request. Implemented once per
 /// family; each provider is a value of the family's type in [`PROVIDERS`].
@@ -162,11 +177,27 @@ impl fmt::Display for SourceId {
 pub struct Provider {
     name: &'static str,
     verifier: &'static dyn Verifier,
+    secret: SecretOrigin,
 }
 
 impl Provider {
-    const fn new(name: &'static str, verifier: &'static dyn Verifier) -> Self {
-        Self { name, verifier }
+    const fn new(
+        name: &'static str,
+        verifier: &'static dyn Verifier,
+        secret: SecretOrigin,
+    ) -> Self {
+        Self {
+            name,
+            verifier,
+            secret,
+        }
+    }
+
+    /// Whether the receiver chooses the secret and gives it to the
+    /// provider (so Form-Bridge may generate it), rather than copying one
+    /// the provider issued.
+    pub fn receiver_chooses_secret(self) -> bool {
+        self.secret == SecretOrigin::Chosen
     }
 
     /// The provider named `name` (exact, lowercase).

@@ -45,13 +45,6 @@ const WEBHOOK_SECRET_BYTES: usize = 32;
 /// URL, and the text is also valid base64 for a `standard-webhooks` key.
 const SOURCE_SECRET_CHARS: usize = 44;
 
-/// The providers whose secret the receiver chooses: Typeform, Tally and
-/// GitHub take a secret typed into their webhook settings, and a `token`
-/// is part of the URL the receiver hands out. Form-Bridge can generate
-/// those. The others (Stripe, Slack, Shopify, HubSpot, Webflow, Formspree,
-/// Standard Webhooks senders) issue their own, which must be given.
-const RECEIVER_CHOSEN: [&str; 4] = ["typeform", "tally", "github", "token"];
-
 /// Why a document could not be made or changed. Never contains a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
@@ -95,13 +88,6 @@ pub struct SourceRotation {
     pub secrets: usize,
     /// The oldest secrets dropped to stay within [`MAX_SOURCE_SECRETS`].
     pub dropped: usize,
-}
-
-/// Whether the secret of a `provider` source is chosen on the receiver's
-/// side (so [`new_source_secret`] may make it), rather than issued by the
-/// provider and given to Form-Bridge.
-pub fn receiver_chooses_secret(provider: Provider) -> bool {
-    RECEIVER_CHOSEN.contains(&provider.as_str())
 }
 
 /// A fresh source secret from the operating system's CSPRNG: 44 letters
@@ -913,8 +899,8 @@ mod tests {
         }
         // The receiver chooses only where the provider takes a secret it
         // is given; every name in the table is a provider.
-        for name in RECEIVER_CHOSEN {
-            assert!(receiver_chooses_secret(provider(name)), "{name}");
+        for name in ["typeform", "tally", "github", "token"] {
+            assert!(provider(name).receiver_chooses_secret(), "{name}");
         }
         for name in [
             "stripe",
@@ -925,7 +911,7 @@ mod tests {
             "formspree",
             "standard-webhooks",
         ] {
-            assert!(!receiver_chooses_secret(provider(name)), "{name}");
+            assert!(!provider(name).receiver_chooses_secret(), "{name}");
         }
     }
 
