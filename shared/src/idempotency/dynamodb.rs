@@ -1,38 +1,4 @@
 //! The DynamoDB adapter: one table that every execution environment shares.
-//!
-//! One item per key, partition key `pk` (binary, the hashed key):
-//!
-//! | attribute | type | holds |
-//! | --- | --- | --- |
-//! | `pk` | B | [`IdempotencyKey::id`] (32 bytes) |
-//! | `fingerprint` | B | [`IdempotencyKey::fingerprint`] (32 bytes) |
-//! | `state` | S | `claimed`, then `done` |
-//! | `claim_token` | B | the token of the claim that wrote it (16 random bytes) |
-//! | `expires_at` | N | epoch seconds: the lease's end while `claimed`, the TTL's once `done` |
-//! | `submission_ids` | L of S | the answer, in request order, once `done` |
-//!
-//! Nothing else: no header value, signature or body is ever stored.
-//! `expires_at` is the table's TTL attribute, so DynamoDB deletes old
-//! answers and crashed claims by itself. It does so lazily (typically
-//! within days), so every check here also treats an item past
-//! `expires_at` as absent; a `claimed` item's `expires_at` being its lease
-//! end, a lapsed claim is simply an expired item.
-//!
-//! - [`claim`](IdempotencyStore::claim) is one conditional `PutItem`
-//!   (absent or expired) with `ReturnValuesOnConditionCheckFailure =
-//!   ALL_OLD`: the losing claim reads the item that beat it in the same
-//!   round trip ([`Claim::Replay`], [`Claim::Mismatch`] or
-//!   [`Claim::InProgress`]). Only if an answer lacks the item does a
-//!   strongly consistent `GetItem` follow.
-//! - [`complete`](IdempotencyStore::complete) is an `UpdateItem` on
-//!   condition that the item still carries the claim's token (or is gone),
-//!   [`release`](IdempotencyStore::release) a `DeleteItem` on condition of
-//!   the token: a request that outlived its lease never overwrites the
-//!   claim that came after it.
-//!
-//! Every call is safe to send again, so the SDK's retries stay on: a claim
-//! whose first attempt was written but whose answer was lost finds its own
-//! token in the item and is still [`Claim::New`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,8 +30,41 @@ const DONE: &str = "done";
 type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Keys in a DynamoDB table (`IDEMPOTENCY_TABLE`), shared by every Lambda
-/// execution environment; see the [module documentation](self) for the
-/// item and the calls.
+/// execution environment.
+///
+/// One item per key, partition key `pk` (binary, the hashed key):
+///
+/// | attribute | type | holds |
+/// | --- | --- | --- |
+/// | `pk` | B | [`IdempotencyKey::id`] (32 bytes) |
+/// | `fingerprint` | B | [`IdempotencyKey::fingerprint`] (32 bytes) |
+/// | `state` | S | `claimed`, then `done` |
+/// | `claim_token` | B | the token of the claim that wrote it (16 random bytes) |
+/// | `expires_at` | N | epoch seconds: the lease's end while `claimed`, the TTL's once `done` |
+/// | `submission_ids` | L of S | the answer, in request order, once `done` |
+///
+/// Nothing else: no header value, signature or body is ever stored.
+/// `expires_at` is the table's TTL attribute, so DynamoDB deletes old
+/// answers and crashed claims by itself. It does so lazily (typically
+/// within days), so every check here also treats an item past
+/// `expires_at` as absent; a `claimed` item's `expires_at` being its lease
+/// end, a lapsed claim is simply an expired item.
+///
+/// - [`claim`](IdempotencyStore::claim) is one conditional `PutItem`
+///   (absent or expired) with `ReturnValuesOnConditionCheckFailure =
+///   ALL_OLD`: the losing claim reads the item that beat it in the same
+///   round trip ([`Claim::Replay`], [`Claim::Mismatch`] or
+///   [`Claim::InProgress`]). Only if an answer lacks the item does a
+///   strongly consistent `GetItem` follow.
+/// - [`complete`](IdempotencyStore::complete) is an `UpdateItem` on
+///   condition that the item still carries the claim's token (or is gone),
+///   [`release`](IdempotencyStore::release) a `DeleteItem` on condition of
+///   the token: a request that outlived its lease never overwrites the
+///   claim that came after it.
+///
+/// Every call is safe to send again, so the SDK's retries stay on: a claim
+/// whose first attempt was written but whose answer was lost finds its own
+/// token in the item and is still [`Claim::New`].
 #[derive(Clone)]
 pub struct DynamoDbIdempotencyStore {
     client: Client,
