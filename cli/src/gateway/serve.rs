@@ -18,8 +18,11 @@ use ingest::Ingest;
 use shared::config::Env;
 use shared::idempotency::MemoryIdempotencyStore;
 use shared::publish::RetryPolicy;
+use shared::secret::Secret;
+use shared::source::{PROVIDERS, Provider, SourceId};
 use shared::store::{CachePolicy, CachedTenantStore, MemoryTenantStore};
 use shared::telemetry::Metrics;
+use shared::tenant::document::new_source_secret;
 use shared::tenant::{NewTenant, TenantDocument};
 use shared::{TenantId, TenantRecord, TenantStatus};
 use tokio::net::TcpListener;
@@ -270,6 +273,8 @@ pub async fn run(options: ServeArgs) -> anyhow::Result<Snapshot> {
 struct Demo {
     record: TenantRecord,
     signing_secret: String,
+    /// One source per provider, named after it, with its secret.
+    sources: Vec<(Provider, Secret)>,
     receiver_url: String,
     listener: TcpListener,
     receiver: Arc<Receiver>,
@@ -282,13 +287,22 @@ impl Demo {
             .context("cannot listen on a loopback port for the built-in receiver")?;
         let receiver_url = format!("http://{}/", listener.local_addr()?);
         let demo = TenantId::parse(DEMO_TENANT).context("the demo tenant's ID")?;
-        let document = TenantDocument::new(
+        let mut document = TenantDocument::new(
             &demo,
             &NewTenant {
                 destination: Some(&receiver_url),
                 ..NewTenant::default()
             },
         )?;
+        // Every provider can be tried at once: `send --provider P --source P`.
+        let mut sources = Vec::with_capacity(PROVIDERS.len());
+        for provider in PROVIDERS {
+            let secret = new_source_secret()?;
+            let id =
+                SourceId::parse(provider.as_str()).context("a provider's name as a source ID")?;
+            document.add_source(&id, *provider, &secret)?;
+            sources.push((*provider, secret));
+        }
         let record = document.validate()?;
         let signing_secret = document
             .current_signing_secret()
@@ -302,6 +316,7 @@ impl Demo {
         Ok(Self {
             record,
             signing_secret,
+            sources,
             receiver_url,
             listener,
             receiver: Arc::new(Receiver::new(secret, false)),
@@ -348,7 +363,7 @@ fn banner(
     let url = format!("http://{address}");
     output::line(format_args!("formbridge: local gateway listening on {url}"));
     output::line(format_args!(
-        "formbridge: POST {url}/v1/tenants/{{tenant_id}}/submissions · GET {url}/healthz · GET {url}/v1/dead-letters"
+        "formbridge: POST {url}/v1/tenants/{{tenant_id}}/submissions · POST {url}/v1/tenants/{{tenant_id}}/sources/{{source_id}} · GET {url}/healthz · GET {url}/v1/dead-letters"
     ));
     match demo {
         Some(demo) => {
@@ -365,6 +380,24 @@ fn banner(
                 "  echo '{{\"email\":\"ada@example.com\",\"message\":\"Hello\"}}' | {} send --url {url} --tenant {DEMO_TENANT} --secret {} -",
                 this_program(),
                 demo.signing_secret
+            ));
+            output::line(format_args!(
+                "formbridge: and one source per provider, at {url}/v1/tenants/{DEMO_TENANT}/sources/<provider>, secrets:"
+            ));
+            for (provider, secret) in &demo.sources {
+                output::line(format_args!(
+                    "  {:<18} {}",
+                    provider.as_str(),
+                    secret.expose()
+                ));
+            }
+            output::line(format_args!(
+                "  echo '{{\"event_id\":\"e1\",\"form_response\":{{}}}}' | {} send --url {url} --tenant {DEMO_TENANT} --provider typeform --source typeform --secret {} -",
+                this_program(),
+                demo.sources
+                    .iter()
+                    .find(|(p, _)| p.as_str() == "typeform")
+                    .map_or("", |(_, s)| s.expose())
             ));
         }
         None => {

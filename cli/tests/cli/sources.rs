@@ -565,3 +565,36 @@ async fn slacks_signed_url_check_is_answered_with_its_challenge_and_publishes_no
     let health = health_when(&client, &gateway, |_| true).await;
     assert_eq!(health["bus"]["accepted"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_built_in_demo_has_a_source_per_provider_and_its_printed_command_works() {
+    let gateway = Gateway::start(&[], &[]);
+    let hint = gateway.wait_for_line("the source command", |l| l.contains("--provider typeform"));
+    let args: Vec<&str> = hint.split_whitespace().collect();
+    let start = args.iter().position(|a| *a == "send").unwrap();
+    let body = br#"{"event_id":"e1","form_response":{}}"#;
+    let (code, out, err) = crate::harness::run(&args[start..], body, &[]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.lines().nth(1).unwrap().to_owned();
+    gateway.wait_for_line("the delivery", |l| {
+        l.contains(&format!("receiver: delivered {id} for demo"))
+    });
+    // Every provider has its source and printed secret: Stripe's works.
+    let secret_line =
+        gateway.wait_for_line("stripe's secret", |l| l.trim_start().starts_with("stripe "));
+    let secret = secret_line.split_whitespace().nth(1).unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let send = Send {
+        tenant: "demo",
+        secret: &secret,
+        ..Send::valid(case("stripe"))
+    };
+    let (status, answer_body) = answer(send.request(&client, &gateway)).await;
+    assert_eq!(status, 202, "{answer_body}");
+    let lines = gateway.stdout();
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("  ")).count() - 2,
+        PROVIDERS.len(),
+        "{lines:?}"
+    );
+}
