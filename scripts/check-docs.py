@@ -4,14 +4,23 @@
     .venv/bin/python scripts/check-docs.py PATH/TO/formbridge
 
 1. docs/openapi.yaml is a valid OpenAPI 3.1 document (openapi-spec-validator),
-   and its request examples are well formed: each says the status it gets,
-   that status is documented, and its error code is one the status lists.
+   and the request examples of both routes (submissions, sources) are well
+   formed: each says the status it gets, that status is documented for its
+   route, its error code is one the status lists, and its extensions are
+   known and fit the route (and, on the source route, the source's
+   provider).
 2. docs/protocol.md has its sections numbered as code comments cite them.
 3. Every request example is signed as it says (at run time, fresh
-   timestamp), posted to `formbridge serve --tenants examples/tenants.json`,
-   and gets its status; the answer matches the documented schema and code.
-   Documented statuses and codes that no example produces must be listed in
-   NOT_EXERCISED below with the reason; the list is checked both ways.
+   timestamp): on the submissions route with acme's signing secret, on the
+   source route as the source's provider signs, with the source's secret
+   from examples/tenants.json (Stripe, Slack, HubSpot, Typeform, a token).
+   It is posted to `formbridge serve --tenants examples/tenants.json` and
+   gets its status; the answer matches the documented schema and code (a
+   replay: the first answer again, with `Idempotent-Replayed: true`; Slack's
+   URL check: the challenge echoed). Documented statuses and codes that no
+   example produces on a route must be listed in NOT_EXERCISED below with
+   the reason; the list is checked both ways. The gateway's bus must hold
+   exactly the submissions answered 202, counted by ID.
 4. Each sender example (examples/send.mjs, send.py, send.sh) reproduces the
    test vector and gets 202 for a JSON body and a form.
 5. The code blocks of docs/senders.md are the example files, byte for byte.
@@ -48,7 +57,11 @@ PROTOCOL = ROOT / "docs" / "protocol.md"
 SENDERS = ROOT / "docs" / "senders.md"
 EXAMPLES = ROOT / "examples"
 TENANTS = EXAMPLES / "tenants.json"
-ROUTE = "/v1/tenants/{tenant_id}/submissions"
+# The two routes whose examples are run, by the short name used below.
+ROUTES = {
+    "submissions": "/v1/tenants/{tenant_id}/submissions",
+    "sources": "/v1/tenants/{tenant_id}/sources/{source_id}",
+}
 
 # The published test vector (docs/protocol.md, section 1).
 VECTOR = {
@@ -61,6 +74,8 @@ VECTOR = {
 }
 # A secret acme does not have (wrong-secret; the old half of rotation).
 OTHER_SECRET = "fb_retired_0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+# A secret (and token) none of acme's sources has.
+OTHER_SOURCE_SECRET = "not_this_sources_secret_7e8f9a0b1c2d"
 
 PROTOCOL_SECTIONS = [
     "1. Sending a submission",
@@ -75,39 +90,67 @@ PROTOCOL_SECTIONS = [
     "10. Each submission accepted once",
 ]
 
-# Documented (status, code) pairs that no example can produce against
-# `formbridge serve`, and why. For answers from API Gateway the "code" is
-# its `message`. Checked both ways: a documented pair neither exercised nor
-# listed here fails, and so does an entry here that is exercised or no
-# longer documented.
+# Documented (route, status, code) triples that no example can produce
+# against `formbridge serve`, and why. For answers from API Gateway the
+# "code" is its `message`. Checked both ways: a documented triple neither
+# exercised nor listed here fails, and so does an entry here that is
+# exercised or no longer documented.
+NOT_BASE64 = (
+    "needs a body marked base64 that is not base64; API Gateway and the local "
+    "gateway only mark bodies they encoded themselves"
+)
+THROTTLED = "API Gateway's stage throttling: deployed stacks only"
+NO_AUTHORIZER = (
+    "a stack deployed without its authorizer; the local gateway always passes "
+    "the authorizer's context"
+)
+STORE_FAILS = (
+    "a failing idempotency store; the local gateway's is in memory and cannot fail "
+    "(exercised by ingest/tests/ingest/dynamodb.rs)"
+)
 NOT_EXERCISED = {
-    (400, "malformed_body"): (
-        "needs a body marked base64 that is not base64; API Gateway and the local "
-        "gateway only mark bodies they encoded themselves"
-    ),
-    (401, "missing_digest"): (
+    ("submissions", 400, "malformed_body"): NOT_BASE64,
+    ("submissions", 401, "missing_digest"): (
         "Content-Digest is an identity source: API Gateway and the local gateway answer "
         "401 Unauthorized before ingest runs (exercised as missing-digest)"
     ),
-    (429, "Too Many Requests"): "API Gateway's stage throttling: deployed stacks only",
-    (400, "invalid_idempotency_key"): (
-        "examples are signed without an Idempotency-Key; exercised by "
-        "ingest/tests/ingest/idempotency.rs"
-    ),
-    (409, "request_in_progress"): (
+    ("submissions", 409, "request_in_progress"): (
         "needs two copies of a request at the same moment; exercised by "
         "ingest/tests/ingest/idempotency.rs and cli/tests/cli/serve.rs"
     ),
-    (422, "idempotency_key_reused"): (
-        "needs an earlier request with the same key; exercised by "
-        "ingest/tests/ingest/idempotency.rs"
+    ("submissions", 429, "Too Many Requests"): THROTTLED,
+    ("submissions", 500, "missing_authorizer_context"): NO_AUTHORIZER,
+    ("submissions", 503, "idempotency_unavailable"): STORE_FAILS,
+    ("sources", 400, "malformed_body"): NOT_BASE64,
+    ("sources", 400, "too_many_parts"): (
+        "needs a multipart body of 1,001 parts; exercised by ingest/src/body.rs "
+        "(multipart_parts_are_bounded)"
     ),
-    (503, "idempotency_unavailable"): (
-        "a failing idempotency store; the local gateway's is in memory and cannot fail"
+    ("sources", 403, "unknown_source"): (
+        "ingest's answer when the source was removed after the authorizer let the "
+        "request in, within the record cache's time; otherwise the authorizer answers "
+        "403 Forbidden first (exercised as unknown-source)"
     ),
-    (500, "missing_authorizer_context"): (
-        "a stack deployed without its authorizer; the local gateway always passes "
-        "the authorizer's context"
+    ("sources", 403, "tenant_suspended"): (
+        "ingest's answer when the tenant was suspended after the authorizer let the "
+        "request in, within the record cache's time; otherwise the authorizer answers "
+        "403 Forbidden first"
+    ),
+    ("sources", 409, "request_in_progress"): (
+        "needs two copies of a delivery at the same moment; exercised by "
+        "cli/tests/cli/sources.rs"
+    ),
+    ("sources", 429, "Too Many Requests"): THROTTLED,
+    ("sources", 500, "missing_authorizer_context"): NO_AUTHORIZER,
+    ("sources", 503, "bus_unavailable"): (
+        "a delivery is one event and the local gateway's queue holds at least 10, so "
+        "filling it takes concurrent requests; the queue-full answer is exercised on "
+        "the submissions route (queue-full)"
+    ),
+    ("sources", 503, "idempotency_unavailable"): STORE_FAILS,
+    ("sources", 503, "tenant_store_unavailable"): (
+        "the tenant's record could not be read; the local gateway's records are in "
+        "memory and cannot fail"
     ),
 }
 
@@ -116,6 +159,31 @@ SIGNING_MODES = {
     "wrong-secret", "stale-timestamp", "future-timestamp", "malformed-signature",
     "tamper-body", "bad-digest",
 }
+# Source route: the modes for a provider that signs, and for `token`.
+PROVIDER_SIGNING_MODES = {
+    "valid", "wrong-secret", "stale-timestamp", "future-timestamp", "omit-signature",
+    "tamper-body",
+}
+TOKEN_SIGNING_MODES = {"valid", "wrong-token", "omit-token"}
+
+# The extensions each route's examples may carry (docs/openapi.yaml's
+# description says what each does); any other `x-formbridge-` is a typo.
+COMMON_EXTENSIONS = {
+    "x-formbridge-expect", "x-formbridge-code", "x-formbridge-tenant",
+    "x-formbridge-content-type", "x-formbridge-raw-body", "x-formbridge-pad-to",
+    "x-formbridge-gateway", "x-formbridge-idempotency-key", "x-formbridge-sent-before",
+}
+EXTENSIONS = {
+    "submissions": COMMON_EXTENSIONS | {"x-formbridge-signing"},
+    "sources": COMMON_EXTENSIONS | {
+        "x-formbridge-source", "x-formbridge-provider", "x-formbridge-provider-signing",
+        "x-formbridge-file-parts",
+    },
+}
+
+# Multipart examples are sent with this boundary (unless the example's
+# x-formbridge-content-type says otherwise).
+BOUNDARY = "formbridge-example-boundary"
 
 # The gateway's own settings come from the command line and the examples'
 # `x-formbridge-gateway`, never from the caller's shell.
@@ -123,6 +191,7 @@ GATEWAY_ENV_PREFIXES = (
     "REPLAY_WINDOW_SECONDS", "MAX_BODY_BYTES", "SECRET_CACHE_TTL_SECONDS",
     "TENANT_SECRET_PREFIX", "EVENT_SOURCE", "ALLOW_PRIVATE_DESTINATIONS",
     "DELIVERY_", "BREAKER_", "FORMBRIDGE_", "LOG_LEVEL", "AWS_LAMBDA_LOG_LEVEL",
+    "IDEMPOTENCY_",
 )
 
 passed = 0
@@ -152,9 +221,16 @@ def v1(secret, timestamp, tenant, digest):
     return "v1=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def signed_request(mode, tenant, body):
-    """The headers and the body to send for an example signed as `mode`."""
-    now = int(time.time())
+def tampered(body):
+    """`body` with its first letter's case flipped: the same length, not the
+    bytes that were signed."""
+    at = next(i for i, b in enumerate(body) if chr(b).isalpha())
+    return body[:at] + bytes([body[at] ^ 0x20]) + body[at + 1:]
+
+
+def signed_request(mode, tenant, body, now):
+    """The headers and the body to send for a submissions route example
+    signed as `mode` at `now`."""
     timestamp = {"stale-timestamp": now - 3600, "future-timestamp": now + 3600}.get(mode, now)
     timestamp = str(timestamp)
     digest = content_digest(body)
@@ -179,9 +255,98 @@ def signed_request(mode, tenant, body):
     if omitted:
         del headers[omitted]
     if mode == "tamper-body":
-        at = next(i for i, b in enumerate(body) if chr(b).isalpha())
-        body = body[:at] + bytes([body[at] ^ 0x20]) + body[at + 1:]
+        body = tampered(body)
     return headers, body
+
+
+# Providers as they sign their webhooks (docs/protocol.md, section 9), for
+# the providers the examples use. Each takes the secret, the timestamp in
+# the provider's unit, the method, the URL called and the raw body, and
+# returns the headers to send.
+
+
+def mac(secret, message):
+    return hmac.new(secret.encode(), message, hashlib.sha256).digest()
+
+
+def sign_stripe(secret, ts, method, url, body):
+    return {"Stripe-Signature": f"t={ts},v1=" + mac(secret, f"{ts}.".encode() + body).hex()}
+
+
+def sign_slack(secret, ts, method, url, body):
+    return {
+        "X-Slack-Request-Timestamp": str(ts),
+        "X-Slack-Signature": "v0=" + mac(secret, f"v0:{ts}:".encode() + body).hex(),
+    }
+
+
+def sign_hubspot(secret, ts, method, url, body):
+    # v3: method, URL, body and timestamp, no separators. HubSpot decodes a
+    # few escapes in the URL before signing; the examples' URLs have none.
+    signature = mac(secret, f"{method}{url}".encode() + body + str(ts).encode())
+    return {
+        "X-HubSpot-Request-Timestamp": str(ts),
+        "X-HubSpot-Signature-v3": base64.b64encode(signature).decode(),
+    }
+
+
+def sign_typeform(secret, ts, method, url, body):
+    return {"Typeform-Signature": "sha256=" + base64.b64encode(mac(secret, body)).decode()}
+
+
+# provider: (units of its timestamp per second, or None when it signs no
+# timestamp; the header that carries the signature; the signer)
+PROVIDER_SIGNERS = {
+    "stripe": (1, "Stripe-Signature", sign_stripe),
+    "slack": (1, "X-Slack-Signature", sign_slack),
+    "hubspot": (1000, "X-HubSpot-Signature-v3", sign_hubspot),
+    "typeform": (None, "Typeform-Signature", sign_typeform),
+}
+
+
+def source_modes(provider):
+    """The x-formbridge-provider-signing modes that apply to `provider`."""
+    if provider == "token":
+        return TOKEN_SIGNING_MODES
+    if provider not in PROVIDER_SIGNERS:
+        return set()
+    if PROVIDER_SIGNERS[provider][0] is None:
+        return PROVIDER_SIGNING_MODES - {"stale-timestamp", "future-timestamp"}
+    return PROVIDER_SIGNING_MODES
+
+
+def token_query(mode, secret):
+    """A `token` source's query string for `mode` ("" for none)."""
+    token = {"valid": secret, "wrong-token": OTHER_SOURCE_SECRET}.get(mode)
+    return "" if token is None else urllib.parse.urlencode({"token": token})
+
+
+def provider_request(mode, provider, secret, url, body, now):
+    """The headers and the body to send to a source whose provider signs,
+    signed as `mode` at `now` for the full `url` called."""
+    per_second, signature_header, sign = PROVIDER_SIGNERS[provider]
+    seconds = {"stale-timestamp": now - 3600, "future-timestamp": now + 3600}.get(mode, now)
+    ts = seconds * (per_second or 1)
+    headers = sign(OTHER_SOURCE_SECRET if mode == "wrong-secret" else secret, ts, "POST", url, body)
+    if mode == "omit-signature":
+        del headers[signature_header]
+    if mode == "tamper-body":
+        body = tampered(body)
+    return headers, body
+
+
+def load_sources():
+    """acme's sources in examples/tenants.json: {source ID: (provider, current
+    secret)}. Raises ValueError, saying what is wrong, for a file without them."""
+    try:
+        records = json.loads(TENANTS.read_text())
+        records = records if isinstance(records, list) else [records]
+        acme = next((r for r in records if r.get("tenant_id") == VECTOR["tenant"]), None)
+        if acme is None:
+            raise ValueError(f"no tenant {VECTOR['tenant']}")
+        return {sid: (s["provider"], s["secrets"][0]) for sid, s in acme.get("sources", {}).items()}
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+        raise ValueError(f"{TENANTS.relative_to(ROOT)}: {type(e).__name__}: {e}") from e
 
 
 # ---------------------------------------------------------------- the spec
@@ -221,15 +386,38 @@ def schema_validator(spec, schema):
     return Draft202012Validator(root)
 
 
-def example_body(name, media, example):
-    value = example["value"]
-    if media != "application/json" or example.get("x-formbridge-raw-body"):
+def multipart_body(name, value, files):
+    """A multipart/form-data body of `value`'s fields, in order, with
+    BOUNDARY; the fields named in `files` are file parts."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: a multipart example's value must be an object of fields")
+    out = b""
+    for field, values in value.items():
+        for text in values if isinstance(values, list) else [values]:
+            disposition = f'form-data; name="{field}"'
+            part_type = ""
+            if field in files:
+                disposition += f'; filename="{files[field]}"'
+                part_type = "Content-Type: application/octet-stream\r\n"
+            out += (f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n{part_type}\r\n"
+                    f"{text}\r\n").encode()
+    return out + f"--{BOUNDARY}--\r\n".encode()
+
+
+def example_body(ex, value=None, pad=True):
+    """The bytes of the example's body (of `value` instead, for the body
+    sent before it, which is not padded)."""
+    name, media, example = ex["name"], ex["media"], ex["example"]
+    value = example["value"] if value is None else value
+    if example.get("x-formbridge-raw-body") or media == "application/x-www-form-urlencoded":
         if not isinstance(value, str):
             raise ValueError(f"{name}: a raw body must be a string")
         body = value.encode()
+    elif media == "multipart/form-data":
+        body = multipart_body(name, value, example.get("x-formbridge-file-parts", {}))
     else:
         body = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-    pad_to = example.get("x-formbridge-pad-to")
+    pad_to = example.get("x-formbridge-pad-to") if pad else None
     if pad_to is not None:
         marker = b'"padding":""'
         if marker not in body or pad_to < len(body):
@@ -239,30 +427,80 @@ def example_body(name, media, example):
     return body
 
 
-def load_examples(spec):
-    """Every request example of the submissions route, as a dict."""
-    operation = spec["paths"][ROUTE]["post"]
+def default_content_type(media):
+    return f"{media}; boundary={BOUNDARY}" if media == "multipart/form-data" else media
+
+
+def load_examples(spec, sources):
+    """Every request example of both routes, as a dict."""
     out = []
-    for media, content in operation["requestBody"]["content"].items():
-        for name, example in content.get("examples", {}).items():
-            example = deref(spec, example)
-            out.append({
-                "name": name,
-                "media": media,
-                "example": example,
-                "schema": content["schema"],
-                "expect": example.get("x-formbridge-expect"),
-                "code": example.get("x-formbridge-code"),
-                "signing": example.get("x-formbridge-signing", "valid"),
-                "tenant": example.get("x-formbridge-tenant", VECTOR["tenant"]),
-                "content_type": example.get("x-formbridge-content-type", media),
-                "gateway": example.get("x-formbridge-gateway", {}),
-            })
+    for route, path in ROUTES.items():
+        operation = spec["paths"][path]["post"]
+        for media, content in operation["requestBody"]["content"].items():
+            for name, example in content.get("examples", {}).items():
+                example = deref(spec, example)
+                source = example.get("x-formbridge-source")
+                provider = sources.get(source, (example.get("x-formbridge-provider"), None))[0]
+                out.append({
+                    "route": route,
+                    "name": f"{route} {name}",
+                    "media": media,
+                    "example": example,
+                    "schema": content["schema"],
+                    "expect": example.get("x-formbridge-expect"),
+                    "code": example.get("x-formbridge-code"),
+                    "signing": example.get(
+                        "x-formbridge-signing" if route == "submissions" else "x-formbridge-provider-signing",
+                        "valid"),
+                    "tenant": example.get("x-formbridge-tenant", VECTOR["tenant"]),
+                    "source": source,
+                    "provider": provider,
+                    "secret": sources.get(source, (None, OTHER_SOURCE_SECRET))[1],
+                    "content_type": example.get("x-formbridge-content-type", default_content_type(media)),
+                    "idempotency_key": example.get("x-formbridge-idempotency-key"),
+                    "sent_before": example.get("x-formbridge-sent-before"),
+                    "gateway": example.get("x-formbridge-gateway", {}),
+                })
     return out
 
 
+def example_problems(spec, codes, ex):
+    """What is wrong with one example as written (not yet sent)."""
+    where = f"example {ex['name']}"
+    route_codes = codes[ex["route"]]
+    if not isinstance(ex["expect"], int) or ex["expect"] not in route_codes:
+        return [f"{where}: x-formbridge-expect {ex['expect']!r} is not a documented status"]
+    problems = []
+    unknown = {k for k in ex["example"] if k.startswith("x-formbridge-")} - EXTENSIONS[ex["route"]]
+    if unknown:
+        problems.append(f"{where}: extensions {sorted(unknown)} do not apply to the {ex['route']} route")
+    if ex["route"] == "submissions":
+        if ex["signing"] not in SIGNING_MODES:
+            problems.append(f"{where}: unknown x-formbridge-signing {ex['signing']!r}")
+    elif not isinstance(ex["source"], str):
+        problems.append(f"{where}: no x-formbridge-source")
+    elif ex["signing"] not in source_modes(ex["provider"]):
+        problems.append(f"{where}: x-formbridge-provider-signing {ex['signing']!r} does not apply to "
+                        f"provider {ex['provider']!r} (the source's in examples/tenants.json, else "
+                        "x-formbridge-provider), or no signer for that provider here")
+    if not (200 <= ex["expect"] < 300) and ex["code"] not in route_codes[ex["expect"]]:
+        problems.append(f"{where}: x-formbridge-code {ex['code']!r} is not listed for {ex['expect']}")
+    try:
+        body = example_body(ex)
+        if ex["sent_before"] is not None:
+            example_body(ex, ex["sent_before"], pad=False)
+    except ValueError as e:
+        return problems + [str(e)]
+    if 200 <= ex["expect"] < 300 and ex["media"] in ("application/json", "multipart/form-data"):
+        value = json.loads(body) if ex["media"] == "application/json" else ex["example"]["value"]
+        errors = list(schema_validator(spec, ex["schema"]).iter_errors(value))
+        if errors:
+            problems.append(f"{where}: does not match the request schema: {errors[0].message}")
+    return problems
+
+
 def check_spec():
-    """Validates the document; returns (spec, examples, codes by status) or None."""
+    """Validates the document; returns (spec, examples, {route: {status: codes}}) or None."""
     try:
         spec = yaml.safe_load(OPENAPI.read_text())
         validate_openapi(spec)
@@ -271,32 +509,19 @@ def check_spec():
         return None
     check("docs/openapi.yaml is a valid OpenAPI 3.1 document", spec.get("openapi", "").startswith("3.1"),
           f"openapi: {spec.get('openapi')}")
-    responses = spec["paths"][ROUTE]["post"]["responses"]
     codes = {}
-    for status, response in responses.items():
-        response = deref(spec, response)
-        schema = response["content"]["application/json"]["schema"]
-        codes[int(status)] = documented_codes(spec, schema)
-    examples = load_examples(spec)
-    problems = []
-    for ex in examples:
-        where = f"example {ex['name']}"
-        if not isinstance(ex["expect"], int) or ex["expect"] not in codes:
-            problems.append(f"{where}: x-formbridge-expect {ex['expect']!r} is not a documented status")
-            continue
-        if ex["signing"] not in SIGNING_MODES:
-            problems.append(f"{where}: unknown x-formbridge-signing {ex['signing']!r}")
-        if ex["expect"] != 202 and ex["code"] not in codes[ex["expect"]]:
-            problems.append(f"{where}: x-formbridge-code {ex['code']!r} is not listed for {ex['expect']}")
-        try:
-            body = example_body(ex["name"], ex["media"], ex["example"])
-        except ValueError as e:
-            problems.append(str(e))
-            continue
-        if ex["expect"] == 202 and ex["media"] == "application/json":
-            errors = list(schema_validator(spec, ex["schema"]).iter_errors(json.loads(body)))
-            if errors:
-                problems.append(f"{where}: does not match the request schema: {errors[0].message}")
+    for route, path in ROUTES.items():
+        codes[route] = {}
+        for status, response in spec["paths"][path]["post"]["responses"].items():
+            schema = deref(spec, response)["content"]["application/json"]["schema"]
+            codes[route][int(status)] = documented_codes(spec, schema)
+    try:
+        sources = load_sources()
+    except ValueError as e:
+        check("examples/tenants.json gives acme's sources", False, str(e))
+        return None
+    examples = load_examples(spec, sources)
+    problems = [p for ex in examples for p in example_problems(spec, codes, ex)]
     check(f"docs/openapi.yaml: {len(examples)} request examples name a documented status, code and signing",
           not problems, "; ".join(problems))
     return spec, examples, codes
@@ -304,7 +529,7 @@ def check_spec():
 
 def check_protocol_sections():
     headings = re.findall(r"^## (\d+\. .+?)\s*$", PROTOCOL.read_text(), re.MULTILINE)
-    check("docs/protocol.md: sections 1 to 8 as code comments cite them",
+    check(f"docs/protocol.md: sections 1 to {len(PROTOCOL_SECTIONS)} as code comments cite them",
           headings == PROTOCOL_SECTIONS, f"found {headings}")
 
 
@@ -394,19 +619,55 @@ class Gateway:
             self.process.wait()
 
 
-def run_example(spec, codes, gateway, ex):
-    """Posts one example; returns the (status, code) it exercised, or None."""
-    name = f"example {ex['name']}: {ex['expect']}" + (f" {ex['code']}" if ex["code"] else "")
-    body = example_body(ex["name"], ex["media"], ex["example"])
-    headers, body = signed_request(ex["signing"], ex["tenant"], body)
+def example_request(gateway, ex, value, pad, now):
+    """The path (with its query), body and headers for the example's
+    body (or `value`, sent before it), signed at `now`."""
+    body = example_body(ex, value, pad)
+    tenant = urllib.parse.quote(ex["tenant"], safe="")
+    if ex["route"] == "submissions":
+        path = ROUTES["submissions"].replace("{tenant_id}", tenant)
+        headers, body = signed_request(ex["signing"], ex["tenant"], body, now)
+    else:
+        source = urllib.parse.quote(ex["source"], safe="")
+        path = ROUTES["sources"].replace("{tenant_id}", tenant).replace("{source_id}", source)
+        if ex["provider"] == "token":
+            query = token_query(ex["signing"], ex["secret"])
+            path += f"?{query}" if query else ""
+            headers = {}
+        else:
+            url = f"http://127.0.0.1:{gateway.port}{path}"
+            headers, body = provider_request(ex["signing"], ex["provider"], ex["secret"], url, body, now)
     if ex["content_type"]:
         headers["Content-Type"] = ex["content_type"]
-    path = ROUTE.replace("{tenant_id}", urllib.parse.quote(ex["tenant"], safe=""))
+    if ex["idempotency_key"] is not None:
+        headers["Idempotency-Key"] = ex["idempotency_key"]
+    return path, body, headers
+
+
+def run_example(spec, codes, gateway, ex):
+    """Posts one example (after its x-formbridge-sent-before). Returns the
+    (route, status, code) it exercised (None unless it got what is
+    documented) and the IDs of the submissions accepted, counted by the bus
+    check whatever the example got."""
+    name = f"example {ex['name']}: {ex['expect']}" + (f" {ex['code']}" if ex["code"] else "")
+    now = int(time.time())
+    accepted = []
+    before_ids = None
     try:
-        status, response_headers, answer = gateway.request("POST", path, body, headers)
+        if ex["sent_before"] is not None:
+            status, _, answer = gateway.request("POST", *example_request(gateway, ex, ex["sent_before"], False, now))
+            try:
+                before_ids = json.loads(answer)["submission_ids"] if status == 202 else None
+            except (ValueError, KeyError, TypeError):
+                before_ids = None
+            if before_ids is None:
+                check(name, False, f"the body sent before got {status}, not 202: {answer[:300]!r}")
+                return None, accepted
+            accepted += before_ids
+        status, response_headers, answer = gateway.request("POST", *example_request(gateway, ex, None, True, now))
     except OSError as e:
         check(name, False, f"request failed: {e}")
-        return None
+        return None, accepted
     problems = []
     if status != ex["expect"]:
         problems.append(f"got {status}")
@@ -416,31 +677,40 @@ def run_example(spec, codes, gateway, ex):
         document = None
         problems.append("the answer is not JSON")
     code = None
-    responses = spec["paths"][ROUTE]["post"]["responses"]
+    responses = spec["paths"][ROUTES[ex["route"]]]["post"]["responses"]
     if document is not None and str(status) in responses:
         schema = deref(spec, responses[str(status)])["content"]["application/json"]["schema"]
         errors = list(schema_validator(spec, schema).iter_errors(document))
         if errors:
             problems.append(f"the answer does not match the documented schema: {errors[0].message}")
-        if status != 202 and isinstance(document, dict):
+        if not (200 <= status < 300) and isinstance(document, dict):
             code = (document.get("error") or {}).get("code") or document.get("message")
-            if code not in codes.get(status, set()):
+            if code not in codes[ex["route"]].get(status, set()):
                 problems.append(f"code {code!r} is not one the spec lists for {status}")
             elif ex["code"] and code != ex["code"]:
                 problems.append(f"code {code!r}, documented {ex['code']!r}")
+    value = ex["example"]["value"]
+    replayed = response_headers.get("Idempotent-Replayed")
+    if replayed is not None and (status != 202 or replayed != "true"):
+        problems.append(f"Idempotent-Replayed: {replayed} on a {status}")
     if status == 202 and isinstance(document, dict):
-        value = ex["example"]["value"]
-        count = len(value) if ex["media"] == "application/json" and isinstance(value, list) else 1
         ids = document.get("submission_ids", [])
+        accepted += ids if isinstance(ids, list) else []
+        if ex["route"] == "sources":
+            count = 1  # a delivery is one submission, whatever its body holds
+        else:
+            count = len(value) if ex["media"] == "application/json" and isinstance(value, list) else 1
         if len(ids) != count:
             problems.append(f"{len(ids)} submission IDs for {count} submissions")
+        if before_ids is not None and (replayed != "true" or ids != before_ids):
+            problems.append(f"not the first answer again ({before_ids}) with Idempotent-Replayed: true")
+    if status == 200 and isinstance(document, dict) and isinstance(value, dict):
+        if document != {"challenge": value.get("challenge")}:
+            problems.append("the answer is not the request's challenge")
     if status == 503 and response_headers.get("Retry-After") != "1":
         problems.append("no Retry-After: 1 (documented for the local gateway)")
     check(name, not problems, "; ".join(problems) + (f"; answer {answer[:300]!r}" if problems else ""))
-    if problems:
-        return None
-    accepted = document["submission_ids"] if status == 202 else []
-    return (status, code), accepted
+    return (None if problems else (ex["route"], status, code)), accepted
 
 
 # ---------------------------------------------------------------- senders
@@ -523,6 +793,15 @@ def check_examples_readme():
     readme = (EXAMPLES / "README.md").read_text()
     check("examples/README.md gives receive the destination secret of examples/tenants.json",
           f"--secret {secret}" in readme)
+    try:
+        sources = load_sources()
+    except ValueError as e:
+        check("examples/README.md lists the sources of examples/tenants.json", False, str(e))
+        return
+    rows = {sid: f"| `{sid}` | `{provider}` | `{secret}` |" for sid, (provider, secret) in sources.items()}
+    missing = [sid for sid, row in rows.items() if row not in readme]
+    check(f"examples/README.md lists the {len(rows)} sources of examples/tenants.json with their secrets",
+          rows and not missing, f"no row for {missing}")
 
 
 def check_self_contained():
@@ -576,15 +855,15 @@ def main():
         if not all([gateways[s].wait_ready(spec) for s in setups]):
             return finish()
         # By ID: the same signed request sent again (the senders sign the
-        # same body within a second) is answered with the first answer and
-        # accepted once.
+        # same body within a second; the replay examples send theirs twice)
+        # is answered with the first answer and accepted once.
         accepted = set()
         for ex in examples:
-            result = run_example(spec, codes, gateways[setup_of(ex)], ex)
-            if result:
-                exercised.add(result[0])
-                if setup_of(ex) == ((), ()):
-                    accepted.update(result[1])
+            triple, ids = run_example(spec, codes, gateways[setup_of(ex)], ex)
+            if triple:
+                exercised.add(triple)
+            if setup_of(ex) == ((), ()):
+                accepted.update(ids)
         accepted.update(check_senders(gateways[((), ())]))
         status, _, health = gateways[((), ())].request("GET", "/healthz")
         bus = json.loads(health).get("bus", {}) if status == 200 else {}
@@ -601,15 +880,18 @@ def main():
         for gateway in gateways.values():
             gateway.kill()
 
-    documented = {(status, code) for status, listed in codes.items() for code in listed}
-    documented |= {(status, None) for status, listed in codes.items() if not listed}
+    documented = set()
+    for route, by_status in codes.items():
+        for status, listed in by_status.items():
+            documented |= {(route, status, code) for code in listed or [None]}
     missing = documented - exercised - set(NOT_EXERCISED)
     stale = [key for key in NOT_EXERCISED if key in exercised or key not in documented]
-    check(f"every documented status and code is exercised or listed as not ({len(documented)} documented)",
+    check(f"every documented status and code of both routes is exercised or listed as not "
+          f"({len(documented)} documented, {len(exercised)} exercised)",
           not missing and not stale,
           f"neither exercised nor listed: {sorted(missing, key=str)}; listed but {stale}")
-    for (status, code), reason in sorted(NOT_EXERCISED.items()):
-        print(f"not exercised: {status} {code}: {reason}")
+    for (route, status, code), reason in sorted(NOT_EXERCISED.items(), key=str):
+        print(f"not exercised: {route} {status} {code}: {reason}")
     return finish()
 
 
