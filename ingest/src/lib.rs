@@ -631,9 +631,7 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
             verified.signed_timestamp(),
             request.body,
         );
-        let by_id = |id: &str| {
-            IdempotencyKey::from_event_id(&tenant.id, source_id.as_str(), id, request.body)
-        };
+        let by_id = |id: &str| IdempotencyKey::from_event_id(&tenant.id, source_id.as_str(), id);
         let mut keys = header_key(tenant, request)?;
         match (&body_id, verified.delivery_id()) {
             (Some(id), _) => keys.push(by_id(id)),
@@ -649,6 +647,7 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
                 id: source_id,
                 provider: provider.as_str(),
                 event_id,
+                event_type: verified.event_type().map(str::to_owned),
             }),
         }))
     }
@@ -689,6 +688,7 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
             id: Cow::Borrowed(s.id.as_str()),
             provider: Cow::Borrowed(s.provider),
             event_id: s.event_id.as_deref().map(Cow::Borrowed),
+            event_type: s.event_type.as_deref().map(Cow::Borrowed),
         });
         let entries: Vec<BusEntry> = read
             .payloads
@@ -851,6 +851,7 @@ struct OwnedSource {
     id: SourceId,
     provider: &'static str,
     event_id: Option<String>,
+    event_type: Option<String>,
 }
 
 /// The submissions route's request: the body checked against the signed

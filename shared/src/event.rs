@@ -131,6 +131,10 @@ pub struct SubmissionSource<'a> {
     /// The provider's event or delivery ID, when it gave one.
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<Cow<'a, str>>,
+    /// The event's type, when the provider names it in a header rather
+    /// than the body (GitHub `X-GitHub-Event`, Shopify `X-Shopify-Topic`).
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<Cow<'a, str>>,
 }
 
 /// `received_at`: RFC 3339 in UTC with milliseconds, as in
@@ -278,6 +282,7 @@ mod tests {
                 id: "stripe-live".into(),
                 provider: "stripe".into(),
                 event_id: Some("evt_1".into()),
+                event_type: None,
             }),
         };
         assert!(detail.to_json().ends_with(

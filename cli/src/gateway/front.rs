@@ -250,8 +250,10 @@ fn authorizer_event(tenant_id: &str) -> AuthorizerEvent {
 }
 
 /// The headers as ingest reads them from a payload 2.0 event: names
-/// lowercase, repeated headers joined with commas. API Gateway adds
-/// `x-forwarded-proto` (always `https` there); here it is `http`.
+/// lowercase, repeated headers joined with commas. API Gateway sets
+/// `x-forwarded-proto` (always `https` there); here it is `http` unless a
+/// proxy in front (a tunnel) says otherwise: a source's signed URL (HubSpot)
+/// is the URL its sender called.
 fn ingest_headers(headers: &HeaderMap) -> Headers {
     let mut ingest = Headers {
         content_type: joined(headers, CONTENT_TYPE.as_str()),
@@ -260,24 +262,24 @@ fn ingest_headers(headers: &HeaderMap) -> Headers {
         idempotency_key: joined(headers, IDEMPOTENCY_KEY_HEADER),
         others: Vec::new(),
     };
-    for name in headers.keys() {
-        let name = name.as_str();
-        let known = [
-            CONTENT_TYPE.as_str(),
-            CONTENT_DIGEST_HEADER,
-            TIMESTAMP_HEADER,
-            IDEMPOTENCY_KEY_HEADER,
-            "x-forwarded-proto",
-        ];
+    let known = [
+        CONTENT_TYPE.as_str(),
+        CONTENT_DIGEST_HEADER,
+        TIMESTAMP_HEADER,
+        IDEMPOTENCY_KEY_HEADER,
+    ];
+    for name in headers.keys().map(HeaderName::as_str) {
         if !known.contains(&name)
             && let Some(value) = joined(headers, name)
         {
             ingest.others.push((name.to_owned(), value));
         }
     }
-    ingest
-        .others
-        .push(("x-forwarded-proto".to_owned(), "http".to_owned()));
+    if !headers.contains_key("x-forwarded-proto") {
+        ingest
+            .others
+            .push(("x-forwarded-proto".to_owned(), "http".to_owned()));
+    }
     ingest
 }
 

@@ -198,7 +198,12 @@ impl<'a> Send<'a> {
                 request = request.header(*name, value);
             }
         }
-        request
+        // The headers naming the event's type, which are not signed.
+        match self.provider {
+            "github" => request.header("x-github-event", "issues"),
+            "shopify" => request.header("x-shopify-topic", "orders/create"),
+            _ => request,
+        }
     }
 }
 
@@ -232,6 +237,17 @@ async fn every_provider_is_accepted_once_and_delivered_with_its_source() {
         assert_eq!(data["tenant_id"], "acme");
         assert_eq!(data["content_type"], c.content_type);
         assert_eq!(data["source"]["id"], c.provider);
+        let event_type = match c.provider {
+            "github" => Some("issues"),
+            "shopify" => Some("orders/create"),
+            _ => None,
+        };
+        assert_eq!(
+            data["source"]["event_type"].as_str(),
+            event_type,
+            "{}",
+            c.provider
+        );
         assert_eq!(data["source"]["provider"], c.provider);
         let event_id = data["source"]["event_id"].as_str();
         match c.event_id {
@@ -597,4 +613,63 @@ async fn the_built_in_demo_has_a_source_per_provider_and_its_printed_command_wor
         PROVIDERS.len(),
         "{lines:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_resending_an_event_with_other_bytes_gets_the_first_answer() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let gateway = gateway(&receiver);
+    let client = reqwest::Client::new();
+    // HubSpot retries a batch with attemptNumber increased: the same
+    // events, other bytes, signed again.
+    let first = case("hubspot").body;
+    let retry = first.replace(r#""attemptNumber":0"#, r#""attemptNumber":1"#);
+    assert_ne!(first, retry);
+    let (status, body) = answer(Send::valid(case("hubspot")).request(&client, &gateway)).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, again) = answer(
+        Send {
+            body: &retry,
+            signed_body: &retry,
+            ..Send::valid(case("hubspot"))
+        }
+        .request(&client, &gateway),
+    )
+    .await;
+    assert_eq!(
+        (status, &again),
+        (202, &body),
+        "the retry is the same event"
+    );
+    // Through a tunnel (X-Forwarded-Proto: https), HubSpot signed the
+    // https URL, which the gateway rebuilds from the header.
+    let tunnelled = Send::valid(case("hubspot"));
+    let url =
+        format!("{}/v1/tenants/acme/sources/hubspot", gateway.url).replace("http://", "https://");
+    let fresh = first.replace(r#""eventId":1"#, r#""eventId":7"#);
+    let signed = Provider::parse("hubspot")
+        .unwrap()
+        .sign(
+            &Secret::new(tunnelled.secret),
+            &SignRequest {
+                method: "POST",
+                url: &url,
+                body: fresh.as_bytes(),
+                delivery_id: DELIVERY_ID,
+            },
+            unix_now(),
+        )
+        .unwrap();
+    let mut request = client
+        .post(format!("{}/v1/tenants/acme/sources/hubspot", gateway.url))
+        .header("content-type", "application/json")
+        .header("x-forwarded-proto", "https")
+        .body(fresh.clone());
+    for (name, value) in &signed.headers {
+        request = request.header(*name, value);
+    }
+    let (status, tunnelled_answer) = answer(request).await;
+    assert_eq!(status, 202, "{tunnelled_answer}");
+    let health = health_when(&client, &gateway, |h| h["bus"]["delivered"] == 2).await;
+    assert_eq!(health["bus"]["accepted"], 2);
 }

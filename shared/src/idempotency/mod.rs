@@ -109,17 +109,21 @@ impl IdempotencyKey {
         }
     }
 
-    /// From a provider's event or delivery ID on a source route; `body` is
-    /// the raw request body.
-    pub fn from_event_id(tenant: &TenantId, source: &str, event_id: &str, body: &[u8]) -> Self {
+    /// From a provider's event or delivery ID on a source route. The ID
+    /// alone is the fingerprint: a provider sends the same event again
+    /// with bytes that may differ (HubSpot's `attemptNumber`, a Jotform
+    /// submission edited), and it is still the same event, answered with
+    /// its first answer, never 422.
+    pub fn from_event_id(tenant: &TenantId, source: &str, event_id: &str) -> Self {
+        let id = hash(&[
+            b"event",
+            tenant.as_str().as_bytes(),
+            source.as_bytes(),
+            event_id.as_bytes(),
+        ]);
         Self {
-            id: hash(&[
-                b"event",
-                tenant.as_str().as_bytes(),
-                source.as_bytes(),
-                event_id.as_bytes(),
-            ]),
-            fingerprint: hash(&[b"body", body]),
+            id,
+            fingerprint: id,
         }
     }
 

@@ -74,7 +74,7 @@ async fn semantics<S: IdempotencyStore>(store: &S, ttl: Duration, advance: impl 
     assert_eq!(claim(store, &body_1).await, replay(&["m1"]));
 
     // A released key may be claimed again at once.
-    let failed = IdempotencyKey::from_event_id(&tenant("acme"), "stripe-main", "evt_1", b"{}");
+    let failed = IdempotencyKey::from_event_id(&tenant("acme"), "stripe-main", "evt_1");
     let ticket = won(store, &failed).await;
     store.release(&ticket).await.unwrap();
     let slow = won(store, &failed).await;

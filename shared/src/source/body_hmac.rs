@@ -22,6 +22,9 @@ pub(crate) struct BodyHmac {
     encoding: Encoding,
     /// Headers carrying a delivery ID, in order of preference (none signed).
     delivery_ids: &'static [&'static str],
+    /// The header naming the event's type when the body does not (GitHub
+    /// `X-GitHub-Event`, Shopify `X-Shopify-Topic`).
+    event_type: Option<&'static str>,
     body_id: BodyId,
 }
 
@@ -33,6 +36,7 @@ pub(crate) const TYPEFORM: BodyHmac = BodyHmac {
     rule: "sha256= and the base64 of an HMAC-SHA256",
     encoding: Encoding::Base64,
     delivery_ids: &[],
+    event_type: None,
     body_id: BodyId::Field(&[&["event_id"]]),
 };
 
@@ -44,6 +48,7 @@ pub(crate) const TALLY: BodyHmac = BodyHmac {
     rule: "the base64 of an HMAC-SHA256",
     encoding: Encoding::Base64,
     delivery_ids: &[],
+    event_type: None,
     body_id: BodyId::Field(&[&["eventId"]]),
 };
 
@@ -55,6 +60,7 @@ pub(crate) const GITHUB: BodyHmac = BodyHmac {
     rule: "sha256= and the hex of an HMAC-SHA256",
     encoding: Encoding::Hex,
     delivery_ids: &["x-github-delivery"],
+    event_type: Some("x-github-event"),
     body_id: BodyId::None,
 };
 
@@ -67,6 +73,7 @@ pub(crate) const SHOPIFY: BodyHmac = BodyHmac {
     rule: "the base64 of an HMAC-SHA256",
     encoding: Encoding::Base64,
     delivery_ids: &["x-shopify-event-id", "x-shopify-webhook-id"],
+    event_type: Some("x-shopify-topic"),
     body_id: BodyId::None,
 };
 
@@ -103,7 +110,8 @@ impl Verifier for BodyHmac {
             .delivery_ids
             .iter()
             .find_map(|name| (request.headers)(name).filter(|id| common::valid_id(id)));
-        Ok(Verified::new(delivery_id, false, None))
+        let event_type = self.event_type.and_then(|name| (request.headers)(name));
+        Ok(Verified::new(delivery_id, false, None).with_event_type(event_type))
     }
 
     fn body_event_id(&self, json: &str) -> Option<String> {

@@ -493,6 +493,7 @@ pub struct Verified<'a> {
     delivery_id: Option<&'a str>,
     delivery_id_signed: bool,
     signed_timestamp: Option<i64>,
+    event_type: Option<&'a str>,
 }
 
 impl<'a> Verified<'a> {
@@ -505,7 +506,20 @@ impl<'a> Verified<'a> {
             delivery_id: delivery_id.filter(|id| common::valid_id(id)),
             delivery_id_signed,
             signed_timestamp,
+            event_type: None,
         }
+    }
+
+    pub(crate) fn with_event_type(mut self, event_type: Option<&'a str>) -> Self {
+        self.event_type = event_type.filter(|t| common::valid_id(t));
+        self
+    }
+
+    /// The event's type when a header names it and the body does not
+    /// (GitHub `X-GitHub-Event`, Shopify `X-Shopify-Topic`): printable
+    /// ASCII, 1 to 255 characters. Not signed.
+    pub fn event_type(&self) -> Option<&'a str> {
+        self.event_type
     }
 
     /// The event or delivery ID a header carries (GitHub

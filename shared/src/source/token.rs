@@ -24,10 +24,16 @@ pub(crate) struct Token {
 pub(crate) const MIN_TOKEN_LEN: usize = 32;
 
 /// The event ID is the submission's: Jotform `submissionID` (a multipart
-/// field), Fillout `submissionId`, Paperform `submission_id`.
+/// field), Fillout `submissionId` (its webhooks nest it as
+/// `submission.submissionId`), Paperform `submission_id`.
 pub(crate) const TOKEN: Token = Token {
     min_len: MIN_TOKEN_LEN,
-    body_id: BodyId::Field(&[&["submissionID"], &["submissionId"], &["submission_id"]]),
+    body_id: BodyId::Field(&[
+        &["submissionID"],
+        &["submissionId"],
+        &["submission", "submissionId"],
+        &["submission_id"],
+    ]),
 };
 
 const PARAM: &str = "token";
@@ -172,6 +178,10 @@ mod tests {
                 "5798546712345",
             ),
             (r#"{"submissionId":"abc-123","questions":[]}"#, "abc-123"),
+            (
+                r#"{"formId":"vE8x","formName":"Contact","submission":{"submissionId":"s-42","questions":[]}}"#,
+                "s-42",
+            ),
             (r#"{"data":[],"submission_id":"sub_9"}"#, "sub_9"),
         ] {
             assert_eq!(token.body_event_id(body).as_deref(), Some(id), "{body}");
