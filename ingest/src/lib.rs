@@ -33,6 +33,7 @@ use std::time::SystemTime;
 use base64::Engine as _;
 pub use body::{BodyError, ContentType, MAX_BATCH};
 pub use event::{IngestEvent, Response};
+use futures_util::future::join_all;
 use serde_json::json;
 use shared::config::{ConfigError, Env};
 use shared::event::{
@@ -518,11 +519,7 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
 
     /// Accepts or rejects one request received at `now`, and logs and
     /// counts the outcome.
-    pub async fn ingest(
-        &self,
-        request: Request<'_>,
-        now: SystemTime,
-    ) -> Result<Answer, Rejection> {
+    pub async fn ingest(&self, request: Request<'_>, now: SystemTime) -> Result<Answer, Rejection> {
         let result = self.accept(&request, now).await;
         if let Err(rejection) = &result {
             self.rejected(request.tenant, request.request_id, rejection);
@@ -542,20 +539,21 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
                 Err(challenge) => return Ok(challenge),
             },
         };
-        let mut claimed: Vec<Ticket> = Vec::with_capacity(read.keys.len());
-        for key in &read.keys {
-            let refusal = match self.idempotency.claim(key).await {
+        // Every key at once (one store round trip, not one per key); the
+        // first refusal in key order answers, and what was won is let go.
+        let claims = join_all(read.keys.iter().map(|key| self.idempotency.claim(key))).await;
+        let mut claimed: Vec<Ticket> = Vec::with_capacity(claims.len());
+        let mut refusal: Option<Result<Answer, Rejection>> = None;
+        for claim in claims {
+            let outcome = match claim {
                 Ok(Claim::New(ticket)) => {
                     claimed.push(ticket);
                     continue;
                 }
-                Ok(Claim::Replay(ids)) => {
-                    debug!(tenant_id = %tenant.id, request_id = request.request_id, "replayed");
-                    Ok(Answer::Accepted(Accepted {
-                        submission_ids: ids.to_vec(),
-                        replayed: true,
-                    }))
-                }
+                Ok(Claim::Replay(ids)) => Ok(Answer::Accepted(Accepted {
+                    submission_ids: ids.to_vec(),
+                    replayed: true,
+                })),
                 Ok(Claim::Mismatch) => Err(Rejection::IdempotencyKeyReused),
                 Ok(Claim::InProgress) => Err(Rejection::InProgress),
                 Err(e) => {
@@ -563,6 +561,17 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
                     Err(Rejection::IdempotencyUnavailable)
                 }
             };
+            // A store that failed answers before anything it may have
+            // missed; otherwise the first key's outcome stands.
+            let failed = matches!(outcome, Err(Rejection::IdempotencyUnavailable));
+            if refusal.is_none() || failed {
+                refusal = Some(outcome);
+            }
+        }
+        if let Some(refusal) = refusal {
+            if let Ok(Answer::Accepted(Accepted { replayed: true, .. })) = &refusal {
+                debug!(tenant_id = %tenant.id, request_id = request.request_id, "replayed");
+            }
             self.settle(&claimed, None, tenant, request).await;
             return refusal;
         }
@@ -617,10 +626,8 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
         }
 
         // The provider's own ID for this event, when it gives one: in the
-        // body (signed with it), else in a header. An ID in a header that
-        // the signature does not cover (GitHub, Shopify) is claimed
-        // together with what was signed, so that a captured request sent
-        // again under a new ID is still the same request.
+        // body, else in a header. A provider's retry of the event (other
+        // bytes, signed again) has the same ID.
         let body_id = provider.body_event_id(payload.json.get());
         let event_id = body_id
             .clone()
@@ -632,13 +639,16 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
             request.body,
         );
         let by_id = |id: &str| IdempotencyKey::from_event_id(&tenant.id, source_id.as_str(), id);
+        // What was signed is always a key too, so that a captured request
+        // sent again is the same delivery whatever was changed that the
+        // signature does not cover: an unsigned header ID (GitHub,
+        // Shopify), or the Content-Type (the same bytes read as a form,
+        // where no event ID is found).
         let mut keys = header_key(tenant, request)?;
-        match (&body_id, verified.delivery_id()) {
-            (Some(id), _) => keys.push(by_id(id)),
-            (None, Some(id)) if verified.delivery_id_signed() => keys.push(by_id(id)),
-            (None, Some(id)) => keys.extend([by_id(id), signed_content]),
-            (None, None) => keys.push(signed_content),
+        if let Some(id) = body_id.as_deref().or(verified.delivery_id()) {
+            keys.push(by_id(id));
         }
+        keys.push(signed_content);
         Ok(Ok(Read {
             content_type: payload.content_type(),
             payloads: vec![payload.json],
@@ -661,11 +671,14 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
         tenant: &Tenant,
         request: &Request<'_>,
     ) {
-        for ticket in claimed {
-            let settled = match accepted {
+        let settled = join_all(claimed.iter().map(|ticket| async move {
+            match accepted {
                 Some(ids) => self.idempotency.complete(ticket, ids).await,
                 None => self.idempotency.release(ticket).await,
-            };
+            }
+        }))
+        .await;
+        for settled in settled {
             if let Err(e) = settled {
                 // The answer stands; a retry may be accepted again (after a
                 // completed request) or wait out the claim's lease.

@@ -673,3 +673,35 @@ async fn a_provider_resending_an_event_with_other_bytes_gets_the_first_answer() 
     let health = health_when(&client, &gateway, |h| h["bus"]["delivered"] == 2).await;
     assert_eq!(health["bus"]["accepted"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_signed_bytes_under_another_content_type_are_the_same_delivery() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let gateway = gateway(&receiver);
+    let client = reqwest::Client::new();
+    for c in [case("stripe"), case("typeform"), case("github")] {
+        let first = Send::valid(c);
+        let (status, body) = answer(first.request(&client, &gateway)).await;
+        assert_eq!(status, 202, "{body}");
+        // The Content-Type is not signed: read as a form, the body has no
+        // event ID, and it must still be the same delivery.
+        for content_type in [
+            "application/x-www-form-urlencoded",
+            "application/vnd.api+json",
+        ] {
+            let again = Send {
+                content_type,
+                ..Send::valid(c)
+            };
+            let (status, answer_body) = answer(again.request(&client, &gateway)).await;
+            assert_eq!(
+                (status, &answer_body),
+                (202, &body),
+                "{} as {content_type}",
+                c.provider
+            );
+        }
+    }
+    let health = health_when(&client, &gateway, |h| h["bus"]["delivered"] == 3).await;
+    assert_eq!(health["bus"]["accepted"], 3);
+}
