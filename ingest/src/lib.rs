@@ -539,21 +539,23 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
                 Err(challenge) => return Ok(challenge),
             },
         };
-        // Every key at once (one store round trip, not one per key); the
-        // first refusal in key order answers, and what was won is let go.
-        let claims = join_all(read.keys.iter().map(|key| self.idempotency.claim(key))).await;
-        let mut claimed: Vec<Ticket> = Vec::with_capacity(claims.len());
-        let mut refusal: Option<Result<Answer, Rejection>> = None;
-        for claim in claims {
-            let outcome = match claim {
+        // One key after another, in the same order for every request, so
+        // that two copies never split the keys between them (each would
+        // then see the other's claim and neither be accepted).
+        let mut claimed: Vec<Ticket> = Vec::with_capacity(read.keys.len());
+        for key in &read.keys {
+            let refusal = match self.idempotency.claim(key).await {
                 Ok(Claim::New(ticket)) => {
                     claimed.push(ticket);
                     continue;
                 }
-                Ok(Claim::Replay(ids)) => Ok(Answer::Accepted(Accepted {
-                    submission_ids: ids.to_vec(),
-                    replayed: true,
-                })),
+                Ok(Claim::Replay(ids)) => {
+                    debug!(tenant_id = %tenant.id, request_id = request.request_id, "replayed");
+                    Ok(Answer::Accepted(Accepted {
+                        submission_ids: ids.to_vec(),
+                        replayed: true,
+                    }))
+                }
                 Ok(Claim::Mismatch) => Err(Rejection::IdempotencyKeyReused),
                 Ok(Claim::InProgress) => Err(Rejection::InProgress),
                 Err(e) => {
@@ -561,17 +563,6 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
                     Err(Rejection::IdempotencyUnavailable)
                 }
             };
-            // A store that failed answers before anything it may have
-            // missed; otherwise the first key's outcome stands.
-            let failed = matches!(outcome, Err(Rejection::IdempotencyUnavailable));
-            if refusal.is_none() || failed {
-                refusal = Some(outcome);
-            }
-        }
-        if let Some(refusal) = refusal {
-            if let Ok(Answer::Accepted(Accepted { replayed: true, .. })) = &refusal {
-                debug!(tenant_id = %tenant.id, request_id = request.request_id, "replayed");
-            }
             self.settle(&claimed, None, tenant, request).await;
             return refusal;
         }
