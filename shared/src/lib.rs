@@ -17,7 +17,7 @@
 //!   retries of only what failed.
 //! - [`source`]: provider webhooks verified as each provider signs them.
 //! - [`idempotency`]: each submission accepted once: idempotency keys,
-//!   the store trait and its in-memory adapter.
+//!   the store trait, its in-memory adapter and (feature `aws`) DynamoDB.
 //! - [`webhook`]: Standard Webhooks signing of deliveries to tenants.
 //! - [`breaker`]: circuit breakers per delivery destination.
 //! - [`backoff`]: capped exponential backoff with full jitter, and
