@@ -39,6 +39,41 @@ fn submission(bytes: usize) -> Value {
     with("x".repeat(bytes.saturating_sub(bare)))
 }
 
+/// A Jotform webhook body of exactly `bytes` bytes (at least ~700): its
+/// fields as multipart/form-data, answers in `rawRequest`. With its
+/// `Content-Type`.
+fn jotform_multipart(bytes: usize) -> (String, Vec<u8>) {
+    let boundary = "------------------------3c8b9a1f2e4d5c6b";
+    let body = |message: &str| {
+        let raw_request = json!({"slug": "submit/241234567890123", "submitSource": "form",
+            "q3_fullName": {"first": "Ada", "last": "Lovelace"}, "q4_email": "ada@example.com",
+            "q5_message": message, "event_id": "1717000000000_241234567890123_abc1234"})
+        .to_string();
+        let fields = [
+            ("formID", "241234567890123"),
+            ("submissionID", "5912345678901234567"),
+            ("formTitle", "Contact us"),
+            ("type", "WEB"),
+            ("rawRequest", &raw_request),
+            ("pretty", "Full Name:Ada Lovelace, E-mail:ada@example.com"),
+            ("ip", "203.0.113.7"),
+        ];
+        let mut body = String::new();
+        for (name, value) in fields {
+            body += &format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            );
+        }
+        body + &format!("--{boundary}--\r\n")
+    };
+    let bare = body("").len();
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    (
+        content_type,
+        body(&"x".repeat(bytes.saturating_sub(bare))).into_bytes(),
+    )
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -50,6 +85,8 @@ fn bench(c: &mut Criterion) {
         max_body_bytes: 262_144,
         idempotency_ttl: shared::idempotency::DEFAULT_TTL,
         idempotency_table: None,
+        tenant_secret_prefix: "form-bridge/tenants/".into(),
+        secret_cache_ttl: std::time::Duration::from_secs(300),
     };
     let (publisher, mut rx) = MemoryPublisher::channel(1_024);
     let ingest = Ingest::new(
@@ -96,6 +133,17 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("parse_body", |b| {
         b.iter(|| ingest::body::submissions(ingest::ContentType::Json, black_box(&one)).unwrap())
+    });
+    // A source's body: the same JSON, and a Jotform-shaped multipart body.
+    g.bench_function("source_json_1KiB", |b| {
+        b.iter(|| ingest::body::source_payload(Some("application/json"), black_box(&one)).unwrap())
+    });
+    let (multipart_type, multipart) = jotform_multipart(1024);
+    assert_eq!(multipart.len(), 1024);
+    g.bench_function("source_multipart_1KiB", |b| {
+        b.iter(|| {
+            ingest::body::source_payload(Some(&multipart_type), black_box(&multipart)).unwrap()
+        })
     });
     let ids = shared::event::SubmissionIds::new();
     g.bench_function("submission_id", |b| b.iter(|| ids.next(black_box(now()))));
