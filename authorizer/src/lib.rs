@@ -29,6 +29,7 @@
 
 mod event;
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 pub use event::AuthorizerEvent;
@@ -43,6 +44,7 @@ use shared::store::{
     DEFAULT_TENANT_SECRET_PREFIX, StoreError, TenantStore,
 };
 use shared::telemetry::Metrics;
+use shared::tenant::RateLimit;
 use shared::tenant_id::TenantIdError;
 use shared::{Routing, TenantId, TenantStatus};
 
@@ -50,6 +52,17 @@ use shared::{Routing, TenantId, TenantStatus};
 pub const TENANT_PATH_PARAMETER: &str = "tenant_id";
 /// The path parameter holding the source ID (source route only).
 pub const SOURCE_PATH_PARAMETER: &str = "source_id";
+
+/// Each source's bucket when its tenant's record sets no `rate_limit`:
+/// 100 requests a second, bursts of 200, per execution environment.
+/// Whoever learns a source's URL can send to it without a secret, and each
+/// such request reaches ingest (which alone can verify a body signature),
+/// so a source is never unlimited. Far above what a form builder or a
+/// provider sends one endpoint; a tenant's own `rate_limit` replaces it.
+pub const DEFAULT_SOURCE_RATE_LIMIT: RateLimit = RateLimit {
+    requests_per_second: NonZeroU32::new(100).expect("non-zero"),
+    burst: NonZeroU32::new(200).expect("non-zero"),
+};
 
 /// The authorizer's configuration (docs/protocol.md, section 7).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -375,8 +388,9 @@ impl<S: TenantStore> Authorizer<S> {
                 .map_err(Denial::from)
                 .and_then(|()| {
                     let bucket = (tenant.clone(), source.clone());
+                    let limit = record.rate_limit.unwrap_or(DEFAULT_SOURCE_RATE_LIMIT);
                     self.source_limiter
-                        .check(&bucket, record.rate_limit)
+                        .check(&bucket, Some(limit))
                         .map_err(Denial::from)
                 }),
         };

@@ -143,3 +143,22 @@ async fn allowed_of(
     }
     allowed
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_source_is_never_unlimited_even_when_its_tenant_is() {
+    let records = json!([TenantRecordBuilder::new("free")
+        .source("stripe-live", "stripe", &[STRIPE_SECRET])
+        .build()]);
+    let store = MemoryTenantStore::from_json(&records.to_string()).unwrap();
+    let config = Config::from_env(&shared::config::Env::new(|_| None)).unwrap();
+    let a = Authorizer::new(store, &config, Metrics::in_memory("authorizer").0);
+    let flood = raw(&source_event("free", "stripe-live", ""));
+    let burst = authorizer::DEFAULT_SOURCE_RATE_LIMIT.burst.get() as usize;
+    assert_eq!(allowed_of(&a, &flood, burst + 50).await, burst);
+    // It refills at the default rate.
+    tokio::time::advance(std::time::Duration::from_secs(1)).await;
+    let rate = authorizer::DEFAULT_SOURCE_RATE_LIMIT
+        .requests_per_second
+        .get() as usize;
+    assert_eq!(allowed_of(&a, &flood, rate + 50).await, rate);
+}
