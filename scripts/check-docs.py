@@ -122,6 +122,11 @@ NOT_EXERCISED = {
     ("submissions", 500, "missing_authorizer_context"): NO_AUTHORIZER,
     ("submissions", 503, "idempotency_unavailable"): STORE_FAILS,
     ("sources", 400, "malformed_body"): NOT_BASE64,
+    ("sources", 400, "token_in_body"): (
+        "a token source whose body holds its token outside a JSON string; exercised "
+        "by shared/src/source/tests.rs (every spelling of the token is redacted, one "
+        "that cannot be is refused)"
+    ),
     ("sources", 400, "too_many_parts"): (
         "needs a multipart body of 1,001 parts; exercised by ingest/src/body.rs "
         "(multipart_parts_are_bounded)"

@@ -41,7 +41,7 @@ use shared::event::{
     SubmissionIds, SubmissionSource, received_at,
 };
 use shared::idempotency::{
-    Claim, IdempotencyKey, IdempotencyStore, KeyError, MemoryIdempotencyStore, Ticket,
+    Claims, IdempotencyKey, IdempotencyStore, KeyError, MemoryIdempotencyStore, Ticket,
 };
 use shared::publish::{
     self, BusEntry, EntryError, EntryTooLarge, EventPublisher, PublishReport, RetryPolicy,
@@ -279,6 +279,11 @@ pub enum Rejection {
     /// The provider's signature or token does not verify.
     #[error("{0}")]
     InvalidSignature(SourceError),
+    /// A token source's body holds its token where it cannot be redacted.
+    #[error(
+        "the body holds the source's token outside a JSON string; it is refused rather than stored"
+    )]
+    TokenInBody,
     /// The tenant's record could not be read.
     #[error(
         "cannot read the tenant's sources; nothing was published; retrying the request is safe"
@@ -301,7 +306,7 @@ impl Rejection {
             Self::MissingContext => 500,
             Self::BodyTooLarge(_) | Self::EventTooLarge(_) => 413,
             Self::Body(e) => e.status(),
-            Self::MalformedBase64 | Self::InvalidIdempotencyKey(_) => 400,
+            Self::MalformedBase64 | Self::InvalidIdempotencyKey(_) | Self::TokenInBody => 400,
             Self::MissingDigest | Self::Digest(_) | Self::InvalidSignature(_) => 401,
             Self::UnknownSource | Self::Suspended => 403,
             Self::UnsupportedContentType => 415,
@@ -332,6 +337,7 @@ impl Rejection {
             Self::UnknownSource => "unknown_source",
             Self::Suspended => "tenant_suspended",
             Self::InvalidSignature(_) => "invalid_signature",
+            Self::TokenInBody => "token_in_body",
             Self::TenantStoreUnavailable => "tenant_store_unavailable",
             Self::NotPublished { .. } => "bus_unavailable",
         }
@@ -539,33 +545,26 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
                 Err(challenge) => return Ok(challenge),
             },
         };
-        // One key after another, in the same order for every request, so
-        // that two copies never split the keys between them (each would
-        // then see the other's claim and neither be accepted).
-        let mut claimed: Vec<Ticket> = Vec::with_capacity(read.keys.len());
-        for key in &read.keys {
-            let refusal = match self.idempotency.claim(key).await {
-                Ok(Claim::New(ticket)) => {
-                    claimed.push(ticket);
-                    continue;
-                }
-                Ok(Claim::Replay(ids)) => {
-                    debug!(tenant_id = %tenant.id, request_id = request.request_id, "replayed");
-                    Ok(Answer::Accepted(Accepted {
-                        submission_ids: ids.to_vec(),
-                        replayed: true,
-                    }))
-                }
-                Ok(Claim::Mismatch) => Err(Rejection::IdempotencyKeyReused),
-                Ok(Claim::InProgress) => Err(Rejection::InProgress),
-                Err(e) => {
-                    error!(tenant_id = %tenant.id, request_id = request.request_id, error = %e, "idempotency store failed");
-                    Err(Rejection::IdempotencyUnavailable)
-                }
-            };
-            self.settle(&claimed, None, tenant, request).await;
-            return refusal;
-        }
+        // All keys at once, all or nothing (one DynamoDB round trip): two
+        // copies can never split the keys between them, each then seeing
+        // the other's claim and neither being accepted. A refusal holds
+        // no key.
+        let claimed = match self.idempotency.claim_all(&read.keys).await {
+            Ok(Claims::Won(tickets)) => tickets,
+            Ok(Claims::Replay(ids)) => {
+                debug!(tenant_id = %tenant.id, request_id = request.request_id, "replayed");
+                return Ok(Answer::Accepted(Accepted {
+                    submission_ids: ids.to_vec(),
+                    replayed: true,
+                }));
+            }
+            Ok(Claims::Mismatch) => return Err(Rejection::IdempotencyKeyReused),
+            Ok(Claims::InProgress) => return Err(Rejection::InProgress),
+            Err(e) => {
+                error!(tenant_id = %tenant.id, request_id = request.request_id, error = %e, "idempotency store failed");
+                return Err(Rejection::IdempotencyUnavailable);
+            }
+        };
         let result = self.publish(tenant, request, &read, now).await;
         let ids = result.as_ref().ok().map(|a| a.submission_ids.as_slice());
         self.settle(&claimed, ids, tenant, request).await;
@@ -610,7 +609,19 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
         let verified = keys
             .verify(&parts, unix_seconds(now))
             .map_err(Rejection::InvalidSignature)?;
-        let payload = body::source_payload(request.content_type, request.body)?;
+        let mut payload = body::source_payload(request.content_type, request.body)?;
+        // A secret that travels in the URL never travels on: some senders
+        // echo their webhook's URL in the body (Jotform's webhookURL).
+        match keys.redact_presented_secret(source.query, payload.json.get()) {
+            Ok(None) => {}
+            Ok(Some(redacted)) => {
+                payload.json = Cow::Owned(
+                    serde_json::value::RawValue::from_string(redacted)
+                        .map_err(|_| Rejection::TokenInBody)?,
+                );
+            }
+            Err(_) => return Err(Rejection::TokenInBody),
+        }
         if let Some((field, value)) = provider.challenge(payload.json.get()) {
             debug!(tenant_id = %tenant.id, request_id = request.request_id, provider = provider.as_str(), "URL check answered");
             return Ok(Err(Answer::Challenge { field, value }));

@@ -488,6 +488,8 @@ async fn a_jotform_multipart_post_reaches_the_tenant_as_structured_json() {
         ("submissionID", "5912345678901234567"),
         ("rawRequest", raw_request),
         ("pretty", "Name:Ada Lovelace, Email:ada@example.com"),
+        // Jotform echoes the webhook's URL, token and all.
+        ("webhookURL", &url),
     ];
     let boundary = "------------------------d74496d66958873e";
     let mut body = String::new();
@@ -541,6 +543,15 @@ async fn a_jotform_multipart_post_reaches_the_tenant_as_structured_json() {
     assert_eq!(
         data["payload"]["pretty"],
         "Name:Ada Lovelace, Email:ada@example.com"
+    );
+    // The token never travels on: not to the bus, not to the tenant.
+    assert!(!delivery.text().contains(token), "{}", delivery.text());
+    assert_eq!(
+        data["payload"]["webhookURL"],
+        format!(
+            "{}/v1/tenants/acme/sources/token?token=REDACTED",
+            gateway.url
+        )
     );
     let health = health_when(&client, &gateway, |h| h["bus"]["delivered"] == 1).await;
     assert_eq!(health["bus"]["accepted"], 1);

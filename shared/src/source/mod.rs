@@ -407,6 +407,53 @@ impl SourceKeys {
         self.provider
     }
 
+    /// `payload` (a verified request's body as JSON text) without the
+    /// secret the sender presented in the URL, for a provider whose secret
+    /// travels there (`token`): Jotform, for one, echoes the webhook's URL
+    /// in a field. Every spelling of the token (as sent, JSON-escaped with
+    /// or without `\/`, percent-encoded) becomes `REDACTED`. `None` when
+    /// there is nothing to remove; [`TokenInBody`] when the result would
+    /// not be JSON (the token written outside a string).
+    pub fn redact_presented_secret(
+        &self,
+        query: &str,
+        payload: &str,
+    ) -> Result<Option<String>, TokenInBody> {
+        if self.provider.signs_body() {
+            return Ok(None);
+        }
+        let Some(token) = token::presented(query) else {
+            return Ok(None);
+        };
+        if token.is_empty() {
+            return Ok(None);
+        }
+        let escaped = serde_json::to_string(token.as_ref())
+            .map(|quoted| quoted[1..quoted.len() - 1].to_owned())
+            .unwrap_or_default();
+        let spellings = [
+            token.to_string(),
+            escaped.replace('/', "\\/"),
+            escaped,
+            url::form_urlencoded::byte_serialize(token.as_bytes()).collect(),
+            percent_encoding::utf8_percent_encode(&token, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+        ];
+        let mut redacted = None::<String>;
+        for spelling in spellings.iter().filter(|s| !s.is_empty()) {
+            let text = redacted.as_deref().unwrap_or(payload);
+            if text.contains(spelling.as_str()) {
+                redacted = Some(text.replace(spelling.as_str(), "REDACTED"));
+            }
+        }
+        match redacted {
+            Some(text) if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err() => {
+                Err(TokenInBody)
+            }
+            other => Ok(other),
+        }
+    }
+
     /// Verifies `request` with the provider's scheme against every secret,
     /// at `now` (Unix seconds).
     pub fn verify<'a>(&self, request: &Request<'a>, now: i64) -> Result<Verified<'a>, SourceError> {
@@ -422,6 +469,14 @@ impl fmt::Debug for SourceKeys {
             .finish()
     }
 }
+
+/// A body that holds the source's token where it cannot be redacted (not
+/// inside a JSON string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the body holds the source's token outside a JSON string; it is refused rather than stored"
+)]
+pub struct TokenInBody;
 
 /// Why a source's secrets cannot be used. Never quotes a secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -737,3 +737,48 @@ fn the_signed_timestamp_does_not_depend_on_how_the_header_is_written() {
     }
     assert_eq!(seen, [Some(now), Some(now)]);
 }
+
+#[test]
+fn a_token_presented_in_the_url_is_redacted_from_the_payload_in_every_spelling() {
+    let token = "tok/with+odd&chars_00000000000000000000";
+    let keys = SourceKeys::new(
+        Provider::parse("token").expect("known"),
+        &[Secret::new(token)],
+    )
+    .expect("valid");
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", token)
+        .finish();
+    let escaped_slash = token.replace('/', "\\/");
+    let percent: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+    let payload = format!(
+        r#"{{"a":"{token}","b":"https://x/?token={percent}","c":"{escaped_slash}","n":1}}"#
+    );
+    let redacted = keys
+        .redact_presented_secret(&query, &payload)
+        .expect("JSON")
+        .expect("found");
+    assert_eq!(
+        redacted,
+        r#"{"a":"REDACTED","b":"https://x/?token=REDACTED","c":"REDACTED","n":1}"#
+    );
+    // Nothing to remove: no copy; another provider's secret is not in the URL.
+    assert_eq!(keys.redact_presented_secret(&query, r#"{"a":1}"#), Ok(None));
+    let typeform = SourceKeys::new(
+        Provider::parse("typeform").expect("known"),
+        &[Secret::new(token)],
+    )
+    .expect("valid");
+    assert_eq!(typeform.redact_presented_secret(&query, &payload), Ok(None));
+    // A token written outside a string cannot be removed: refused.
+    let digits = "12345678901234567890123456789012345";
+    let keys = SourceKeys::new(
+        Provider::parse("token").expect("known"),
+        &[Secret::new(digits)],
+    )
+    .expect("valid");
+    assert_eq!(
+        keys.redact_presented_secret(&format!("token={digits}"), &format!(r#"{{"n":{digits}}}"#)),
+        Err(TokenInBody)
+    );
+}

@@ -38,6 +38,21 @@ pub(crate) const TOKEN: Token = Token {
 
 const PARAM: &str = "token";
 
+/// The `token` query parameter as presented (percent-decoded), when it is
+/// there once.
+pub(crate) fn presented(query: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let mut found = None;
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if name == PARAM {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(value);
+        }
+    }
+    found
+}
+
 impl Verifier for Token {
     fn prepare(&self, secret: &Secret) -> Result<Key, &'static str> {
         if secret.expose().len() < self.min_len {
