@@ -74,6 +74,51 @@ fn jotform_multipart(bytes: usize) -> (String, Vec<u8>) {
     )
 }
 
+/// The secret of acme's Stripe source in the source route bench.
+const STRIPE_SECRET: &str = "whsec_bench_stripe_secret";
+
+/// A Stripe delivery of about `bytes` bytes of body, event `evt_bench_{n}`,
+/// signed at `now()`, as API Gateway hands it to ingest on the source
+/// route.
+fn stripe_event(n: u64, bytes: usize) -> Vec<u8> {
+    use shared::source::{Provider, SignRequest};
+    let mut body = json!({"id": format!("evt_bench_{n}"), "object": "event",
+        "type": "checkout.session.completed", "data": {"object": submission(bytes - 120)}})
+    .to_string();
+    let url =
+        "https://abcdef123.execute-api.us-east-1.amazonaws.com/v1/tenants/acme/sources/stripe";
+    let signed = Provider::parse("stripe")
+        .unwrap()
+        .sign(
+            &shared::secret::Secret::new(STRIPE_SECRET),
+            &SignRequest {
+                method: "POST",
+                url,
+                body: body.as_bytes(),
+                delivery_id: "",
+            },
+            testkit::VECTOR.timestamp,
+        )
+        .unwrap();
+    let mut event: Value =
+        serde_json::from_str(include_str!("../tests/data/ingest-request.json")).unwrap();
+    event["rawPath"] = "/v1/tenants/acme/sources/stripe".into();
+    event["requestContext"]["authorizer"]["lambda"]["source_id"] = "stripe".into();
+    let headers = event["headers"].as_object_mut().unwrap();
+    for name in [
+        "content-digest",
+        "x-formbridge-signature",
+        "x-formbridge-timestamp",
+    ] {
+        headers.remove(name);
+    }
+    for (name, value) in signed.headers {
+        headers.insert(name.to_owned(), value.into());
+    }
+    event["body"] = body.into();
+    serde_json::to_vec(&event).unwrap()
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -123,6 +168,50 @@ fn bench(c: &mut Criterion) {
             b.iter(|| rt.block_on(invoke(black_box(bytes), *n)))
         });
     }
+
+    // A source route: a 1 KiB Stripe event, a new event ID each time (the
+    // full path: the record from the cache, the provider's signature over
+    // the body, the payload, both keys claimed and completed, the event).
+    let (publisher, mut source_rx) = MemoryPublisher::channel(1_024);
+    let record = testkit::TenantRecordBuilder::new("acme")
+        .source("stripe", "stripe", &[STRIPE_SECRET])
+        .json();
+    let store = shared::store::MemoryTenantStore::from_json(&format!("[{record}]")).unwrap();
+    let records = shared::store::CachedTenantStore::new(
+        store,
+        shared::store::CachePolicy::with_ttl(Duration::from_secs(300)),
+    );
+    let source_ingest = Ingest::new(
+        publisher,
+        &config,
+        Metrics::to_writer("ingest", std::io::sink()),
+    )
+    .with_tenant_records(records);
+    let mut n = 0u64;
+    let mut next_stripe_event = || {
+        n += 1;
+        stripe_event(n, 1024)
+    };
+    let check = rt.block_on(source_ingest.handle(
+        &serde_json::from_slice(&next_stripe_event()).unwrap(),
+        now(),
+    ));
+    assert_eq!(check.status_code, 202, "{}", check.body);
+    source_rx.try_recv().unwrap();
+    g.bench_function("source_stripe_1KiB", |b| {
+        b.iter_batched(
+            &mut next_stripe_event,
+            |bytes| {
+                rt.block_on(async {
+                    let payload: IngestEvent = serde_json::from_slice(&bytes).unwrap();
+                    let response = source_ingest.handle(&payload, now()).await;
+                    black_box(source_rx.try_recv().unwrap());
+                    serde_json::to_vec(&response).unwrap()
+                })
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
     g.finish();
 
     // Where the handler's time goes.
