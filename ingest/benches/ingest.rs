@@ -82,7 +82,7 @@ const STRIPE_SECRET: &str = "whsec_bench_stripe_secret";
 /// route.
 fn stripe_event(n: u64, bytes: usize) -> Vec<u8> {
     use shared::source::{Provider, SignRequest};
-    let mut body = json!({"id": format!("evt_bench_{n}"), "object": "event",
+    let body = json!({"id": format!("evt_bench_{n}"), "object": "event",
         "type": "checkout.session.completed", "data": {"object": submission(bytes - 120)}})
     .to_string();
     let url =
