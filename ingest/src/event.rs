@@ -3,7 +3,8 @@
 //!
 //! The event is `aws_lambda_events::apigw::ApiGatewayV2httpRequest`. That
 //! type builds every header into a `HeaderMap` and every nested context
-//! struct; ingest needs two headers, the body and the authorizer context.
+//! struct; ingest needs a few headers (and on a source route, the
+//! provider's), the body, the path, the query and the authorizer context.
 //! [`IngestEvent`] reads those and skips the rest. The conformance test in
 //! `tests/ingest/handler.rs` reads the same fixtures through both types.
 
@@ -19,8 +20,9 @@ pub const CONTENT_TYPE_HEADER: &str = "content-type";
 /// `Idempotency-Key`, lowercase.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
-/// What ingest reads from a payload 2.0 proxy event.
-#[derive(Debug, Default, Deserialize)]
+/// What ingest reads from a payload 2.0 proxy event. `Debug` leaves out
+/// the body and the query string (a `token` source's secret).
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct IngestEvent {
     /// The two headers ingest uses.
@@ -37,6 +39,18 @@ pub struct IngestEvent {
     /// `rawQueryString`: a `token` source's token travels there (never
     /// logged).
     pub raw_query_string: Option<String>,
+}
+
+impl fmt::Debug for IngestEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IngestEvent")
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.as_ref().map(String::len))
+            .field("is_base64_encoded", &self.is_base64_encoded)
+            .field("request_context", &self.request_context)
+            .field("raw_path", &self.raw_path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `requestContext`.
@@ -72,8 +86,8 @@ pub struct LambdaContext {
 }
 
 /// `Content-Type`, `Content-Digest`, `X-FormBridge-Timestamp` and
-/// `Idempotency-Key`, found case-insensitively; every other header is
-/// skipped without being copied.
+/// `Idempotency-Key`, found case-insensitively, and every other header in
+/// [`OtherHeaders`].
 #[derive(Debug, Default)]
 pub struct Headers {
     /// `Content-Type`.
@@ -85,9 +99,65 @@ pub struct Headers {
     pub timestamp: Option<String>,
     /// `Idempotency-Key`.
     pub idempotency_key: Option<String>,
-    /// Every other header, name lowercased, for a source's provider (whose
-    /// signature headers vary). Values that are not strings are dropped.
-    pub others: Vec<(String, String)>,
+    /// Every other header, for a source's provider (whose signature
+    /// headers vary). Values that are not strings are dropped.
+    pub others: OtherHeaders,
+}
+
+/// Headers by lowercase name, kept in one buffer (two allocations for all
+/// of them, not two per header: every request carries a dozen that only a
+/// source route reads). `Debug` shows the names only.
+#[derive(Default, Clone)]
+pub struct OtherHeaders {
+    text: String,
+    /// Where each name ends and its value ends, in `text`.
+    ends: Vec<(u32, u32)>,
+}
+
+impl OtherHeaders {
+    /// Adds a header; the name is lowercased.
+    pub fn push(&mut self, name: &str, value: &str) {
+        let (Ok(name_end), Ok(value_end)) = (
+            u32::try_from(self.text.len() + name.len()),
+            u32::try_from(self.text.len() + name.len() + value.len()),
+        ) else {
+            return; // over 4 GiB of headers: not an API Gateway event
+        };
+        let start = self.text.len();
+        self.text.push_str(name);
+        self.text[start..].make_ascii_lowercase();
+        self.text.push_str(value);
+        self.ends.push((name_end, value_end));
+    }
+
+    /// The first value of the header `name` (lowercase).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let mut start = 0usize;
+        for &(name_end, value_end) in &self.ends {
+            let (name_end, value_end) = (name_end as usize, value_end as usize);
+            if self.text.get(start..name_end) == Some(name) {
+                return self.text.get(name_end..value_end);
+            }
+            start = value_end;
+        }
+        None
+    }
+
+    /// The header names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0usize;
+        self.ends.iter().map(move |&(name_end, value_end)| {
+            let name = self.text.get(start..name_end as usize).unwrap_or_default();
+            start = value_end as usize;
+            name
+        })
+    }
+}
+
+impl fmt::Debug for OtherHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
 }
 
 impl Headers {
@@ -98,11 +168,7 @@ impl Headers {
             CONTENT_DIGEST_HEADER => self.content_digest.as_deref(),
             TIMESTAMP_HEADER => self.timestamp.as_deref(),
             IDEMPOTENCY_KEY_HEADER => self.idempotency_key.as_deref(),
-            _ => self
-                .others
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str()),
+            _ => self.others.get(name),
         }
     }
 }
@@ -133,10 +199,10 @@ impl<'de> Deserialize<'de> for Headers {
                     } else if key.is_ignore_case(IDEMPOTENCY_KEY_HEADER) {
                         h.idempotency_key = map.next_value()?;
                     } else if let Some(StringOrOther::String(value)) =
-                        map.next_value::<Option<StringOrOther>>()?
+                        map.next_value::<Option<StringOrOther<'_>>>()?
                     {
-                        let name = String::from_utf8_lossy(key.as_bytes()).to_ascii_lowercase();
-                        h.others.push((name, value));
+                        h.others
+                            .push(&String::from_utf8_lossy(key.as_bytes()), &value);
                     }
                 }
                 Ok(h)
@@ -146,25 +212,29 @@ impl<'de> Deserialize<'de> for Headers {
     }
 }
 
-/// A header value: a string, or anything else (skipped).
-enum StringOrOther {
-    String(String),
+/// A header value: a string (borrowed from the event's text when it has
+/// no escapes), or anything else (skipped).
+enum StringOrOther<'de> {
+    String(std::borrow::Cow<'de, str>),
     Other,
 }
 
-impl<'de> Deserialize<'de> for StringOrOther {
+impl<'de> Deserialize<'de> for StringOrOther<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = StringOrOther;
+            type Value = StringOrOther<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a header value")
             }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(StringOrOther::String(std::borrow::Cow::Borrowed(v)))
+            }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(StringOrOther::String(v.to_owned()))
+                Ok(StringOrOther::String(std::borrow::Cow::Owned(v.to_owned())))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(StringOrOther::String(v))
+                Ok(StringOrOther::String(std::borrow::Cow::Owned(v)))
             }
             fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
                 Ok(StringOrOther::Other)

@@ -486,9 +486,11 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
                 return Response::json(rejection.status(), rejection.body());
             }
         };
-        let url = source_url(event);
+        let source_id = source_id_from_context(event);
+        // Only a source's verifier reads the URL.
+        let url = source_id.map(|_| source_url(event)).unwrap_or_default();
         let headers = |name: &str| event.headers.get(name);
-        let source = source_id_from_context(event).map(|source_id| SourceRequest {
+        let source = source_id.map(|source_id| SourceRequest {
             source_id,
             url: &url,
             query: event.raw_query_string.as_deref().unwrap_or_default(),

@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 use ingest::Ingest;
 use ingest::event::{
     Authorizer as AuthorizerContext, Headers, IDEMPOTENCY_KEY_HEADER, IngestEvent, LambdaContext,
-    RequestContext,
+    OtherHeaders, RequestContext,
 };
 use shared::idempotency::MemoryIdempotencyStore;
 use shared::signature::{CONTENT_DIGEST_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, unix_now};
@@ -260,7 +260,7 @@ fn ingest_headers(headers: &HeaderMap) -> Headers {
         content_digest: joined(headers, CONTENT_DIGEST_HEADER),
         timestamp: joined(headers, TIMESTAMP_HEADER),
         idempotency_key: joined(headers, IDEMPOTENCY_KEY_HEADER),
-        others: Vec::new(),
+        others: OtherHeaders::default(),
     };
     let known = [
         CONTENT_TYPE.as_str(),
@@ -272,13 +272,11 @@ fn ingest_headers(headers: &HeaderMap) -> Headers {
         if !known.contains(&name)
             && let Some(value) = joined(headers, name)
         {
-            ingest.others.push((name.to_owned(), value));
+            ingest.others.push(name, &value);
         }
     }
     if !headers.contains_key("x-forwarded-proto") {
-        ingest
-            .others
-            .push(("x-forwarded-proto".to_owned(), "http".to_owned()));
+        ingest.others.push("x-forwarded-proto", "http");
     }
     ingest
 }
