@@ -22,18 +22,27 @@
 //! request that outlived its lease can never overwrite the answer of the
 //! request that claimed the key after it ([`IdempotencyError::Lapsed`]).
 //!
+//! A request with several keys (an `Idempotency-Key` beside the signed
+//! identity; a provider's event ID beside what it signed) claims them all
+//! at once with [`claim_all`](IdempotencyStore::claim_all): all won
+//! ([`Claims::Won`]) or none held, so two copies of a request can never
+//! split its keys between them, each see the other's claim and neither be
+//! accepted.
+//!
 //! Keys are stored hashed (SHA-256, domain-separated): a store never holds
 //! a header value, a signature or a body. [`MemoryIdempotencyStore`] is the
 //! local gateway's (and tests'): bounded, newest kept.
 //! `DynamoDbIdempotencyStore` (the `aws` feature) is the one a deployed
 //! stack uses: one table shared by every Lambda execution environment,
-//! one conditional write per claim. Both pass the same tests.
+//! one conditional write per claim, one transaction for several keys.
+//! Both pass the same tests.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
@@ -251,6 +260,99 @@ pub enum Claim {
     InProgress,
 }
 
+impl Claim {
+    /// The ticket of a won claim, or the refusal it is.
+    fn into_ticket(self) -> Result<Ticket, Claims> {
+        match self {
+            Self::New(ticket) => Ok(ticket),
+            refused => Err(Claims::from(refused)),
+        }
+    }
+}
+
+/// What claiming all of a request's keys at once found
+/// ([`IdempotencyStore::claim_all`]): every key won, or none held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claims {
+    /// Every key was new and is now held: process the request, then
+    /// complete or release each ticket. One ticket per distinct key, in
+    /// the order the keys were given.
+    Won(Vec<Ticket>),
+    /// A key was accepted before, within the TTL: answer with these
+    /// submission IDs again and publish nothing. No key is held.
+    Replay(Arc<[String]>),
+    /// A key was used for a different body (422). No key is held.
+    Mismatch,
+    /// The first request with a key is still being processed (409). No
+    /// key is held.
+    InProgress,
+}
+
+impl From<Claim> for Claims {
+    /// One key's claim, as a claim of all (one) keys.
+    fn from(claim: Claim) -> Self {
+        match claim {
+            Claim::New(ticket) => Self::Won(vec![ticket]),
+            Claim::Replay(ids) => Self::Replay(ids),
+            Claim::Mismatch => Self::Mismatch,
+            Claim::InProgress => Self::InProgress,
+        }
+    }
+}
+
+/// `keys` without repeats, in order: a key given twice is claimed once.
+/// The same key given with two fingerprints is a mismatch.
+fn distinct(keys: &[IdempotencyKey]) -> Result<Vec<IdempotencyKey>, Claims> {
+    let mut distinct: Vec<IdempotencyKey> = Vec::with_capacity(keys.len());
+    for key in keys {
+        match distinct.iter().find(|k| k.id == key.id) {
+            None => distinct.push(*key),
+            Some(k) if k.fingerprint == key.fingerprint => {}
+            Some(_) => return Err(Claims::Mismatch),
+        }
+    }
+    Ok(distinct)
+}
+
+/// Claims `keys` one after another, in the order given, and releases what
+/// it won at the first refusal or failure: all or nothing for a store
+/// that cannot claim several keys at once. Two requests with the same
+/// keys in the same order never split them, since whichever claims the
+/// first key first is the only one that goes on.
+async fn claim_one_by_one<S: IdempotencyStore + ?Sized>(
+    store: &S,
+    keys: &[IdempotencyKey],
+) -> Result<Claims, IdempotencyError> {
+    let keys = match distinct(keys) {
+        Ok(keys) => keys,
+        Err(refused) => return Ok(refused),
+    };
+    let mut won = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let refused = match store.claim(key).await.map(Claim::into_ticket) {
+            Ok(Ok(ticket)) => {
+                won.push(ticket);
+                continue;
+            }
+            Ok(Err(refused)) => Ok(refused),
+            Err(e) => Err(e),
+        };
+        release_all(store, &won).await;
+        return refused;
+    }
+    Ok(Claims::Won(won))
+}
+
+/// Releases the tickets of a request that was refused, at once. A release
+/// that fails leaves its claim to lapse with the lease.
+async fn release_all<S: IdempotencyStore + ?Sized>(store: &S, tickets: &[Ticket]) {
+    for released in join_all(tickets.iter().map(|t| store.release(t))).await {
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "releasing a refused request's claim failed; it lapses with its lease");
+        }
+    }
+}
+
 /// Why the store could not answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IdempotencyError {
@@ -271,6 +373,27 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         &self,
         key: &IdempotencyKey,
     ) -> impl Future<Output = Result<Claim, IdempotencyError>> + Send;
+
+    /// Claims every key of one request, all or nothing:
+    /// [`Claims::Won`] with a ticket per distinct key when each one's
+    /// [`claim`](Self::claim) would be new, else the refusal of the first
+    /// key in the order given that is not new ([`Claims::Replay`],
+    /// [`Claims::Mismatch`] or [`Claims::InProgress`]), with no key held.
+    /// On an error no key is held either, except a claim the store wrote
+    /// but could not confirm, which lapses with its lease.
+    ///
+    /// Two requests sharing a key never both win it, and never split the
+    /// keys between them (each would then be refused by the other's
+    /// claim). The default claims one key after another in the order
+    /// given and releases what it won on a refusal: one round trip per
+    /// key for a remote store. Stores that can do better claim all at
+    /// once.
+    fn claim_all(
+        &self,
+        keys: &[IdempotencyKey],
+    ) -> impl Future<Output = Result<Claims, IdempotencyError>> + Send {
+        claim_one_by_one(self, keys)
+    }
 
     /// The request holding `ticket` was accepted with these submission
     /// IDs: replay them for the TTL. [`IdempotencyError::Lapsed`] when
@@ -326,6 +449,37 @@ fn weight(state: &State) -> usize {
 }
 
 impl Keys {
+    /// What a live slot of `key` refuses a claim with, if there is one.
+    fn refusal(&self, key: &IdempotencyKey, now: Instant) -> Option<Claim> {
+        let slot = self.slots.get(&key.id).filter(|s| now < s.expires)?;
+        if slot.fingerprint != key.fingerprint {
+            return Some(Claim::Mismatch);
+        }
+        Some(match &slot.state {
+            State::Claimed => Claim::InProgress,
+            State::Done(ids) => Claim::Replay(Arc::clone(ids)),
+        })
+    }
+
+    /// Claims `key` until `expires`, over any expired slot of it.
+    fn insert_claim(&mut self, key: &IdempotencyKey, expires: Instant) -> Ticket {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.remove(&key.id);
+        self.slots.insert(
+            key.id,
+            Slot {
+                fingerprint: key.fingerprint,
+                state: State::Claimed,
+                expires,
+                generation,
+            },
+        );
+        self.weight += 1;
+        self.order.push_back((key.id, generation));
+        Ticket::new(*key, u128::from(generation))
+    }
+
     fn remove(&mut self, id: &[u8; 32]) {
         if let Some(slot) = self.slots.remove(id) {
             self.weight -= weight(&slot.state);
@@ -403,31 +557,34 @@ impl MemoryIdempotencyStore {
         let now = Instant::now();
         let mut keys = self.lock();
         keys.trim(now, self.max_weight);
-        if let Some(slot) = keys.slots.get(&key.id).filter(|s| now < s.expires) {
-            if slot.fingerprint != key.fingerprint {
-                return Claim::Mismatch;
-            }
-            return match &slot.state {
-                State::Claimed => Claim::InProgress,
-                State::Done(ids) => Claim::Replay(Arc::clone(ids)),
-            };
+        if let Some(refused) = keys.refusal(key, now) {
+            return refused;
         }
-        let generation = keys.next_generation;
-        keys.next_generation += 1;
-        keys.remove(&key.id);
-        keys.slots.insert(
-            key.id,
-            Slot {
-                fingerprint: key.fingerprint,
-                state: State::Claimed,
-                expires: later(now, self.lease),
-                generation,
-            },
-        );
-        keys.weight += 1;
-        keys.order.push_back((key.id, generation));
+        let ticket = keys.insert_claim(key, later(now, self.lease));
         keys.trim(now, self.max_weight);
-        Claim::New(Ticket::new(*key, u128::from(generation)))
+        Claim::New(ticket)
+    }
+
+    /// Every key checked, then every key claimed, under one lock: no other
+    /// claim comes between, so nothing is ever held on a refusal.
+    fn claim_all_now(&self, keys: &[IdempotencyKey]) -> Claims {
+        let distinct = match distinct(keys) {
+            Ok(keys) => keys,
+            Err(refused) => return refused,
+        };
+        let now = Instant::now();
+        let mut held = self.lock();
+        held.trim(now, self.max_weight);
+        if let Some(refused) = distinct.iter().find_map(|key| held.refusal(key, now)) {
+            return Claims::from(refused);
+        }
+        let expires = later(now, self.lease);
+        let tickets = distinct
+            .iter()
+            .map(|key| held.insert_claim(key, expires))
+            .collect();
+        held.trim(now, self.max_weight);
+        Claims::Won(tickets)
     }
 
     fn complete_now(
@@ -475,6 +632,10 @@ impl MemoryIdempotencyStore {
 impl IdempotencyStore for MemoryIdempotencyStore {
     async fn claim(&self, key: &IdempotencyKey) -> Result<Claim, IdempotencyError> {
         Ok(self.claim_now(key))
+    }
+
+    async fn claim_all(&self, keys: &[IdempotencyKey]) -> Result<Claims, IdempotencyError> {
+        Ok(self.claim_all_now(keys))
     }
 
     async fn complete(
