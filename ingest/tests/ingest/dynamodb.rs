@@ -4,9 +4,13 @@
 //! go to different `bootstrap` processes (each its own Lambda execution
 //! environment, so memory cannot be what catches them) and to concurrent
 //! handlers; the queue must hold one event, and every 2xx answer the same
-//! submission IDs.
+//! submission IDs. Requests reach moto's DynamoDB one at a time
+//! ([`one_at_a_time`]), as DynamoDB isolates them.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Stdio};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use aws_sdk_dynamodb::types::{
@@ -14,17 +18,73 @@ use aws_sdk_dynamodb::types::{
 };
 use shared::idempotency::DynamoDbIdempotencyStore;
 use shared::publish::EventBridgePublisher;
-use testkit::{Answer, FakeRuntimeApi, HttpServer, MotoServer, Reply};
+use testkit::{Answer, FakeRuntimeApi, HttpServer, MotoServer, RecordedRequest, Reply};
 
 use super::*;
 
 const BUS: &str = "form-bridge-test";
 const TABLE: &str = "form-bridge-idempotency";
 
-/// Moto with the stack's table and a bus routed to a queue.
+/// Moto with the stack's table and a bus routed to a queue; DynamoDB
+/// through [`one_at_a_time`].
 struct Stack {
     moto: MotoServer,
     queue: String,
+    dynamodb: HttpServer,
+}
+
+/// Moto serves each request on a thread of its own and isolates none: a
+/// transaction copies the table, checks and writes item by item, and on a
+/// failed condition puts its copy back, dropping what another request
+/// wrote meanwhile (two copies of a request were both accepted that way,
+/// about once in 15 runs of the test of four at once). DynamoDB isolates
+/// every call, transactions included. This proxy passes moto one DynamoDB
+/// request at a time, so that moto's table answers as DynamoDB's does;
+/// requests from several processes still interleave call by call.
+fn one_at_a_time(endpoint: &str) -> HttpServer {
+    let upstream = endpoint.trim_start_matches("http://").to_owned();
+    let one = Mutex::new(());
+    HttpServer::start(move |request, _| {
+        let _one = one.lock().unwrap_or_else(|e| e.into_inner());
+        forward(&upstream, request)
+    })
+}
+
+/// Sends `request` to `upstream` on a connection of its own and returns
+/// the answer as it came.
+fn forward(upstream: &str, request: &RecordedRequest) -> Reply {
+    let framing = |name: &str| {
+        ["connection", "content-length", "transfer-encoding"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+    };
+    let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.path);
+    for (name, value) in request.headers.iter().filter(|(n, _)| !framing(n)) {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        request.body.len()
+    ));
+    let mut stream = TcpStream::connect(upstream).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&request.body).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&answer[..end]);
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap();
+    Reply::Respond {
+        status: status.parse().unwrap(),
+        headers: lines
+            .filter_map(|line| line.split_once(':'))
+            .filter(|(name, _)| !framing(name))
+            .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+            .collect(),
+        body: answer[end + 4..].to_vec(),
+        delay: Duration::ZERO,
+    }
 }
 
 async fn stack() -> Stack {
@@ -53,7 +113,12 @@ async fn stack() -> Stack {
         .send()
         .await
         .unwrap();
-    Stack { moto, queue }
+    let dynamodb = one_at_a_time(&moto.endpoint());
+    Stack {
+        moto,
+        queue,
+        dynamodb,
+    }
 }
 
 impl Stack {
@@ -114,6 +179,37 @@ async fn assert_accepted_once(stack: &Stack, answers: &[Answered]) {
     assert_eq!(events[0]["detail"]["submission_id"], first[0].as_str());
 }
 
+/// How many calls of each kind reached DynamoDB: `(PutItem,
+/// TransactWriteItems)`, the two ways a request claims its keys.
+fn claim_calls(stack: &Stack) -> (usize, usize) {
+    let count = |target: &str| {
+        stack
+            .dynamodb
+            .requests()
+            .iter()
+            .filter(|r| r.header("x-amz-target") == Some(target))
+            .count()
+    };
+    (
+        count("DynamoDB_20120810.PutItem"),
+        count("DynamoDB_20120810.TransactWriteItems"),
+    )
+}
+
+/// Each of `copies` claimed all its keys in one call: one `PutItem` for
+/// a single key, one transaction for two.
+fn assert_one_claim_call_each(stack: &Stack, copies: usize, idempotency_key: Option<&str>) {
+    let expected = match idempotency_key {
+        None => (copies, 0),
+        Some(_) => (0, copies),
+    };
+    assert_eq!(
+        claim_calls(stack),
+        expected,
+        "(PutItem, TransactWriteItems)"
+    );
+}
+
 /// A `bootstrap` as Lambda would start it, against `stack`, with
 /// `extra` variables.
 fn bootstrap(
@@ -124,6 +220,7 @@ fn bootstrap(
     let mut command = runtime.command(env!("CARGO_BIN_EXE_ingest"));
     command
         .envs(stack.moto.aws_env())
+        .env("AWS_ENDPOINT_URL_DYNAMODB", stack.dynamodb.url())
         .env("EVENT_BUS_NAME", BUS)
         .env("IDEMPOTENCY_TABLE", TABLE)
         .envs(extra.iter().copied());
@@ -203,6 +300,7 @@ async fn copies_sent_at_once_to_four_environments_are_accepted_once() {
         let event = request(br#"{"email":"ada@example.com","n":8}"#, key);
         let answers = run_concurrently(&stack, vec![event; 4], 4);
         assert_accepted_once(&stack, &answers).await;
+        assert_one_claim_call_each(&stack, 4, key);
     }
 }
 
@@ -213,6 +311,9 @@ async fn copies_sent_at_once_to_four_environments_are_accepted_once() {
 async fn concurrent_handlers_sharing_the_table_publish_once() {
     let stack = stack().await;
     let sdk = shared::aws::configure(stack.moto.loader()).load().await;
+    let dynamodb = shared::aws::configure(testkit::loader_for(&stack.dynamodb.url()))
+        .load()
+        .await;
     let environment = || {
         Ingest::new(
             EventBridgePublisher::from_sdk_config(&sdk, BUS),
@@ -220,7 +321,7 @@ async fn concurrent_handlers_sharing_the_table_publish_once() {
             Metrics::to_writer("ingest", std::io::sink()),
         )
         .with_idempotency_store(DynamoDbIdempotencyStore::from_sdk_config(
-            &sdk,
+            &dynamodb,
             TABLE,
             shared::idempotency::DEFAULT_TTL,
         ))
@@ -249,6 +350,9 @@ async fn concurrent_handlers_sharing_the_table_publish_once() {
         let (a, b, c, d) = tokio::join!(send(0), send(1), send(2), send(3));
         assert_accepted_once(&stack, &[a, b, c, d]).await;
     }
+    // One call each to claim: a PutItem for the signed identity alone,
+    // a transaction for it and the Idempotency-Key.
+    assert_eq!(claim_calls(&stack), (4, 4), "(PutItem, TransactWriteItems)");
 }
 
 /// Points only DynamoDB at `server` (EventBridge stays on moto) and sends
