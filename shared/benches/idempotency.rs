@@ -4,11 +4,20 @@
 //! loopback, beside one bare GetItem for moto's own cost per call).
 //! Moto is Python: its round trips are far slower than DynamoDB's; what
 //! carries over to AWS is the number of round trips (docs/performance.md).
+//!
+//! A request with two keys (an `Idempotency-Key` beside the signed
+//! identity; an event ID beside what the provider signed) is measured
+//! both ways: claimed at once (`claim_all`: one transaction) and claimed
+//! one after the other (two conditional puts, what ingest did before),
+//! each then completed (two updates at once). Moto copies the whole table
+//! for every transaction, so these two run on a table of their own whose
+//! items are deleted after each request, outside the timing: a table that
+//! grew with the bench would charge the transaction for moto's copy.
 
 #![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
@@ -16,14 +25,17 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
+use futures_util::future::join_all;
 use shared::TenantId;
 use shared::idempotency::{
-    Claim, DEFAULT_TTL, DynamoDbIdempotencyStore, IdempotencyKey, IdempotencyStore,
+    Claim, Claims, DEFAULT_TTL, DynamoDbIdempotencyStore, IdempotencyKey, IdempotencyStore,
     MemoryIdempotencyStore,
 };
 use testkit::MotoServer;
 
 const TABLE: &str = "form-bridge-idempotency";
+/// The two-key requests' table, kept small.
+const PAIRS: &str = "form-bridge-idempotency-pairs";
 
 /// A key no request used before.
 fn fresh_key(tenant: &TenantId, counter: &AtomicU64) -> IdempotencyKey {
@@ -38,6 +50,76 @@ async fn accept<S: IdempotencyStore>(store: &S, key: IdempotencyKey, ids: &[Stri
         panic!("not a new claim")
     };
     store.complete(&ticket, ids).await.unwrap();
+}
+
+/// Claims fresh `keys` at once (`one_by_one`: one after the other, as
+/// ingest did before `claim_all`) and, when `complete`, completes them at
+/// once, as an accepted request with several keys does.
+async fn accept_keys<S: IdempotencyStore>(
+    store: &S,
+    keys: &[IdempotencyKey],
+    ids: &[String],
+    one_by_one: bool,
+    complete: bool,
+) {
+    let tickets = if one_by_one {
+        let mut tickets = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Claim::New(ticket) = store.claim(key).await.unwrap() else {
+                panic!("not a new claim")
+            };
+            tickets.push(ticket);
+        }
+        tickets
+    } else {
+        let Claims::Won(tickets) = store.claim_all(keys).await.unwrap() else {
+            panic!("not all new")
+        };
+        tickets
+    };
+    if complete {
+        for done in join_all(tickets.iter().map(|t| store.complete(t, ids))).await {
+            done.unwrap();
+        }
+    }
+}
+
+/// Deletes the items of `keys` from the pairs table.
+async fn forget(client: &aws_sdk_dynamodb::Client, keys: &[IdempotencyKey]) {
+    for key in keys {
+        client
+            .delete_item()
+            .table_name(PAIRS)
+            .key("pk", AttributeValue::B(Blob::new(key.id().to_vec())))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// A table as the stack makes it: `pk` binary, on demand.
+async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    client
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::B)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
 }
 
 fn bench(c: &mut Criterion) {
@@ -60,33 +142,20 @@ fn bench(c: &mut Criterion) {
     g.bench_function("claim (replay)", |b| {
         b.to_async(&rt).iter(|| memory.claim(&seen))
     });
+    g.bench_function("2 keys: claim_all+complete", |b| {
+        b.to_async(&rt).iter(|| {
+            let keys = [fresh_key(&tenant, &counter), fresh_key(&tenant, &counter)];
+            let (memory, ids) = (&memory, &ids);
+            async move { accept_keys(memory, &keys, ids, false, true).await }
+        })
+    });
     g.finish();
 
     let moto = MotoServer::start();
     let sdk = rt.block_on(shared::aws::configure(moto.loader()).load());
     let client = aws_sdk_dynamodb::Client::new(&sdk);
-    rt.block_on(
-        client
-            .create_table()
-            .table_name(TABLE)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("pk")
-                    .attribute_type(ScalarAttributeType::B)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("pk")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .billing_mode(BillingMode::PayPerRequest)
-            .send(),
-    )
-    .unwrap();
+    rt.block_on(create_table(&client, TABLE));
+    rt.block_on(create_table(&client, PAIRS));
     let store = DynamoDbIdempotencyStore::from_sdk_config(&sdk, TABLE, DEFAULT_TTL);
 
     let mut g = c.benchmark_group("idempotency/dynamodb-moto");
@@ -109,6 +178,30 @@ fn bench(c: &mut Criterion) {
     g.bench_function("claim (replay)", |b| {
         b.to_async(&rt).iter(|| store.claim(&seen))
     });
+
+    let pairs = DynamoDbIdempotencyStore::from_sdk_config(&sdk, PAIRS, DEFAULT_TTL);
+    let mut two_keys = |name: &str, one_by_one: bool, complete: bool| {
+        let (pairs, client, ids, tenant, counter) = (&pairs, &client, &ids, &tenant, &counter);
+        g.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let mut took = Duration::ZERO;
+                for _ in 0..iters {
+                    let keys = [fresh_key(tenant, counter), fresh_key(tenant, counter)];
+                    let started = Instant::now();
+                    accept_keys(pairs, &keys, ids, one_by_one, complete).await;
+                    took += started.elapsed();
+                    forget(client, &keys).await;
+                }
+                took
+            })
+        });
+    };
+    // Before publishing: the claims alone.
+    two_keys("2 keys: claim_all", false, false);
+    two_keys("2 keys: claim one by one", true, false);
+    // The whole check of an accepted request.
+    two_keys("2 keys: claim_all+complete", false, true);
+    two_keys("2 keys: claim one by one+complete", true, true);
     g.finish();
 }
 
