@@ -20,10 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::future::join_all;
 use shared::TenantId;
@@ -97,31 +94,6 @@ async fn forget(client: &aws_sdk_dynamodb::Client, keys: &[IdempotencyKey]) {
     }
 }
 
-/// A table as the stack makes it: `pk` binary, on demand.
-async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
-    client
-        .create_table()
-        .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::B)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-}
-
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -154,8 +126,8 @@ fn bench(c: &mut Criterion) {
     let moto = MotoServer::start();
     let sdk = rt.block_on(shared::aws::configure(moto.loader()).load());
     let client = aws_sdk_dynamodb::Client::new(&sdk);
-    rt.block_on(create_table(&client, TABLE));
-    rt.block_on(create_table(&client, PAIRS));
+    rt.block_on(moto.create_idempotency_table(TABLE));
+    rt.block_on(moto.create_idempotency_table(PAIRS));
     let store = DynamoDbIdempotencyStore::from_sdk_config(&sdk, TABLE, DEFAULT_TTL);
 
     let mut g = c.benchmark_group("idempotency/dynamodb-moto");

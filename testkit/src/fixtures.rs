@@ -147,10 +147,7 @@ impl TenantRecordBuilder {
 
     /// A source `id` of `provider` verified with `secrets` (current first).
     pub fn source(mut self, id: &str, provider: &str, secrets: &[&str]) -> Self {
-        let sources = self
-            .record
-            .entry("sources")
-            .or_insert_with(|| json!({}));
+        let sources = self.record.entry("sources").or_insert_with(|| json!({}));
         sources[id] = json!({"provider": provider, "secrets": secrets});
         self
     }

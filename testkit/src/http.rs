@@ -247,3 +247,68 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port on loopback")
         .port()
 }
+
+/// A proxy to `endpoint` (`http://host:port`) that passes one request at a
+/// time. Moto serves each request on a thread of its own and isolates none:
+/// a DynamoDB transaction copies the table, checks and writes item by item,
+/// and on a failed condition puts its copy back, dropping what another
+/// request wrote meanwhile. DynamoDB isolates every call, transactions
+/// included; through this proxy moto's table answers as DynamoDB's does,
+/// while calls from several clients still interleave call by call.
+pub fn one_at_a_time(endpoint: &str) -> HttpServer {
+    let upstream = endpoint.trim_start_matches("http://").to_owned();
+    let one = Mutex::new(());
+    HttpServer::start(move |request, _| {
+        let _one = one.lock().unwrap_or_else(|e| e.into_inner());
+        forward(&upstream, request)
+    })
+}
+
+/// Sends `request` to `upstream` on a connection of its own and returns
+/// the answer as it came.
+fn forward(upstream: &str, request: &RecordedRequest) -> Reply {
+    use std::io::Read;
+    let framing = |name: &str| {
+        ["connection", "content-length", "transfer-encoding"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+    };
+    let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.path);
+    for (name, value) in request.headers.iter().filter(|(n, _)| !framing(n)) {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        request.body.len()
+    ));
+    let mut stream = TcpStream::connect(upstream)
+        .unwrap_or_else(|e| panic!("the proxy cannot reach {upstream}: {e}"));
+    let mut answer = Vec::new();
+    let sent = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(&request.body))
+        .and_then(|()| stream.read_to_end(&mut answer));
+    if let Err(e) = sent {
+        panic!("the proxy's exchange with {upstream} failed: {e}");
+    }
+    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        panic!("{upstream} answered no HTTP head");
+    };
+    let head = String::from_utf8_lossy(&answer[..end]);
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("{upstream} answered no status"));
+    Reply::Respond {
+        status,
+        headers: lines
+            .filter_map(|line| line.split_once(':'))
+            .filter(|(name, _)| !framing(name))
+            .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+            .collect(),
+        body: answer[end + 4..].to_vec(),
+        delay: Duration::ZERO,
+    }
+}

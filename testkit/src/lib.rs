@@ -32,6 +32,6 @@ pub use fixtures::{
     DELIVERY_SECRET, TenantRecordBuilder, TestVector, VECTOR, assert_start_up_fails,
     signing_secret, test_data,
 };
-pub use http::{HttpServer, RecordedRequest, Reply, free_port};
+pub use http::{HttpServer, RecordedRequest, Reply, free_port, one_at_a_time};
 pub use moto::{MotoServer, loader_for, workspace_root};
 pub use runtime_api::{Answer, FakeRuntimeApi, assert_json_logs};

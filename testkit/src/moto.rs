@@ -232,6 +232,34 @@ impl MotoServer {
             .unwrap_or_else(|e| panic!("create secret {name} in moto: {e:?}"));
     }
 
+    /// Creates an idempotency table as the stack does (partition key `pk`,
+    /// binary; on demand).
+    pub async fn create_idempotency_table(&self, name: &str) {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let config = self.loader().load().await;
+        let pk = AttributeDefinition::builder()
+            .attribute_name("pk")
+            .attribute_type(ScalarAttributeType::B)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let key = KeySchemaElement::builder()
+            .attribute_name("pk")
+            .key_type(KeyType::Hash)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        aws_sdk_dynamodb::Client::new(&config)
+            .create_table()
+            .table_name(name)
+            .attribute_definitions(pk)
+            .key_schema(key)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create table {name} in moto: {e:?}"));
+    }
+
     /// Stops the server now, as an outage would.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -7,18 +7,12 @@
 //! submission IDs. Requests reach moto's DynamoDB one at a time
 //! ([`one_at_a_time`]), as DynamoDB isolates them.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Stdio};
-use std::sync::Mutex;
 use std::time::Instant;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use shared::idempotency::DynamoDbIdempotencyStore;
 use shared::publish::EventBridgePublisher;
-use testkit::{Answer, FakeRuntimeApi, HttpServer, MotoServer, RecordedRequest, Reply};
+use testkit::{Answer, FakeRuntimeApi, HttpServer, MotoServer, Reply, one_at_a_time};
 
 use super::*;
 
@@ -33,86 +27,11 @@ struct Stack {
     dynamodb: HttpServer,
 }
 
-/// Moto serves each request on a thread of its own and isolates none: a
-/// transaction copies the table, checks and writes item by item, and on a
-/// failed condition puts its copy back, dropping what another request
-/// wrote meanwhile (two copies of a request were both accepted that way,
-/// about once in 15 runs of the test of four at once). DynamoDB isolates
-/// every call, transactions included. This proxy passes moto one DynamoDB
-/// request at a time, so that moto's table answers as DynamoDB's does;
-/// requests from several processes still interleave call by call.
-fn one_at_a_time(endpoint: &str) -> HttpServer {
-    let upstream = endpoint.trim_start_matches("http://").to_owned();
-    let one = Mutex::new(());
-    HttpServer::start(move |request, _| {
-        let _one = one.lock().unwrap_or_else(|e| e.into_inner());
-        forward(&upstream, request)
-    })
-}
-
-/// Sends `request` to `upstream` on a connection of its own and returns
-/// the answer as it came.
-fn forward(upstream: &str, request: &RecordedRequest) -> Reply {
-    let framing = |name: &str| {
-        ["connection", "content-length", "transfer-encoding"]
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n))
-    };
-    let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.path);
-    for (name, value) in request.headers.iter().filter(|(n, _)| !framing(n)) {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        request.body.len()
-    ));
-    let mut stream = TcpStream::connect(upstream).unwrap();
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(&request.body).unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
-    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&answer[..end]);
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap();
-    Reply::Respond {
-        status: status.parse().unwrap(),
-        headers: lines
-            .filter_map(|line| line.split_once(':'))
-            .filter(|(name, _)| !framing(name))
-            .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-            .collect(),
-        body: answer[end + 4..].to_vec(),
-        delay: Duration::ZERO,
-    }
-}
-
 async fn stack() -> Stack {
     let moto = MotoServer::start();
     let pattern = json!({"source": ["form-bridge"]}).to_string();
     let queue = moto.route_to_queue(BUS, "all", &pattern).await;
-    let sdk = moto.loader().load().await;
-    aws_sdk_dynamodb::Client::new(&sdk)
-        .create_table()
-        .table_name(TABLE)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::B)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    moto.create_idempotency_table(TABLE).await;
     let dynamodb = one_at_a_time(&moto.endpoint());
     Stack {
         moto,

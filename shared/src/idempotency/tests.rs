@@ -406,10 +406,7 @@ mod dynamodb {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};
 
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-        ScalarAttributeType,
-    };
+    use aws_sdk_dynamodb::types::AttributeValue;
     use testkit::{HttpServer, MotoServer, Reply};
 
     use super::super::dynamodb::{EXPIRES_AT, PK};
@@ -418,30 +415,6 @@ mod dynamodb {
     const TABLE: &str = "form-bridge-keys";
 
     /// A table as the stack makes it: `pk` binary, on demand.
-    async fn create_table(client: &aws_sdk_dynamodb::Client) {
-        client
-            .create_table()
-            .table_name(TABLE)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(PK)
-                    .attribute_type(ScalarAttributeType::B)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(PK)
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .unwrap();
-    }
-
     /// A clock in whole seconds that only the test moves.
     #[derive(Clone)]
     struct TestClock(Arc<AtomicU64>);
@@ -471,7 +444,7 @@ mod dynamodb {
         let moto = MotoServer::start();
         let sdk = crate::aws::configure(moto.loader()).load().await;
         let client = aws_sdk_dynamodb::Client::new(&sdk);
-        create_table(&client).await;
+        moto.create_idempotency_table(TABLE).await;
         let clock = TestClock::new();
         let store = DynamoDbIdempotencyStore::from_sdk_config(&sdk, TABLE, ttl).with_clock({
             let clock = clock.clone();
@@ -493,61 +466,6 @@ mod dynamodb {
         semantics(&f.store, ttl, async |d| clock.advance(d)).await;
     }
 
-    /// Moto serves each request on a thread of its own and isolates none: a
-    /// transaction copies the table, checks and writes item by item, and
-    /// on a failed condition puts its copy back, dropping what another
-    /// request wrote meanwhile (two overlapping transactions both won, in
-    /// 1 of 5 runs of the test below). DynamoDB isolates every call,
-    /// transactions included. This proxy passes moto one request at a
-    /// time, so that moto's table answers as DynamoDB's does; calls from
-    /// several clients still interleave call by call.
-    fn one_at_a_time(endpoint: &str) -> HttpServer {
-        let upstream = endpoint.trim_start_matches("http://").to_owned();
-        let one = std::sync::Mutex::new(());
-        HttpServer::start(move |request, _| {
-            let _one = one.lock().unwrap_or_else(|e| e.into_inner());
-            forward(&upstream, request)
-        })
-    }
-
-    /// Sends `request` to `upstream` on a connection of its own and
-    /// returns the answer as it came.
-    fn forward(upstream: &str, request: &testkit::RecordedRequest) -> Reply {
-        use std::io::{Read, Write};
-        let framing = |name: &str| {
-            ["connection", "content-length", "transfer-encoding"]
-                .iter()
-                .any(|n| name.eq_ignore_ascii_case(n))
-        };
-        let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.path);
-        for (name, value) in request.headers.iter().filter(|(n, _)| !framing(n)) {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str(&format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
-            request.body.len()
-        ));
-        let mut stream = std::net::TcpStream::connect(upstream).unwrap();
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(&request.body).unwrap();
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).unwrap();
-        let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        let head = String::from_utf8_lossy(&answer[..end]);
-        let mut lines = head.lines();
-        let status = lines.next().unwrap().split_whitespace().nth(1).unwrap();
-        Reply::Respond {
-            status: status.parse().unwrap(),
-            headers: lines
-                .filter_map(|line| line.split_once(':'))
-                .filter(|(name, _)| !framing(name))
-                .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-                .collect(),
-            body: answer[end + 4..].to_vec(),
-            delay: Duration::ZERO,
-        }
-    }
-
     /// Two execution environments, each a thread with its own runtime and
     /// client, claim at the same moment (a barrier per round), so that
     /// their calls really meet in the table: copies of a request (the same
@@ -566,7 +484,7 @@ mod dynamodb {
                 .unwrap()
         };
         let moto = MotoServer::start();
-        let proxy = one_at_a_time(&moto.endpoint());
+        let proxy = testkit::one_at_a_time(&moto.endpoint());
         let endpoint = proxy.url();
         let store = |endpoint: &str| {
             let endpoint = endpoint.to_owned();
@@ -579,8 +497,7 @@ mod dynamodb {
         };
         let main = runtime();
         main.block_on(async {
-            let sdk = crate::aws::configure(moto.loader()).load().await;
-            create_table(&aws_sdk_dynamodb::Client::new(&sdk)).await;
+            moto.create_idempotency_table(TABLE).await;
         });
         let keys = |round: usize, names: &[&str]| -> Vec<IdempotencyKey> {
             names
