@@ -8,10 +8,14 @@
 //! 3. checks the raw bytes against the signed `Content-Digest` in constant
 //!    time, before anything is parsed;
 //! 4. reads the submissions ([`body`]): a JSON object, a batch of up to 100,
-//!    or a URL-encoded form;
-//! 5. claims the request's idempotency key ([`shared::idempotency`]): the
-//!    `Idempotency-Key` header, else the signed identity. A request seen
-//!    before gets its first answer again and publishes nothing;
+//!    or a URL-encoded form; on a source route, the provider's signature
+//!    is verified over the raw body first (docs/protocol.md, section 9) and
+//!    the body is one submission (JSON, a form or multipart fields);
+//! 5. claims the request's idempotency keys, all or none in one call
+//!    ([`shared::idempotency`]): the `Idempotency-Key` header's when sent,
+//!    and the signed identity (on a source route: the provider's event ID
+//!    and what it signed). A request seen before gets its first answer
+//!    again and publishes nothing;
 //! 6. gives each a time-sortable submission ID and publishes the events
 //!    ([`shared::publish`]): at most 10 entries and 1 MiB per PutEvents
 //!    call, only failed entries retried;
