@@ -1,8 +1,10 @@
 //! Cold start of the ingest `bootstrap`, measured the way Lambda sees it:
-//! from spawning the process (configured only by environment variables) to
-//! its first poll of the Runtime API ("ready"). Each sample then serves one
-//! real submission published through the AWS SDK to a moto bus, and the
-//! process's peak RSS (VmHWM) is read before it is killed.
+//! from spawning the process (configured only by environment variables,
+//! as the stack configures it: an idempotency table) to its first poll of
+//! the Runtime API ("ready"). Each sample then serves one real submission,
+//! its key claimed and completed in moto's DynamoDB and the event published
+//! through the AWS SDK to a moto bus, and the process's peak RSS (VmHWM) is
+//! read before it is killed.
 //!
 //! Needs moto: run `scripts/test` once (it installs it into `.venv`).
 
@@ -17,7 +19,8 @@ fn one_cold_start(moto: &MotoServer) -> ColdStart {
     let mut command = runtime.command(env!("CARGO_BIN_EXE_ingest"));
     command
         .envs(moto.aws_env())
-        .env("EVENT_BUS_NAME", "bench-bus");
+        .env("EVENT_BUS_NAME", "bench-bus")
+        .env("IDEMPOTENCY_TABLE", "bench-idempotency");
     let sample = cold_start(&runtime, &mut command);
     assert!(
         matches!(&sample.answer, Some(Answer::Response(r)) if r.contains(r#""statusCode":202"#)),
@@ -34,6 +37,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let pattern = r#"{"source":["form-bridge"]}"#;
     rt.block_on(moto.route_to_queue("bench-bus", "all", pattern));
+    rt.block_on(moto.create_idempotency_table("bench-idempotency"));
 
     bench_cold_starts(c, "ingest_cold_start", || one_cold_start(&moto));
 }
