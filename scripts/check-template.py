@@ -4,7 +4,7 @@ SAM silently ignores a misspelt key (an authorizer's `ReauthorizeEvry: 0`
 leaves results cached for 300 s, which lets replays through), so these
 checks run the real SAM transform (aws-sam-translator, what CloudFormation
 runs) and inspect what it generates: the authorizer as API Gateway receives
-it, the routes, the functions' reserved concurrency, the event source
+it, the routes and their throttles, the functions' reserved concurrency, the event source
 mapping, the rule, the queues, the idempotency table, the roles and the
 alarms. `cfn-lint` then lints the
 generated CloudFormation too.
@@ -81,6 +81,18 @@ IDENTITY = [
 SOURCE_IDENTITY = ["$context.routeKey"]
 # Each route, the identity sources of its authorizer.
 ROUTES = {ROUTE: IDENTITY, SOURCE_ROUTE: SOURCE_IDENTITY}
+# API Gateway keeps a throttle per route: the stage's defaults serve the
+# submissions route, and the source route, which anyone who knows a source
+# URL can call, has its own, from its own parameters. The stage's route
+# settings are keyed by route key, "METHOD path".
+SOURCE_ROUTE_KEY = f"POST {SOURCE_ROUTE}"
+API_THROTTLE = {"ThrottlingRateLimit": "ThrottlingRateLimit", "ThrottlingBurstLimit": "ThrottlingBurstLimit"}
+SOURCE_THROTTLE = {"ThrottlingRateLimit": "SourceThrottlingRateLimit", "ThrottlingBurstLimit": "SourceThrottlingBurstLimit"}
+# Ingest's duration per request that its reservation is sized for (about
+# 20 ms measured on AWS, mostly PutEvents): both routes at their default
+# rates must fit in its default reservation, so a source flood cannot take
+# what the submissions route needs.
+INGEST_SIZING_SECONDS = 0.030
 # The item calls the idempotency store makes, and nothing else on DynamoDB.
 IDEMPOTENCY_ACTIONS = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:GetItem"}
 IDEMPOTENCY_TTL_ATTRIBUTE = "expires_at"
@@ -247,11 +259,7 @@ class Checker:
             self.check("IngestFunction" in json.dumps(integration.get("uri")), f"{path} does not call IngestFunction")
         stages = self.of_type("AWS::ApiGatewayV2::Stage")
         stage = next(iter(stages.values()), {}).get("Properties", {})
-        throttle = stage.get("DefaultRouteSettings", {})
-        self.check(
-            "ThrottlingRateLimit" in throttle and "ThrottlingBurstLimit" in throttle,
-            "the API's stage has no route throttling",
-        )
+        self.throttling(stage, paths)
         self.check("AccessLogSettings" in stage, "the API's stage has no access logs")
         max_body = self.params.get("MaxBodyBytes", {})
         self.check(
@@ -262,6 +270,57 @@ class Checker:
         self.check(ingest_env.get("MAX_BODY_BYTES") == {"Ref": "MaxBodyBytes"}, "ingest's MAX_BODY_BYTES is not the MaxBodyBytes parameter")
         self.check(ingest_env.get("REPLAY_WINDOW_SECONDS") == {"Ref": "ReplayWindowSeconds"},
                    "ingest's REPLAY_WINDOW_SECONDS is not the ReplayWindowSeconds parameter (its idempotency keys must outlive the authorizer's window)")
+
+    def throttling(self, stage: dict, paths: dict) -> None:
+        """The stage's defaults throttle the submissions route from the API's
+        parameters; the source route has its own rate and burst, from its
+        own parameters, whose defaults are at most the API's and leave
+        ingest's reservation room for both routes."""
+        defaults = stage.get("DefaultRouteSettings", {})
+        for key, param in API_THROTTLE.items():
+            self.check(
+                defaults.get(key) == {"Ref": param},
+                f"the stage's DefaultRouteSettings {key} is {defaults.get(key)!r}, expected !Ref {param}",
+            )
+        settings = stage.get("RouteSettings", {})
+        if not isinstance(settings, dict):
+            self.check(False, f"the stage's RouteSettings is {settings!r}, expected a map of route keys")
+            settings = {}
+        # A key that names no route fails the deploy, or throttles nothing.
+        route_keys = {f"{method.upper()} {path}" for path, route in paths.items() for method in route}
+        unknown = set(settings) - route_keys
+        self.check(not unknown, f"the stage's RouteSettings name no route of the API: {sorted(unknown)} (route keys are {sorted(route_keys)})")
+        source = settings.get(SOURCE_ROUTE_KEY)
+        if not isinstance(source, dict):
+            self.check(False, f"the source route has no RouteSettings of its own (\"{SOURCE_ROUTE_KEY}\"): a flood at a source URL is bounded only by the API's throttle")
+            source = {}
+        # A route's entry replaces the defaults: a value left out is not the stage's.
+        for key, param in SOURCE_THROTTLE.items():
+            self.check(
+                source.get(key) == {"Ref": param},
+                f"the source route's {key} is {source.get(key)!r}, expected !Ref {param}",
+            )
+        for (key, api_param), source_param in zip(API_THROTTLE.items(), SOURCE_THROTTLE.values()):
+            spec = self.params.get(source_param)
+            if spec is None:
+                self.check(False, f"no parameter {source_param}")
+                continue
+            default = spec.get("Default")
+            api_default = self.params.get(api_param, {}).get("Default")
+            self.check(spec.get("Type") == "Number", f"{source_param}: Type is {spec.get('Type')}, expected Number")
+            self.check(spec.get("MinValue", 0) >= 1, f"{source_param}: MinValue is {spec.get('MinValue')}, expected at least 1 (0 refuses every request)")
+            self.check(
+                isinstance(default, int) and isinstance(api_default, int) and 1 <= default <= api_default,
+                f"{source_param}'s default {default!r} is not between 1 and {api_param}'s {api_default!r}",
+            )
+        rates = [self.params.get(p, {}).get("Default") for p in ("ThrottlingRateLimit", "SourceThrottlingRateLimit")]
+        reserved = self.params.get("IngestReservedConcurrency", {}).get("Default")
+        if all(isinstance(r, int) for r in rates) and isinstance(reserved, int):
+            self.check(
+                sum(rates) * INGEST_SIZING_SECONDS <= reserved,
+                f"both routes at their default rates ({rates[0]} + {rates[1]}/s) at {INGEST_SIZING_SECONDS * 1000:.0f} ms "
+                f"need {sum(rates) * INGEST_SIZING_SECONDS:.0f} ingest executions, over IngestReservedConcurrency's {reserved}",
+            )
 
     def authorizer(self, what: str, auth: dict, identity: list[str]) -> None:
         """A REQUEST authorizer calling AuthorizerFunction, payload 2.0,
@@ -667,6 +726,45 @@ MUTATIONS = {
     "ListSecrets with another action on every resource": (
         "Action: secretsmanager:ListSecrets",
         "Action: [secretsmanager:ListSecrets, secretsmanager:GetSecretValue]",
+    ),
+    "the source route without its own throttle": (
+        '      RouteSettings:\n        "POST /v1/tenants/{tenant_id}/sources/{source_id}":\n'
+        "          ThrottlingRateLimit: !Ref SourceThrottlingRateLimit\n"
+        "          ThrottlingBurstLimit: !Ref SourceThrottlingBurstLimit\n",
+        "",
+    ),
+    "misspelt RouteSettings": ('      RouteSettings:\n        "POST', '      RouteSetting:\n        "POST'),
+    "the source throttle keyed without the method": (
+        '"POST /v1/tenants/{tenant_id}/sources/{source_id}":', '"/v1/tenants/{tenant_id}/sources/{source_id}":',
+    ),
+    "the source throttle keyed to a route that does not exist": (
+        '"POST /v1/tenants/{tenant_id}/sources/{source_id}":', '"POST /v1/tenants/{tenant_id}/source/{source_id}":',
+    ),
+    "the source throttle on the submissions route": (
+        '"POST /v1/tenants/{tenant_id}/sources/{source_id}":', '"POST /v1/tenants/{tenant_id}/submissions":',
+    ),
+    "the source throttle without its burst": ("          ThrottlingBurstLimit: !Ref SourceThrottlingBurstLimit\n", ""),
+    "the source throttle from the API's rate": (
+        "ThrottlingRateLimit: !Ref SourceThrottlingRateLimit", "ThrottlingRateLimit: !Ref ThrottlingRateLimit",
+    ),
+    "the API's defaults from the source parameters": (
+        "        ThrottlingRateLimit: !Ref ThrottlingRateLimit\n", "        ThrottlingRateLimit: !Ref SourceThrottlingRateLimit\n",
+    ),
+    "a source rate above the API's": (
+        "  SourceThrottlingRateLimit:\n    Type: Number\n    Default: 250\n",
+        "  SourceThrottlingRateLimit:\n    Type: Number\n    Default: 1500\n",
+    ),
+    "a source burst above the API's": (
+        "  SourceThrottlingBurstLimit:\n    Type: Number\n    Default: 500\n",
+        "  SourceThrottlingBurstLimit:\n    Type: Number\n    Default: 5000\n",
+    ),
+    "a source rate of 0 allowed": (
+        "  SourceThrottlingRateLimit:\n    Type: Number\n    Default: 250\n    MinValue: 1\n",
+        "  SourceThrottlingRateLimit:\n    Type: Number\n    Default: 250\n    MinValue: 0\n",
+    ),
+    "both routes beyond ingest's reservation": (
+        "  IngestReservedConcurrency:\n    Type: Number\n    Default: 100\n",
+        "  IngestReservedConcurrency:\n    Type: Number\n    Default: 30\n",
     ),
 }
 
