@@ -114,13 +114,15 @@ impl Config {
             1..=MAX_BODY_BYTES_LIMIT,
         )?;
         // The authorizer accepts a timestamp up to the window either side
-        // of now, so one signed request stays valid for twice the window:
+        // of now, and a provider's signed timestamp up to its own window,
+        // so one signed request stays valid for twice the wider of them:
         // its key must outlive that.
         let replay_window = env.number("REPLAY_WINDOW_SECONDS", 300, 1..=3_600)?;
+        let widest = replay_window.max(shared::source::MAX_TOLERANCE_SECS);
         let idempotency_ttl = env.seconds(
             "IDEMPOTENCY_TTL_SECONDS",
             shared::idempotency::DEFAULT_TTL.as_secs(),
-            2 * replay_window..=30 * 86_400,
+            2 * widest..=30 * 86_400,
         )?;
         let idempotency_table = Some(env.string("IDEMPOTENCY_TABLE", "")).filter(|t| !t.is_empty());
         if let Some(table) = &idempotency_table
@@ -157,8 +159,9 @@ pub struct Tenant {
     pub routing: Routing,
 }
 
-/// The parts of a request ingest uses.
-#[derive(Debug, Clone, Copy, Default)]
+/// The parts of a request ingest uses. `Debug` shows the body's length
+/// only (a token source's body may hold its token until it is redacted).
+#[derive(Clone, Copy, Default)]
 pub struct Request<'a> {
     /// From the authorizer's context; `None` when there was none.
     pub tenant: Option<&'a Tenant>,
@@ -176,6 +179,18 @@ pub struct Request<'a> {
     pub idempotency_key: Option<&'a str>,
     /// On a source route: what the provider's verifier reads.
     pub source: Option<SourceRequest<'a>>,
+}
+
+impl std::fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("tenant", &self.tenant)
+            .field("content_type", &self.content_type)
+            .field("body_len", &self.body.len())
+            .field("request_id", &self.request_id)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The parts of a source route's request a provider's verifier reads.
@@ -218,7 +233,7 @@ impl<S: TenantStore> TenantRecords for CachedTenantStore<S> {
 }
 
 /// No tenant records: a handler that serves the submissions route only
-/// (a source request is a misconfiguration, 500).
+/// (a source request is answered 503 `tenant_store_unavailable`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoRecords;
 
@@ -644,6 +659,7 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
             &tenant.id,
             source_id.as_str(),
             verified.signed_timestamp(),
+            verified.event_type(),
             request.body,
         );
         let by_id = |id: &str| IdempotencyKey::from_event_id(&tenant.id, source_id.as_str(), id);
@@ -652,8 +668,15 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
         // signature does not cover: an unsigned header ID (GitHub,
         // Shopify), or the Content-Type (the same bytes read as a form,
         // where no event ID is found).
+        // A delivery ID the signature does not cover (GitHub's, Shopify's)
+        // is no key: anyone holding a captured body could claim a future
+        // ID with it, and the real delivery would be dropped as a replay.
+        // The provider's retries repeat the signed bytes, which are.
         let mut keys = header_key(tenant, request)?;
-        if let Some(id) = body_id.as_deref().or(verified.delivery_id()) {
+        let signed_id = verified
+            .delivery_id()
+            .filter(|_| verified.delivery_id_signed());
+        if let Some(id) = body_id.as_deref().or(signed_id) {
             keys.push(by_id(id));
         }
         keys.push(signed_content);

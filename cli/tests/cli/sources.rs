@@ -716,3 +716,107 @@ async fn the_same_signed_bytes_under_another_content_type_are_the_same_delivery(
     let health = health_when(&client, &gateway, |h| h["bus"]["delivered"] == 3).await;
     assert_eq!(health["bus"]["accepted"], 3);
 }
+
+/// A request to acme's `provider` source signed over `body`, with
+/// `delivery_id` and the event-type header set to `event_type`.
+fn header_typed(
+    client: &reqwest::Client,
+    gateway: &Gateway,
+    provider: &str,
+    body: &str,
+    delivery_id: &str,
+    event_type: (&str, &str),
+) -> reqwest::RequestBuilder {
+    let url = format!("{}/v1/tenants/acme/sources/{provider}", gateway.url);
+    let signed = Provider::parse(provider)
+        .unwrap()
+        .sign(
+            &Secret::new(case(provider).secret),
+            &SignRequest {
+                method: "POST",
+                url: &url,
+                body: body.as_bytes(),
+                delivery_id,
+            },
+            unix_now(),
+        )
+        .unwrap();
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header(event_type.0, event_type.1)
+        .body(body.to_owned());
+    for (name, value) in &signed.headers {
+        request = request.header(*name, value);
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_delivery_ids_are_no_keys_and_topics_with_one_body_are_two_events() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let gateway = gateway(&receiver);
+    let client = reqwest::Client::new();
+    let body = case("shopify").body;
+    // Shopify sends orders/create and orders/updated for a new order, with
+    // bodies that can be the same bytes: two events, both delivered.
+    let topic = "x-shopify-topic";
+    let (status, created) = answer(header_typed(
+        &client,
+        &gateway,
+        "shopify",
+        body,
+        "e-1",
+        (topic, "orders/create"),
+    ))
+    .await;
+    assert_eq!(status, 202, "{created}");
+    let (status, updated) = answer(header_typed(
+        &client,
+        &gateway,
+        "shopify",
+        body,
+        "e-2",
+        (topic, "orders/updated"),
+    ))
+    .await;
+    assert_eq!(status, 202, "{updated}");
+    assert_ne!(ids(&created), ids(&updated));
+    // The same bytes under the same topic again (a retry) are the first.
+    let (status, again) = answer(header_typed(
+        &client,
+        &gateway,
+        "shopify",
+        body,
+        "e-1",
+        (topic, "orders/create"),
+    ))
+    .await;
+    assert_eq!((status, &again), (202, &created));
+
+    // GitHub's delivery ID is not signed: a captured body sent again
+    // under a new ID is the same delivery, and a delivery ID seen before
+    // does not stop another signed body (the ID is not a key, so nobody
+    // holding a captured body can claim a future delivery's ID).
+    let event = ("x-github-event", "issues");
+    let first = case("github").body;
+    let (status, answered) = answer(header_typed(
+        &client, &gateway, "github", first, "d-1", event,
+    ))
+    .await;
+    assert_eq!(status, 202, "{answered}");
+    let (status, again) = answer(header_typed(
+        &client, &gateway, "github", first, "d-2", event,
+    ))
+    .await;
+    assert_eq!((status, &again), (202, &answered));
+    let other = first.replace("1347", "1348");
+    let (status, other_answer) = answer(header_typed(
+        &client, &gateway, "github", &other, "d-1", event,
+    ))
+    .await;
+    assert_eq!(status, 202, "{other_answer}");
+    assert_ne!(ids(&other_answer), ids(&answered));
+    let health = health_when(&client, &gateway, |h| h["bus"]["delivered"] == 4).await;
+    assert_eq!(health["bus"]["accepted"], 4);
+}

@@ -170,7 +170,8 @@ async fn malformed_details_fail_alone_with_a_reason_that_quotes_nothing() {
     let (good, _) = event("acme");
     let mut cases = Vec::new();
     for (field, value) in [
-        ("submission_id", json!("not-an-id")),
+        // Opaque, but within the grammar: 1 to 128 of [A-Za-z0-9._:-].
+        ("submission_id", json!("not an id/")),
         ("tenant_id", json!("Not A Tenant")),
         ("version", json!("2")),
         ("payload", Value::Null),

@@ -408,6 +408,13 @@ fn configuration_errors_name_the_variable() {
     };
     let ok = parse(&[("EVENT_BUS_NAME", "bus")]).unwrap();
     assert_eq!(ok.event_source, "form-bridge");
+    let shortest = parse(&[
+        ("EVENT_BUS_NAME", "bus"),
+        ("REPLAY_WINDOW_SECONDS", "60"),
+        ("IDEMPOTENCY_TTL_SECONDS", "600"),
+    ])
+    .unwrap();
+    assert_eq!(shortest.idempotency_ttl, Duration::from_secs(600));
     assert_eq!(ok.max_body_bytes, 262_144);
     for (pairs, variable) in [
         (&[][..], "EVENT_BUS_NAME"),
@@ -427,6 +434,25 @@ fn configuration_errors_name_the_variable() {
         (
             &[("EVENT_BUS_NAME", "b"), ("MAX_BODY_BYTES", "1MB")][..],
             "MAX_BODY_BYTES",
+        ),
+        // A key must outlive twice the widest window a timestamp is
+        // accepted in: a provider's 300 s, even when the authorizer's is
+        // narrower.
+        (
+            &[
+                ("EVENT_BUS_NAME", "b"),
+                ("REPLAY_WINDOW_SECONDS", "60"),
+                ("IDEMPOTENCY_TTL_SECONDS", "120"),
+            ][..],
+            "IDEMPOTENCY_TTL_SECONDS",
+        ),
+        (
+            &[
+                ("EVENT_BUS_NAME", "b"),
+                ("REPLAY_WINDOW_SECONDS", "900"),
+                ("IDEMPOTENCY_TTL_SECONDS", "1200"),
+            ][..],
+            "IDEMPOTENCY_TTL_SECONDS",
         ),
     ] {
         assert_eq!(parse(pairs).unwrap_err().variable, variable, "{pairs:?}");

@@ -2,14 +2,16 @@
 //!
 //! Senders retry, and attackers replay: the same signed request sent again
 //! inside the replay window must not become a second submission with a
-//! second `webhook-id`. Every accepted request has a key ([`IdempotencyKey`]):
+//! second `webhook-id`. Every accepted request has one or more keys
+//! ([`IdempotencyKey`]), docs/protocol.md, section 10:
 //!
 //! - the `Idempotency-Key` header when present, scoped to the tenant, with
 //!   the body's digest as its fingerprint, so the same key with another
 //!   body is told apart ([`Claim::Mismatch`]);
-//! - else, on the submissions route, the signed identity (timestamp, tenant
-//!   and `Content-Digest`, which binds the body);
-//! - else, on a source route, the provider's event or delivery ID.
+//! - on the submissions route, always, the signed identity (timestamp,
+//!   tenant and `Content-Digest`, which binds the body);
+//! - on a source route, always, what the provider signed, and its event ID
+//!   when it gives one (in the body, or a header the signature covers).
 //!
 //! A request first [claims](IdempotencyStore::claim) its key: the first
 //! claim wins ([`Claim::New`], with a [`Ticket`]) and must end with
@@ -34,7 +36,8 @@
 //! local gateway's (and tests'): bounded, newest kept.
 //! `DynamoDbIdempotencyStore` (the `aws` feature) is the one a deployed
 //! stack uses: one table shared by every Lambda execution environment,
-//! one conditional write per claim, one transaction for several keys.
+//! one conditional write for a request's one key, one transaction of them
+//! for several.
 //! Both pass the same tests.
 
 use std::collections::{HashMap, VecDeque};
@@ -136,14 +139,18 @@ impl IdempotencyKey {
         }
     }
 
-    /// From what a source's provider signed, when it gave no event ID (or
-    /// an ID it did not sign): the signed timestamp, if any, and the body.
-    /// Canonical: no rewording of the signature header changes it, and a
-    /// new key needs a new signature, which needs the secret.
+    /// From what a source's provider signed: the signed timestamp, if any,
+    /// and the body; with the event's type when a header names it (Shopify
+    /// sends `orders/create` and `orders/updated` for a new order, with
+    /// bodies that can be identical: they are two events). Canonical: no
+    /// rewording of the signature header changes it, and a new key needs a
+    /// new signature, which needs the secret (or, for the type, which is
+    /// not signed, a captured body sent under another type).
     pub fn from_signed_content(
         tenant: &TenantId,
         source: &str,
         signed_timestamp: Option<i64>,
+        event_type: Option<&str>,
         body: &[u8],
     ) -> Self {
         let timestamp = signed_timestamp.map(i64::to_be_bytes);
@@ -152,6 +159,7 @@ impl IdempotencyKey {
             tenant.as_str().as_bytes(),
             source.as_bytes(),
             timestamp.as_ref().map_or(&[][..], |t| &t[..]),
+            event_type.unwrap_or_default().as_bytes(),
             body,
         ]);
         Self {

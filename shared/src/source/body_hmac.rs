@@ -118,8 +118,8 @@ impl Verifier for BodyHmac {
         self.body_id.find(json)
     }
 
-    fn signs_timestamp(&self) -> bool {
-        false
+    fn tolerance_secs(&self) -> Option<i64> {
+        None
     }
 
     fn sign(

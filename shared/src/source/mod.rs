@@ -61,6 +61,11 @@ pub use common::{MAX_SIGNATURE_HEADER_LEN, MAX_SIGNATURES};
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The widest window any provider's signed timestamp has, either way, in
+/// seconds: a captured request stays valid for twice this span, so an
+/// idempotency key must outlive it.
+pub const MAX_TOLERANCE_SECS: u64 = 300;
+
 /// Every provider a source can name, and how each is verified.
 pub static PROVIDERS: &[Provider] = &[
     Provider::new("typeform", &body_hmac::TYPEFORM, SecretOrigin::Chosen),
@@ -111,10 +116,10 @@ pub trait Verifier: Sync {
     /// JSON text (or a form's fields as a JSON object).
     fn body_event_id(&self, json: &str) -> Option<String>;
 
-    /// Whether the signature covers a timestamp, so that a captured request
-    /// is refused once it is older than the tolerance. Without one, only
-    /// idempotency stops a replay.
-    fn signs_timestamp(&self) -> bool;
+    /// How far from now a signed timestamp may be, either way, in seconds;
+    /// `None` when the signature covers no timestamp (then only idempotency
+    /// stops a replay). At most [`MAX_TOLERANCE_SECS`].
+    fn tolerance_secs(&self) -> Option<i64>;
 
     /// A verified body that only checks the URL (Slack's
     /// `url_verification`): the field and value to answer with (200,
@@ -229,7 +234,13 @@ impl Provider {
 
     /// Whether the provider's signature covers a timestamp.
     pub fn signs_timestamp(self) -> bool {
-        self.verifier.signs_timestamp()
+        self.verifier.tolerance_secs().is_some()
+    }
+
+    /// How far from now its signed timestamp may be, in seconds (see
+    /// [`Verifier::tolerance_secs`]).
+    pub fn tolerance_secs(self) -> Option<i64> {
+        self.verifier.tolerance_secs()
     }
 
     /// The answer to a URL check instead of a submission (see
@@ -410,8 +421,9 @@ impl SourceKeys {
     /// `payload` (a verified request's body as JSON text) without the
     /// secret the sender presented in the URL, for a provider whose secret
     /// travels there (`token`): Jotform, for one, echoes the webhook's URL
-    /// in a field. Every spelling of the token (as sent, JSON-escaped with
-    /// or without `\/`, percent-encoded) becomes `REDACTED`. `None` when
+    /// in a field. Every spelling of the token (decoded, JSON-escaped with
+    /// or without `\/`, percent-encoded, and as the query carried it)
+    /// becomes `REDACTED`. `None` when
     /// there is nothing to remove; [`TokenInBody`] when the result would
     /// not be JSON (the token written outside a string).
     pub fn redact_presented_secret(
@@ -422,7 +434,7 @@ impl SourceKeys {
         if self.provider.signs_body() {
             return Ok(None);
         }
-        let Some(token) = token::presented(query) else {
+        let Ok(token) = token::presented(query) else {
             return Ok(None);
         };
         if token.is_empty() {
@@ -438,6 +450,8 @@ impl SourceKeys {
             url::form_urlencoded::byte_serialize(token.as_bytes()).collect(),
             percent_encoding::utf8_percent_encode(&token, percent_encoding::NON_ALPHANUMERIC)
                 .to_string(),
+            // As the query carried it: a token typed with its own escapes.
+            token::presented_raw(query).unwrap_or_default().to_owned(),
         ];
         let mut redacted = None::<String>;
         for spelling in spellings.iter().filter(|s| !s.is_empty()) {

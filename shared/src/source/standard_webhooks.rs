@@ -111,8 +111,8 @@ impl Verifier for StandardWebhooks {
         None
     }
 
-    fn signs_timestamp(&self) -> bool {
-        true
+    fn tolerance_secs(&self) -> Option<i64> {
+        Some(self.tolerance_secs)
     }
 
     fn sign(

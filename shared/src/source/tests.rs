@@ -762,6 +762,17 @@ fn a_token_presented_in_the_url_is_redacted_from_the_payload_in_every_spelling()
         redacted,
         r#"{"a":"REDACTED","b":"https://x/?token=REDACTED","c":"REDACTED","n":1}"#
     );
+    // A token typed into the URL with escapes of its own (%74 for t, %2f
+    // for /): the body echoes the URL as it was typed.
+    let typed = "%74ok%2fwith%2Bodd%26chars_00000000000000000000";
+    let redacted = keys
+        .redact_presented_secret(
+            &format!("token={typed}"),
+            &format!(r#"{{"webhookURL":"https://x/?token={typed}"}}"#),
+        )
+        .expect("JSON")
+        .expect("found");
+    assert_eq!(redacted, r#"{"webhookURL":"https://x/?token=REDACTED"}"#);
     // Nothing to remove: no copy; another provider's secret is not in the URL.
     assert_eq!(keys.redact_presented_secret(&query, r#"{"a":1}"#), Ok(None));
     let typeform = SourceKeys::new(
@@ -781,4 +792,16 @@ fn a_token_presented_in_the_url_is_redacted_from_the_payload_in_every_spelling()
         keys.redact_presented_secret(&format!("token={digits}"), &format!(r#"{{"n":{digits}}}"#)),
         Err(TokenInBody)
     );
+}
+
+#[test]
+fn no_provider_accepts_a_timestamp_further_than_the_widest_window() {
+    for provider in PROVIDERS {
+        if let Some(secs) = provider.tolerance_secs() {
+            assert!(
+                u64::try_from(secs).is_ok_and(|s| s <= MAX_TOLERANCE_SECS),
+                "{provider}: {secs}"
+            );
+        }
+    }
 }

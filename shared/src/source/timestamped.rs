@@ -245,8 +245,8 @@ impl Verifier for Timestamped {
         at.find(json).map(|value| (field, value))
     }
 
-    fn signs_timestamp(&self) -> bool {
-        true
+    fn tolerance_secs(&self) -> Option<i64> {
+        Some(self.tolerance_secs)
     }
 
     fn sign(

@@ -38,19 +38,27 @@ pub(crate) const TOKEN: Token = Token {
 
 const PARAM: &str = "token";
 
-/// The `token` query parameter as presented (percent-decoded), when it is
-/// there once.
-pub(crate) fn presented(query: &str) -> Option<std::borrow::Cow<'_, str>> {
+/// The `token` query parameter as presented (percent-decoded): it must be
+/// there exactly once.
+pub(crate) fn presented(query: &str) -> Result<std::borrow::Cow<'_, str>, SourceError> {
     let mut found = None;
     for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
         if name == PARAM {
             if found.is_some() {
-                return None;
+                return Err(SourceError::MalformedToken);
             }
             found = Some(value);
         }
     }
-    found
+    found.ok_or(SourceError::MissingToken)
+}
+
+/// The `token` parameter's value exactly as the query carries it (before
+/// percent-decoding), when it is there.
+pub(crate) fn presented_raw(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
 }
 
 impl Verifier for Token {
@@ -67,16 +75,7 @@ impl Verifier for Token {
         keys: &[Key],
         _now: i64,
     ) -> Result<Verified<'a>, SourceError> {
-        let mut found = None;
-        for (name, value) in url::form_urlencoded::parse(request.query.as_bytes()) {
-            if name == PARAM {
-                if found.is_some() {
-                    return Err(SourceError::MalformedToken);
-                }
-                found = Some(value);
-            }
-        }
-        let token = found.ok_or(SourceError::MissingToken)?;
+        let token = presented(request.query)?;
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut matched = Choice::from(0);
         for digest in keys.iter().filter_map(Key::as_digest) {
@@ -92,8 +91,8 @@ impl Verifier for Token {
         self.body_id.find(json)
     }
 
-    fn signs_timestamp(&self) -> bool {
-        false
+    fn tolerance_secs(&self) -> Option<i64> {
+        None
     }
 
     fn signs_body(&self) -> bool {
