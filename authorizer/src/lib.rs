@@ -39,10 +39,7 @@ use shared::config::{ConfigError, Env};
 use shared::rate_limit::{RateLimited, TenantRateLimiter};
 use shared::signature::{self, RequestHeaders, VerifyError};
 use shared::source::{self, SourceError, SourceId, SourceKeys};
-use shared::store::{
-    CACHE_TTL_SECONDS_RANGE, CachePolicy, CachedTenantStore, DEFAULT_CACHE_TTL_SECONDS,
-    DEFAULT_TENANT_SECRET_PREFIX, StoreError, TenantStore,
-};
+use shared::store::{CachePolicy, CachedTenantStore, StoreError, TenantStore};
 use shared::telemetry::Metrics;
 use shared::tenant::RateLimit;
 use shared::tenant_id::TenantIdError;
@@ -78,14 +75,10 @@ pub struct Config {
 impl Config {
     /// Reads the configuration; errors name the variable.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let (tenant_secret_prefix, secret_cache_ttl) = shared::store::record_settings(env)?;
         Ok(Self {
-            tenant_secret_prefix: env
-                .secret_prefix("TENANT_SECRET_PREFIX", DEFAULT_TENANT_SECRET_PREFIX)?,
-            secret_cache_ttl: env.seconds(
-                "SECRET_CACHE_TTL_SECONDS",
-                DEFAULT_CACHE_TTL_SECONDS,
-                CACHE_TTL_SECONDS_RANGE,
-            )?,
+            tenant_secret_prefix,
+            secret_cache_ttl,
             replay_window: env.seconds(
                 "REPLAY_WINDOW_SECONDS",
                 signature::DEFAULT_REPLAY_WINDOW.as_secs(),

@@ -40,10 +40,7 @@ use serde::Serialize;
 use shared::TenantId;
 use shared::breaker::BreakerPolicy;
 use shared::config::{ConfigError, Env};
-use shared::store::{
-    CACHE_TTL_SECONDS_RANGE, CachePolicy, CachedTenantStore, DEFAULT_CACHE_TTL_SECONDS,
-    DEFAULT_TENANT_SECRET_PREFIX, TenantStore,
-};
+use shared::store::{CachePolicy, CachedTenantStore, TenantStore};
 use shared::telemetry::{Dimension, Measure, Metrics};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -121,14 +118,10 @@ impl Config {
             breaker,
             ..defaults
         };
+        let (tenant_secret_prefix, secret_cache_ttl) = shared::store::record_settings(env)?;
         Ok(Self {
-            tenant_secret_prefix: env
-                .secret_prefix("TENANT_SECRET_PREFIX", DEFAULT_TENANT_SECRET_PREFIX)?,
-            secret_cache_ttl: env.seconds(
-                "SECRET_CACHE_TTL_SECONDS",
-                DEFAULT_CACHE_TTL_SECONDS,
-                CACHE_TTL_SECONDS_RANGE,
-            )?,
+            tenant_secret_prefix,
+            secret_cache_ttl,
             allow_private_destinations: env.flag("ALLOW_PRIVATE_DESTINATIONS", false)?,
             concurrency: env.number("DELIVERY_CONCURRENCY", 32, 1..=1_000)? as usize,
             per_destination: env.number("DELIVERY_CONCURRENCY_PER_DESTINATION", 8, 1..=1_000)?

@@ -100,22 +100,9 @@ fn stripe_event(n: u64, bytes: usize) -> Vec<u8> {
             testkit::VECTOR.timestamp,
         )
         .unwrap();
-    let mut event: Value =
+    let fixture: Value =
         serde_json::from_str(include_str!("../tests/data/ingest-request.json")).unwrap();
-    event["rawPath"] = "/v1/tenants/acme/sources/stripe".into();
-    event["requestContext"]["authorizer"]["lambda"]["source_id"] = "stripe".into();
-    let headers = event["headers"].as_object_mut().unwrap();
-    for name in [
-        "content-digest",
-        "x-formbridge-signature",
-        "x-formbridge-timestamp",
-    ] {
-        headers.remove(name);
-    }
-    for (name, value) in signed.headers {
-        headers.insert(name.to_owned(), value.into());
-    }
-    event["body"] = body.into();
+    let event = testkit::on_source_route(fixture, "acme", "stripe", signed.headers, &body);
     serde_json::to_vec(&event).unwrap()
 }
 

@@ -52,10 +52,7 @@ use shared::publish::{
 };
 use shared::signature::{DigestError, verify_content_digest};
 use shared::source::{self, SourceError, SourceId};
-use shared::store::{
-    CACHE_TTL_SECONDS_RANGE, CachedTenantStore, DEFAULT_CACHE_TTL_SECONDS,
-    DEFAULT_TENANT_SECRET_PREFIX, StoreError, TenantStore,
-};
+use shared::store::{CachedTenantStore, StoreError, TenantStore};
 use shared::telemetry::{Measure, Metrics};
 use shared::{Routing, TenantId, TenantRecord, TenantStatus};
 use tokio::time::Instant;
@@ -133,14 +130,10 @@ impl Config {
                 "must be a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ . -) or table ARN",
             ));
         }
+        let (tenant_secret_prefix, secret_cache_ttl) = shared::store::record_settings(env)?;
         Ok(Self {
-            tenant_secret_prefix: env
-                .secret_prefix("TENANT_SECRET_PREFIX", DEFAULT_TENANT_SECRET_PREFIX)?,
-            secret_cache_ttl: env.seconds(
-                "SECRET_CACHE_TTL_SECONDS",
-                DEFAULT_CACHE_TTL_SECONDS,
-                CACHE_TTL_SECONDS_RANGE,
-            )?,
+            tenant_secret_prefix,
+            secret_cache_ttl,
             event_bus_name,
             event_source,
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),

@@ -186,6 +186,38 @@ impl From<TenantRecordBuilder> for Value {
     }
 }
 
+/// An ingest proxy event of the submissions route (as in ingest's test
+/// data) moved to the source route of `tenant`'s `source`, as API Gateway
+/// hands it to ingest after the source route's authorizer: the route key,
+/// path, path parameters and the authorizer's `source_id`, the signature
+/// headers replaced by `headers` (a provider's), and `body`.
+pub fn on_source_route(
+    mut event: Value,
+    tenant: &str,
+    source: &str,
+    headers: impl IntoIterator<Item = (&'static str, String)>,
+    body: &str,
+) -> Value {
+    event["routeKey"] = "POST /v1/tenants/{tenant_id}/sources/{source_id}".into();
+    event["rawPath"] = format!("/v1/tenants/{tenant}/sources/{source}").into();
+    event["pathParameters"] = json!({"tenant_id": tenant, "source_id": source});
+    event["requestContext"]["authorizer"]["lambda"]["source_id"] = source.into();
+    if let Some(map) = event["headers"].as_object_mut() {
+        for name in [
+            "content-digest",
+            "x-formbridge-signature",
+            "x-formbridge-timestamp",
+        ] {
+            map.remove(name);
+        }
+        for (name, value) in headers {
+            map.insert(name.to_owned(), value.into());
+        }
+    }
+    event["body"] = body.into();
+    event
+}
+
 /// Starts the Lambda binary `exe` as Lambda would, with only `AWS_REGION`
 /// and `vars` set, and asserts that it fails start-up: it exits unsuccessfully,
 /// names `variable` on stderr, and never asks the Runtime API for an

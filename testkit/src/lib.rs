@@ -30,7 +30,7 @@ pub mod runtime_api;
 pub use cold_start::{ColdStart, bench_cold_starts, cold_start, cold_start_summary, peak_rss_kib};
 pub use fixtures::{
     DELIVERY_SECRET, TenantRecordBuilder, TestVector, VECTOR, assert_start_up_fails,
-    signing_secret, test_data,
+    on_source_route, signing_secret, test_data,
 };
 pub use http::{HttpServer, RecordedRequest, Reply, free_port, one_at_a_time};
 pub use moto::{MotoServer, loader_for, workspace_root};

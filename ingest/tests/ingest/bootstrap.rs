@@ -76,24 +76,7 @@ fn stripe_event(secret: &str, body: &str) -> Value {
             now,
         )
         .unwrap();
-    let mut event = fixture();
-    event["routeKey"] = "POST /v1/tenants/{tenant_id}/sources/{source_id}".into();
-    event["rawPath"] = "/v1/tenants/acme/sources/stripe-live".into();
-    event["pathParameters"] = json!({"tenant_id": "acme", "source_id": "stripe-live"});
-    event["requestContext"]["authorizer"]["lambda"]["source_id"] = "stripe-live".into();
-    let headers = event["headers"].as_object_mut().unwrap();
-    for name in [
-        "content-digest",
-        "x-formbridge-signature",
-        "x-formbridge-timestamp",
-    ] {
-        headers.remove(name);
-    }
-    for (name, value) in signed.headers {
-        headers.insert(name.to_owned(), value.into());
-    }
-    event["body"] = body.into();
-    event
+    testkit::on_source_route(fixture(), "acme", "stripe-live", signed.headers, body)
 }
 
 #[tokio::test]

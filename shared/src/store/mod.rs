@@ -30,6 +30,22 @@ pub const DEFAULT_CACHE_TTL_SECONDS: u64 = 300;
 /// The accepted `SECRET_CACHE_TTL_SECONDS`: 0 (no caching) to a day.
 pub const CACHE_TTL_SECONDS_RANGE: std::ops::RangeInclusive<u64> = 0..=86_400;
 
+/// Where tenant records are and how long one is reused, read the same way
+/// by every function that reads records: `TENANT_SECRET_PREFIX` and
+/// `SECRET_CACHE_TTL_SECONDS` (docs/protocol.md, section 7).
+pub fn record_settings(
+    env: &crate::config::Env<'_>,
+) -> Result<(String, std::time::Duration), crate::config::ConfigError> {
+    Ok((
+        env.secret_prefix("TENANT_SECRET_PREFIX", DEFAULT_TENANT_SECRET_PREFIX)?,
+        env.seconds(
+            "SECRET_CACHE_TTL_SECONDS",
+            DEFAULT_CACHE_TTL_SECONDS,
+            CACHE_TTL_SECONDS_RANGE,
+        )?,
+    ))
+}
+
 use crate::tenant::{RecordError, TenantRecord};
 use crate::tenant_id::TenantId;
 
