@@ -27,17 +27,7 @@ async fn the_bootstrap_publishes_and_answers_every_event() {
             .env("LOG_LEVEL", "trace"),
         3,
     );
-    let statuses: Vec<(u16, Value)> = answers
-        .iter()
-        .map(|a| match a {
-            Answer::Response(body) => {
-                let r: Value = serde_json::from_str(body).unwrap();
-                let inner: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
-                (r["statusCode"].as_u64().unwrap() as u16, inner)
-            }
-            Answer::Error(body) => panic!("runtime error reported: {body}\n{stdout}"),
-        })
-        .collect();
+    let statuses = statuses_and_bodies(&answers, &stdout);
     assert_eq!(statuses[0].0, 202, "{stdout}");
     assert_eq!(statuses[1].1["error"]["code"], "digest_mismatch");
     assert_eq!(statuses[2].1["error"]["code"], "missing_authorizer_context");
@@ -51,6 +41,21 @@ async fn the_bootstrap_publishes_and_answers_every_event() {
     // Logs and metrics are JSON lines; bodies never reach them.
     assert!(stdout.contains(r#""PublishLatency""#), "{stdout}");
     testkit::assert_json_logs(&stdout, &["ada@example.com", "eve@example.com"]);
+}
+
+/// Each answer's status and parsed body; a runtime error fails the test.
+fn statuses_and_bodies(answers: &[Answer], stdout: &str) -> Vec<(u16, Value)> {
+    answers
+        .iter()
+        .map(|a| match a {
+            Answer::Response(body) => {
+                let r: Value = serde_json::from_str(body).unwrap();
+                let inner: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+                (r["statusCode"].as_u64().unwrap() as u16, inner)
+            }
+            Answer::Error(body) => panic!("runtime error reported: {body}\n{stdout}"),
+        })
+        .collect()
 }
 
 #[test]
@@ -102,17 +107,7 @@ async fn the_bootstrap_verifies_a_source_with_the_record_from_secrets_manager() 
             .env("LOG_LEVEL", "debug"),
         4,
     );
-    let answered: Vec<(u64, Value)> = answers
-        .iter()
-        .map(|a| match a {
-            Answer::Response(body) => {
-                let r: Value = serde_json::from_str(body).unwrap();
-                let inner: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
-                (r["statusCode"].as_u64().unwrap(), inner)
-            }
-            Answer::Error(body) => panic!("runtime error reported: {body}\n{stdout}"),
-        })
-        .collect();
+    let answered = statuses_and_bodies(&answers, &stdout);
     assert_eq!(answered[0].0, 202, "{stdout}");
     assert_eq!(
         answered[1], answered[0],
