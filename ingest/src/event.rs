@@ -20,8 +20,10 @@ pub const CONTENT_TYPE_HEADER: &str = "content-type";
 /// `Idempotency-Key`, lowercase.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
-/// What ingest reads from a payload 2.0 proxy event. `Debug` leaves out
-/// the body and the query string (a `token` source's secret).
+/// What ingest reads from a proxy event: an HTTP API's (payload 2.0) or a
+/// REST API's (payload 1.0, the isolated path), which carry the same parts
+/// under a few other names. `Debug` leaves out the body and the query
+/// string (a `token` source's secret).
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct IngestEvent {
@@ -39,6 +41,16 @@ pub struct IngestEvent {
     /// `rawQueryString`: a `token` source's token travels there (never
     /// logged).
     pub raw_query_string: Option<String>,
+    /// `pathParameters`.
+    pub path_parameters: PathParameters,
+}
+
+/// `pathParameters`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PathParameters {
+    /// The tenant ID in the path.
+    pub tenant_id: Option<String>,
 }
 
 impl fmt::Debug for IngestEvent {
@@ -69,8 +81,24 @@ pub struct RequestContext {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Authorizer {
-    /// The Lambda authorizer's `context`.
+    /// The Lambda authorizer's `context`, on an HTTP API.
     pub lambda: Option<LambdaContext>,
+    /// On a REST API the authorizer's context is here directly: its
+    /// `tenant_id`.
+    pub tenant_id: Option<String>,
+    /// Its `routing`, on a REST API.
+    pub routing: Option<String>,
+}
+
+impl Authorizer {
+    /// The authorizer's `tenant_id` and `routing`, from an HTTP API's
+    /// `lambda` object, else (a REST API) from this object itself.
+    pub fn tenant_and_routing(&self) -> (Option<&str>, Option<&str>) {
+        match &self.lambda {
+            Some(lambda) => (lambda.tenant_id.as_deref(), lambda.routing.as_deref()),
+            None => (self.tenant_id.as_deref(), self.routing.as_deref()),
+        }
+    }
 }
 
 /// `requestContext.authorizer.lambda`: the authorizer's allow context.

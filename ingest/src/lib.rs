@@ -244,6 +244,10 @@ pub enum Rejection {
     /// No usable authorizer context: the route is misconfigured.
     #[error("the request carries no authorizer context; the API is misconfigured")]
     MissingContext,
+    /// An invocation in tenant isolation mode whose tenant is not the
+    /// authorizer's and the path's: the API is misconfigured.
+    #[error("the invocation's tenant is not the request's; the API is misconfigured")]
+    TenantMismatch,
     /// The body is over `MAX_BODY_BYTES`.
     #[error("the body is larger than {0} bytes")]
     BodyTooLarge(usize),
@@ -315,7 +319,7 @@ impl Rejection {
     /// The HTTP status (docs/protocol.md, section 2).
     pub fn status(&self) -> u16 {
         match self {
-            Self::MissingContext => 500,
+            Self::MissingContext | Self::TenantMismatch => 500,
             Self::BodyTooLarge(_) | Self::EventTooLarge(_) => 413,
             Self::Body(e) => e.status(),
             Self::MalformedBase64 | Self::InvalidIdempotencyKey(_) | Self::TokenInBody => 400,
@@ -334,6 +338,7 @@ impl Rejection {
     pub fn code(&self) -> &'static str {
         match self {
             Self::MissingContext => "missing_authorizer_context",
+            Self::TenantMismatch => "tenant_mismatch",
             Self::BodyTooLarge(_) => "body_too_large",
             Self::MalformedBase64 => "malformed_body",
             Self::MissingDigest => "missing_digest",
@@ -482,6 +487,43 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// Handles one event of an invocation that may carry a tenant ID (a
+    /// function in Lambda's tenant isolation mode runs each tenant in
+    /// environments of its own). With one, the invocation's tenant, the
+    /// authorizer's and the path's must be the same, else the request is
+    /// refused (500 `tenant_mismatch`, logged at error, nothing published):
+    /// another tenant's data must never be processed in this tenant's
+    /// environment. Without one, [`Ingest::handle`].
+    pub async fn handle_invocation(
+        &self,
+        event: &IngestEvent,
+        invocation_tenant: Option<&str>,
+        now: SystemTime,
+    ) -> Response {
+        if let Some(expected) = invocation_tenant {
+            let context = event
+                .request_context
+                .authorizer
+                .as_ref()
+                .and_then(|a| a.tenant_and_routing().0);
+            let path = event.path_parameters.tenant_id.as_deref();
+            if context != Some(expected) || path != Some(expected) {
+                let rejection = Rejection::TenantMismatch;
+                let tenant = TenantId::parse(expected).ok().map(|id| Tenant {
+                    id,
+                    routing: Routing::Shared,
+                });
+                self.rejected(
+                    tenant.as_ref(),
+                    event.request_context.request_id.as_deref(),
+                    &rejection,
+                );
+                return Response::json(rejection.status(), rejection.body());
+            }
+        }
+        self.handle(event, now).await
     }
 
     /// Handles one API Gateway event received at `now`. Never fails: every
@@ -806,7 +848,9 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
         let reason = rejection.code();
         let tenant_id = tenant.map(|t| t.id.as_str());
         match rejection {
-            Rejection::MissingContext => error!(request_id, reason, "rejected: {rejection}"),
+            Rejection::MissingContext | Rejection::TenantMismatch => {
+                error!(tenant_id, request_id, reason, "rejected: {rejection}");
+            }
             Rejection::NotPublished { .. } => {} // logged with detail where it happens
             _ => warn!(tenant_id, request_id, reason, "rejected: {rejection}"),
         }
@@ -969,10 +1013,15 @@ fn source_id_from_context(event: &IngestEvent) -> Option<&str> {
         .as_deref()
 }
 
-/// The tenant from the authorizer's context, when it is complete and valid.
+/// The tenant from the authorizer's context (an HTTP API's or a REST
+/// API's), when it is complete and valid.
 fn tenant_from_context(event: &IngestEvent) -> Option<Tenant> {
-    let context = event.request_context.authorizer.as_ref()?.lambda.as_ref()?;
-    let id = TenantId::parse(context.tenant_id.as_deref()?).ok()?;
-    let routing = Routing::parse(context.routing.as_deref()?)?;
+    let (tenant_id, routing) = event
+        .request_context
+        .authorizer
+        .as_ref()?
+        .tenant_and_routing();
+    let id = TenantId::parse(tenant_id?).ok()?;
+    let routing = Routing::parse(routing?)?;
     Some(Tenant { id, routing })
 }

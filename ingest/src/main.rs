@@ -54,7 +54,14 @@ async fn serve<P: EventPublisher, K: IdempotencyStore, R: TenantRecords>(
     let ingest = &ingest;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<IngestEvent>| async move {
-            Ok::<_, Infallible>(ingest.handle(&event.payload, SystemTime::now()).await)
+            // A function in tenant isolation mode gets each invocation's
+            // tenant from Lambda: the request must be that tenant's.
+            let tenant = event.context.tenant_id.as_deref();
+            Ok::<_, Infallible>(
+                ingest
+                    .handle_invocation(&event.payload, tenant, SystemTime::now())
+                    .await,
+            )
         },
     ))
     .await

@@ -22,7 +22,8 @@ pub enum Answer {
 
 #[derive(Default)]
 struct RuntimeState {
-    events: VecDeque<(String, String)>,
+    /// Request ID, event, and the tenant ID the invocation carries.
+    events: VecDeque<(String, String, Option<String>)>,
     answers: Vec<(String, Answer)>,
     init_error: Option<String>,
     first_poll: Option<Instant>,
@@ -40,13 +41,20 @@ pub struct FakeRuntimeApi {
 impl FakeRuntimeApi {
     /// Starts serving `events` (JSON texts) on a loopback port.
     pub fn start(events: impl IntoIterator<Item = String>) -> Self {
+        Self::start_for_tenants(events.into_iter().map(|event| (None, event)))
+    }
+
+    /// The same, each invocation carrying the tenant ID given with it
+    /// (the `Lambda-Runtime-Aws-Tenant-Id` header of a function in tenant
+    /// isolation mode), or none.
+    pub fn start_for_tenants(events: impl IntoIterator<Item = (Option<String>, String)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind runtime API");
         let addr = listener.local_addr().expect("local addr").to_string();
         let state = Arc::new((Mutex::new(RuntimeState::default()), Condvar::new()));
         {
             let mut s = state.0.lock().unwrap();
-            for (i, e) in events.into_iter().enumerate() {
-                s.events.push_back((format!("req-{i}"), e));
+            for (i, (tenant, e)) in events.into_iter().enumerate() {
+                s.events.push_back((format!("req-{i}"), e, tenant));
             }
         }
         let shared = Arc::clone(&state);
@@ -166,7 +174,10 @@ fn serve_connection(stream: TcpStream, state: &(Mutex<RuntimeState>, Condvar)) {
             while s.events.is_empty() {
                 s = cvar.wait(s).unwrap();
             }
-            let (id, event) = s.events.pop_front().unwrap();
+            let (id, event, tenant) = s.events.pop_front().unwrap();
+            let tenant = tenant
+                .map(|t| format!("Lambda-Runtime-Aws-Tenant-Id: {t}\r\n"))
+                .unwrap_or_default();
             drop(s);
             let deadline = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -179,7 +190,7 @@ fn serve_connection(stream: TcpStream, state: &(Mutex<RuntimeState>, Condvar)) {
                  Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
                  Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:formbridge-test\r\n\
                  Lambda-Runtime-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1\r\n\
-                 Content-Length: {}\r\n\r\n{event}",
+                 {tenant}Content-Length: {}\r\n\r\n{event}",
                 event.len()
             )
         } else if method == "POST" && path.contains("/runtime/invocation/") {

@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 use ingest::Ingest;
 use ingest::event::{
     Authorizer as AuthorizerContext, Headers, IDEMPOTENCY_KEY_HEADER, IngestEvent, LambdaContext,
-    OtherHeaders, RequestContext,
+    OtherHeaders, PathParameters, RequestContext,
 };
 use shared::idempotency::MemoryIdempotencyStore;
 use shared::signature::{CONTENT_DIGEST_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, unix_now};
@@ -157,11 +157,15 @@ impl Gateway {
                         routing: Some(context.routing.as_str().to_owned()),
                         source_id: context.source_id.map(|s| s.to_string()),
                     }),
+                    ..AuthorizerContext::default()
                 }),
                 domain_name: joined(&parts.headers, "host"),
             },
             raw_path: Some(parts.uri.path().to_owned()),
             raw_query_string: Some(parts.uri.query().unwrap_or_default().to_owned()),
+            path_parameters: PathParameters {
+                tenant_id: event.tenant_id.clone(),
+            },
         };
         let answer = self.ingest.handle(&event, SystemTime::now()).await;
         let status =

@@ -129,3 +129,80 @@ async fn the_bootstrap_verifies_a_source_with_the_record_from_secrets_manager() 
     );
     testkit::assert_json_logs(&stdout, &["ada@example.com", SECRET, "whsec_someone_else"]);
 }
+
+/// The fixture as a REST API (payload 1.0) proxy event for `path_tenant`,
+/// whose authorizer let `context_tenant` through.
+fn rest_event(path_tenant: &str, context_tenant: &str) -> Value {
+    let http = fixture();
+    json!({
+        "resource": "/v1/tenants/{tenant_id}/submissions",
+        "path": format!("/v1/tenants/{path_tenant}/submissions"),
+        "httpMethod": "POST",
+        "headers": http["headers"],
+        "multiValueHeaders": {},
+        "queryStringParameters": null,
+        "pathParameters": {"tenant_id": path_tenant},
+        "requestContext": {
+            "resourcePath": "/v1/tenants/{tenant_id}/submissions",
+            "httpMethod": "POST",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "domainName": "abcdef123.execute-api.us-east-1.amazonaws.com",
+            "stage": "v1",
+            "authorizer": {
+                "principalId": context_tenant,
+                "tenant_id": context_tenant,
+                "routing": "shared",
+                "integrationLatency": 2
+            }
+        },
+        "body": http["body"],
+        "isBase64Encoded": false
+    })
+}
+
+#[tokio::test]
+async fn in_tenant_isolation_mode_a_request_is_processed_only_in_its_tenants_environment() {
+    let moto = MotoServer::start();
+    let pattern = json!({"source": ["form-bridge"]}).to_string();
+    let queue = moto.route_to_queue("bus-a", "all", &pattern).await;
+    let acme = Some("acme".to_owned());
+    let events = [
+        // The isolated path: a REST event, the invocation carrying acme.
+        (acme.clone(), rest_event("acme", "acme")),
+        // Another tenant's request reaching acme's environment.
+        (acme.clone(), rest_event("globex", "globex")),
+        // The path and the authorizer disagree.
+        (acme.clone(), rest_event("globex", "acme")),
+        (acme.clone(), rest_event("acme", "globex")),
+        // An invocation for globex carrying acme's request.
+        (Some("globex".to_owned()), rest_event("acme", "acme")),
+        // The shared path: no tenant in the invocation, the HTTP API event.
+        (None, fixture()),
+    ]
+    .map(|(tenant, event)| (tenant, event.to_string()));
+    let runtime = FakeRuntimeApi::start_for_tenants(events);
+    let (answers, stdout) = runtime.run(
+        runtime
+            .command(env!("CARGO_BIN_EXE_ingest"))
+            .envs(moto.aws_env())
+            .env("EVENT_BUS_NAME", "bus-a"),
+        6,
+    );
+    let answered = statuses_and_bodies(&answers, &stdout);
+    assert_eq!(answered[0].0, 202, "{:?}\n{stdout}", answered[0]);
+    for (i, (status, body)) in answered.iter().enumerate().take(5).skip(1) {
+        assert_eq!(*status, 500, "event {i}: {body}");
+        assert_eq!(body["error"]["code"], "tenant_mismatch", "event {i}");
+    }
+    // The REST event and the HTTP one carry the same signed request: the
+    // second is its replay.
+    assert_eq!(answered[5], answered[0]);
+    let messages = moto.drain_queue(&queue, 1).await;
+    assert_eq!(messages.len(), 1, "nothing published for a mismatch");
+    // Refused at error, naming the reason.
+    assert_eq!(
+        stdout.matches(r#""reason":"tenant_mismatch""#).count(),
+        4,
+        "{stdout}"
+    );
+}
