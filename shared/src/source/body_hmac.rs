@@ -79,10 +79,7 @@ pub(crate) const SHOPIFY: BodyHmac = BodyHmac {
 
 impl Verifier for BodyHmac {
     fn prepare(&self, secret: &Secret) -> Result<Key, &'static str> {
-        if secret.expose().is_empty() {
-            return Err("must not be empty");
-        }
-        Ok(Key::mac(secret.expose().as_bytes()))
+        common::mac_key(secret)
     }
 
     fn verify<'a>(
@@ -92,15 +89,7 @@ impl Verifier for BodyHmac {
         _now: i64,
     ) -> Result<Verified<'a>, SourceError> {
         let value = request.header(self.header)?;
-        let malformed = SourceError::MalformedHeader {
-            header: self.header,
-            rule: self.rule,
-        };
-        let tag = value
-            .strip_prefix(self.prefix)
-            .filter(|_| common::bounded(value))
-            .and_then(|encoded| self.encoding.decode(encoded))
-            .ok_or(malformed)?;
+        let tag = common::single_tag(value, self.prefix, self.encoding, self.header, self.rule)?;
         let mut tags = Tags::new();
         tags.push(tag);
         if !common::any_matches(keys, &tags, |mac| mac.update(request.body)) {

@@ -210,6 +210,30 @@ pub(crate) fn bounded(value: &str) -> bool {
     value.len() <= MAX_SIGNATURE_HEADER_LEN
 }
 
+/// A secret used as an HMAC key as its UTF-8 bytes: any but an empty one.
+pub(crate) fn mac_key(secret: &crate::secret::Secret) -> Result<Key, &'static str> {
+    if secret.expose().is_empty() {
+        return Err("must not be empty");
+    }
+    Ok(Key::mac(secret.expose().as_bytes()))
+}
+
+/// The one MAC in a signature header of the shape `{prefix}{encoded MAC}`,
+/// or [`SourceError::MalformedHeader`] naming `header` and `rule`.
+pub(crate) fn single_tag(
+    value: &str,
+    prefix: &str,
+    encoding: Encoding,
+    header: &'static str,
+    rule: &'static str,
+) -> Result<Tag, SourceError> {
+    value
+        .strip_prefix(prefix)
+        .filter(|_| bounded(value))
+        .and_then(|encoded| encoding.decode(encoded))
+        .ok_or(SourceError::MalformedHeader { header, rule })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -181,10 +181,7 @@ impl Timestamped {
 
 impl Verifier for Timestamped {
     fn prepare(&self, secret: &Secret) -> Result<Key, &'static str> {
-        if secret.expose().is_empty() {
-            return Err("must not be empty");
-        }
-        Ok(Key::mac(secret.expose().as_bytes()))
+        common::mac_key(secret)
     }
 
     fn verify<'a>(
@@ -204,14 +201,7 @@ impl Verifier for Timestamped {
             } => {
                 let value = request.header(signature)?;
                 let ts = request.header(timestamp)?;
-                let tag = value
-                    .strip_prefix(prefix)
-                    .filter(|_| common::bounded(value))
-                    .and_then(|encoded| encoding.decode(encoded))
-                    .ok_or(SourceError::MalformedHeader {
-                        header: signature,
-                        rule,
-                    })?;
+                let tag = common::single_tag(value, prefix, encoding, signature, rule)?;
                 tags.push(tag);
                 (timestamp, ts, signature)
             }
