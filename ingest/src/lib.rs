@@ -703,15 +703,12 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
         // signature does not cover: an unsigned header ID (GitHub,
         // Shopify), or the Content-Type (the same bytes read as a form,
         // where no event ID is found).
-        // A delivery ID the signature does not cover (GitHub's, Shopify's)
-        // is no key: anyone holding a captured body could claim a future
-        // ID with it, and the real delivery would be dropped as a replay.
-        // The provider's retries repeat the signed bytes, which are.
+        // A delivery ID in a header is a key too, signed or not (GitHub's,
+        // Shopify's: docs/protocol.md, section 10); what was signed is
+        // claimed beside it, so a captured body sent again under a new ID
+        // is still caught.
         let mut keys = header_key(tenant, request)?;
-        let signed_id = verified
-            .delivery_id()
-            .filter(|_| verified.delivery_id_signed());
-        if let Some(id) = body_id.as_deref().or(signed_id) {
+        if let Some(id) = body_id.as_deref().or(verified.delivery_id()) {
             keys.push(by_id(id));
         }
         keys.push(signed_content);

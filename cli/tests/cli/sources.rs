@@ -753,7 +753,7 @@ fn header_typed(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsigned_delivery_ids_are_no_keys_and_topics_with_one_body_are_two_events() {
+async fn delivery_ids_and_what_was_signed_are_keys_and_topics_with_one_body_are_two_events() {
     let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
     let gateway = gateway(&receiver);
     let client = reqwest::Client::new();
@@ -795,9 +795,8 @@ async fn unsigned_delivery_ids_are_no_keys_and_topics_with_one_body_are_two_even
     assert_eq!((status, &again), (202, &created));
 
     // GitHub's delivery ID is not signed: a captured body sent again
-    // under a new ID is the same delivery, and a delivery ID seen before
-    // does not stop another signed body (the ID is not a key, so nobody
-    // holding a captured body can claim a future delivery's ID).
+    // under a new ID is the same delivery (what was signed is a key), and
+    // the ID is a key too: a delivery ID seen before is its first answer.
     let event = ("x-github-event", "issues");
     let first = case("github").body;
     let (status, answered) = answer(header_typed(
@@ -815,8 +814,13 @@ async fn unsigned_delivery_ids_are_no_keys_and_topics_with_one_body_are_two_even
         &client, &gateway, "github", &other, "d-1", event,
     ))
     .await;
-    assert_eq!(status, 202, "{other_answer}");
-    assert_ne!(ids(&other_answer), ids(&answered));
+    assert_eq!((status, &other_answer), (202, &answered));
+    let (status, new_delivery) = answer(header_typed(
+        &client, &gateway, "github", &other, "d-3", event,
+    ))
+    .await;
+    assert_eq!(status, 202, "{new_delivery}");
+    assert_ne!(ids(&new_delivery), ids(&answered));
     let health = health_when(&client, &gateway, |h| h["bus"]["delivered"] == 4).await;
     assert_eq!(health["bus"]["accepted"], 4);
 }
