@@ -885,3 +885,23 @@ async fn the_same_signed_request_four_times_is_delivered_once() {
     assert!(delivered.contains(&answers[0].2[0]));
     assert!(delivered.contains(&accepted[0][0]));
 }
+
+/// The second defect reported with replays: the same signed bytes sent
+/// once more with another `Content-Type` (which is not signed) were read
+/// as a form and accepted as another submission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_signed_bytes_under_another_content_type_are_the_first_submission() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let gateway = gateway_for(&receiver, &[], &[]);
+    let client = reqwest::Client::new();
+    let url = gateway.submissions("acme");
+    let mut submission = Submission::json("acme", r#"{"email":"ada@example.com"}"#);
+    let (status, first) = answer(submission.request(&client, &url)).await;
+    assert_eq!(status, 202, "{first}");
+    submission.content_type = "application/x-www-form-urlencoded".to_owned();
+    let (status, again) = answer(submission.request(&client, &url)).await;
+    assert_eq!((status, &again), (202, &first));
+    let health = health_when(&client, &gateway, |h| h["bus"]["delivered"] == 1).await;
+    assert_eq!(health["bus"]["accepted"], 1);
+    assert_eq!(receiver.requests().len(), 1);
+}
