@@ -16,7 +16,7 @@ use shared::Secret;
 use shared::source::{Provider, SourceId};
 use shared::tenant::document::new_source_secret;
 use shared::tenant::{DocumentError, MAX_RATE_LIMIT, NewTenant, TenantDocument};
-use shared::{Routing, TenantId};
+use shared::{Isolation, Routing, TenantId};
 
 use crate::output;
 
@@ -96,6 +96,9 @@ pub struct RecordArgs {
         value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_RATE_LIMIT / 2))
     )]
     pub rate_limit: Option<u32>,
+    /// The tenant's requests go through the isolated API, whose ingest function runs each tenant in execution environments of its own (Lambda tenant isolation mode); senders use its URL, signing is unchanged.
+    #[arg(long)]
+    pub isolated: bool,
 }
 
 impl RecordArgs {
@@ -105,6 +108,11 @@ impl RecordArgs {
             destination: self.destination.as_deref(),
             rate_limit: self.rate_limit,
             routing,
+            isolation: if self.isolated {
+                Isolation::PerTenant
+            } else {
+                Isolation::Shared
+            },
         }
     }
 }

@@ -49,7 +49,7 @@ pub mod tenant_id;
 pub mod webhook;
 
 pub use secret::Secret;
-pub use tenant::{Routing, TenantRecord, TenantStatus};
+pub use tenant::{Isolation, Routing, TenantRecord, TenantStatus};
 pub use tenant_id::TenantId;
 
 /// `at + d`, saturating far in the future instead of overflowing: for

@@ -21,8 +21,8 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::{
-    MAX_SIGNING_SECRETS, MAX_SOURCE_SECRETS, MAX_SOURCES, RecordError, Routing, TenantRecord,
-    TenantStatus,
+    Isolation, MAX_SIGNING_SECRETS, MAX_SOURCE_SECRETS, MAX_SOURCES, RecordError, Routing,
+    TenantRecord, TenantStatus,
 };
 use crate::secret::Secret;
 use crate::source::{Provider, SourceId};
@@ -77,6 +77,8 @@ pub struct NewTenant<'a> {
     pub rate_limit: Option<u32>,
     /// Its delivery path.
     pub routing: Routing,
+    /// The API its requests come through (written only when not shared).
+    pub isolation: Isolation,
 }
 
 /// What [`TenantDocument::rotate_source`] did.
@@ -134,6 +136,9 @@ impl TenantDocument {
         fields.insert("status".into(), json!("active"));
         fields.insert("signing_secrets".into(), json!([new_signing_secret()?]));
         fields.insert("routing".into(), json!(new.routing.as_str()));
+        if new.isolation != Isolation::Shared {
+            fields.insert("isolation".into(), json!(new.isolation.as_str()));
+        }
         if let Some(rps) = new.rate_limit {
             fields.insert(
                 "rate_limit".into(),
@@ -263,6 +268,15 @@ impl TenantDocument {
             }
         })?;
         Ok(changed)
+    }
+
+    /// `isolation` (absent means shared); `None` when it is not one the
+    /// functions accept.
+    pub fn isolation(&self) -> Option<Isolation> {
+        match self.fields.get("isolation") {
+            None | Some(Value::Null) => Some(Isolation::default()),
+            Some(value) => value.as_str().and_then(Isolation::parse),
+        }
     }
 
     /// Sets `routing`.
@@ -395,6 +409,9 @@ impl TenantDocument {
                         v.as_str().and_then(TenantStatus::parse).is_some()
                     }),
                     "routing" => shown_if(value, |v| v.as_str().and_then(Routing::parse).is_some()),
+                    "isolation" => {
+                        shown_if(value, |v| v.as_str().and_then(Isolation::parse).is_some())
+                    }
                     SUSPENDED_AT => shown_if(value, Value::is_i64),
                     "signing_secrets" => match value {
                         Value::Array(list) => Value::Array(list.iter().map(|_| hidden()).collect()),
@@ -612,6 +629,7 @@ mod tests {
             destination: Some("https://hooks.acme.example/forms"),
             rate_limit: Some(50),
             routing: Routing::Dedicated,
+            isolation: Isolation::Shared,
         };
         let a = TenantDocument::new(&acme(), &new).unwrap();
         let b = TenantDocument::new(&acme(), &NewTenant::default()).unwrap();
@@ -916,10 +934,28 @@ mod tests {
     }
 
     #[test]
+    fn isolation_is_written_only_when_per_tenant() {
+        let shared = TenantDocument::new(&acme(), &NewTenant::default()).unwrap();
+        assert!(!shared.to_json().contains("isolation"));
+        assert_eq!(shared.isolation(), Some(Isolation::Shared));
+        let isolated = TenantDocument::new(
+            &acme(),
+            &NewTenant {
+                isolation: Isolation::PerTenant,
+                ..NewTenant::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(isolated.into_value()["isolation"], "per_tenant");
+        let odd = document(json!({"tenant_id": "acme", "isolation": "dedicated"}));
+        assert_eq!(odd.isolation(), None);
+    }
+
+    #[test]
     fn redaction_shows_only_what_is_known_to_be_safe() {
         let text = shown(json!({
             "tenant_id": "acme", "status": "suspended", "routing": "dedicated",
-            "suspended_at": 1_700_000_000,
+            "isolation": "per_tenant", "suspended_at": 1_700_000_000,
             "signing_secrets": [SECRET, OLD],
             "rate_limit": {"requests_per_second": 5, "burst": 10},
             "destination": {"url": "https://user:pa55@hooks.acme.example/forms?token=t0k",
@@ -949,6 +985,7 @@ mod tests {
             r#""tenant_id":"acme""#,
             r#""status":"suspended""#,
             r#""routing":"dedicated""#,
+            r#""isolation":"per_tenant""#,
             "1700000000",
             r#""requests_per_second":5"#,
             r#""url":"https://hooks.acme.example/<redacted>""#,
@@ -976,7 +1013,7 @@ mod tests {
             json!({"tenant_id": "acme", "destination": {"url": "https://h.example/", "token": SECRET}}),
             json!({"tenant_id": "acme", "destination": {"url": "https://h.example/", "secret": {"value": SECRET}}}),
             // Secrets where safe values are expected.
-            json!({"tenant_id": SECRET, "status": SECRET, "routing": SECRET, "suspended_at": SECRET}),
+            json!({"tenant_id": SECRET, "status": SECRET, "routing": SECRET, "isolation": SECRET, "suspended_at": SECRET}),
             json!({"tenant_id": "acme", "status": {"note": SECRET}, "rate_limit": {"requests_per_second": SECRET, "key": SECRET}}),
             json!({"tenant_id": "acme", "rate_limit": SECRET, "destination": {"url": SECRET, "timeout_ms": SECRET}}),
             json!({"tenant_id": "acme", "destination": {"url": format!("https://{SECRET}@h.example/")}}),

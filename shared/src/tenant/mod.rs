@@ -106,6 +106,44 @@ impl fmt::Display for Routing {
     }
 }
 
+/// Which API, and so which execution environments, take a tenant's
+/// requests (docs/protocol.md, section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// The shared HTTP API and ingest function (the default).
+    #[default]
+    Shared,
+    /// The isolated REST API, whose ingest function runs each tenant in
+    /// execution environments of its own (Lambda tenant isolation mode).
+    PerTenant,
+}
+
+impl Isolation {
+    /// Reads the wire name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "shared" => Some(Self::Shared),
+            "per_tenant" => Some(Self::PerTenant),
+            _ => None,
+        }
+    }
+
+    /// The wire name: `shared` or `per_tenant`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::PerTenant => "per_tenant",
+        }
+    }
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A tenant's own request rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -174,6 +212,8 @@ pub struct TenantRecord {
     pub signing_keys: Vec<SigningKey>,
     /// Delivery path.
     pub routing: Routing,
+    /// The API its requests must come through.
+    pub isolation: Isolation,
     /// Per-tenant rate limit; `None` means not limited by Form-Bridge.
     pub rate_limit: Option<RateLimit>,
     /// Delivery endpoint, if the tenant has one.
@@ -236,6 +276,12 @@ impl TenantRecord {
                 .and_then(Routing::parse)
                 .ok_or_else(|| RecordError::new(r#"`routing` must be "shared" or "dedicated""#))?,
         };
+        let isolation = match optional(record, "isolation") {
+            None => Isolation::default(),
+            Some(value) => value.as_str().and_then(Isolation::parse).ok_or_else(|| {
+                RecordError::new(r#"`isolation` must be "shared" or "per_tenant""#)
+            })?,
+        };
         let rate_limit = optional(record, "rate_limit")
             .map(parse_rate_limit)
             .transpose()?;
@@ -251,6 +297,7 @@ impl TenantRecord {
             status,
             signing_keys,
             routing,
+            isolation,
             rate_limit,
             destination,
             sources,
@@ -559,6 +606,7 @@ mod tests {
         ))
         .expect("valid");
         assert_eq!(r.routing, Routing::Shared);
+        assert_eq!(r.isolation, Isolation::Shared);
         assert_eq!(r.status, TenantStatus::Suspended);
         assert!(r.rate_limit.is_none() && r.destination.is_none());
     }
@@ -593,6 +641,14 @@ mod tests {
                 .sources
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn isolation_is_read() {
+        let mut v = full();
+        v["isolation"] = json!("per_tenant");
+        let record = TenantRecord::from_value(v).expect("valid");
+        assert_eq!(record.isolation, Isolation::PerTenant);
     }
 
     #[test]
@@ -646,6 +702,8 @@ mod tests {
             "more than 5",
         );
         push(&["routing"], json!("vip"), "`routing` must be");
+        push(&["isolation"], json!("dedicated"), "`isolation` must be");
+        push(&["isolation"], json!(true), "`isolation` must be");
         push(&["rate_limit"], json!(5), "`rate_limit` must be an object");
         push(
             &["destination"],
