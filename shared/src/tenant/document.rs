@@ -5,7 +5,8 @@
 //! know included, so an older tool never drops what a newer one wrote.
 //! Edits ([`rotate`](TenantDocument::rotate),
 //! [`expire`](TenantDocument::expire), [`set_status`](TenantDocument::set_status),
-//! [`set_routing`](TenantDocument::set_routing), and the sources'
+//! [`set_routing`](TenantDocument::set_routing),
+//! [`set_isolation`](TenantDocument::set_isolation), and the sources'
 //! [`add_source`](TenantDocument::add_source),
 //! [`rotate_source`](TenantDocument::rotate_source),
 //! [`expire_source`](TenantDocument::expire_source) and
@@ -284,6 +285,25 @@ impl TenantDocument {
         self.edit(|fields| {
             fields.insert("routing".into(), json!(routing.as_str()));
         })
+    }
+
+    /// Sets `isolation`: `per_tenant` is written, `shared` (the default)
+    /// removes the field, as [`TenantDocument::new`] writes it. Returns
+    /// whether the isolation changed (unchanged, the document is left as
+    /// it is); a record whose `isolation` is invalid gets the one given.
+    pub fn set_isolation(&mut self, isolation: Isolation) -> Result<bool, DocumentError> {
+        if self.isolation() == Some(isolation) {
+            return Ok(false);
+        }
+        self.edit(|fields| match isolation {
+            Isolation::Shared => {
+                fields.remove("isolation");
+            }
+            Isolation::PerTenant => {
+                fields.insert("isolation".into(), json!(isolation.as_str()));
+            }
+        })?;
+        Ok(true)
     }
 
     /// The provider of the source `id`: [`DocumentError::NoSource`] when
@@ -949,6 +969,45 @@ mod tests {
         assert_eq!(isolated.into_value()["isolation"], "per_tenant");
         let odd = document(json!({"tenant_id": "acme", "isolation": "dedicated"}));
         assert_eq!(odd.isolation(), None);
+    }
+
+    #[test]
+    fn isolation_is_set_and_shared_removes_the_field() {
+        let mut doc = document(json!({
+            "tenant_id": "acme", "status": "active", "signing_secrets": [SECRET],
+            "routing": "dedicated", "added_by_a_newer_version": 1,
+        }));
+        let before = doc.clone();
+        assert!(!doc.set_isolation(Isolation::Shared).unwrap());
+        assert_eq!(doc, before, "already shared: nothing written");
+        assert!(doc.set_isolation(Isolation::PerTenant).unwrap());
+        assert_eq!(doc.isolation(), Some(Isolation::PerTenant));
+        assert!(!doc.set_isolation(Isolation::PerTenant).unwrap());
+        let value = doc.clone().into_value();
+        assert_eq!(value["isolation"], "per_tenant");
+        assert_eq!(value["routing"], "dedicated", "the rest is kept");
+        assert_eq!(value["added_by_a_newer_version"], 1);
+        assert!(doc.set_isolation(Isolation::Shared).unwrap());
+        assert_eq!(doc, before, "back to shared: the field is gone");
+        // An explicit "shared" is the same isolation: not a change.
+        let mut explicit = document(json!({
+            "tenant_id": "acme", "status": "active", "signing_secrets": [SECRET],
+            "isolation": "shared",
+        }));
+        let kept = explicit.clone();
+        assert!(!explicit.set_isolation(Isolation::Shared).unwrap());
+        assert_eq!(explicit, kept);
+        // An invalid one is replaced; an invalid record refuses the edit.
+        let mut odd = document(json!({
+            "tenant_id": "acme", "status": "active", "signing_secrets": [SECRET],
+            "isolation": "dedicated",
+        }));
+        assert!(odd.set_isolation(Isolation::PerTenant).unwrap());
+        assert_eq!(odd.isolation(), Some(Isolation::PerTenant));
+        let mut broken =
+            document(json!({"tenant_id": "acme", "status": "active", "signing_secrets": "x"}));
+        assert!(broken.set_isolation(Isolation::PerTenant).is_err());
+        assert_eq!(broken.isolation(), Some(Isolation::Shared));
     }
 
     #[test]
