@@ -9,6 +9,16 @@ mapping, the rule, the queues, the idempotency table, the roles and the
 alarms. `cfn-lint` then lints the
 generated CloudFormation too.
 
+The isolated path (parameter EnableTenantIsolation) is checked both ways:
+the stack is generated with the parameter "false" and "true" (the value fed
+to the transform, and the template's conditions evaluated with it, so a
+resource whose condition is false is not in the stack), and checked each
+time. Off, it must be exactly the stack of the template without the
+isolated path: the parameter, its conditions and their resources and
+outputs deleted, nothing left that refers to them. On, it must have the
+isolated REST API as docs/deploying.md describes it, and Lambda's tenant
+isolation mode on its ingest function only.
+
     python scripts/check-template.py [TEMPLATE]   # check (default: template.yaml)
     python scripts/check-template.py --self-test  # also prove that mutations fail
 
@@ -55,6 +65,15 @@ FUNCTIONS = {
          "SECRET_CACHE_TTL_SECONDS", "LOG_LEVEL"},
         # Without a table each execution environment keeps its own keys,
         # and a replay reaching another one is accepted again.
+        {"EVENT_BUS_NAME", "IDEMPOTENCY_TABLE", "TENANT_SECRET_PREFIX"},
+    ),
+    # The ingest binary again, in tenant isolation mode, behind the isolated
+    # REST API (only when EnableTenantIsolation is "true").
+    "IsolatedIngestFunction": (
+        "ingest",
+        {"EVENT_BUS_NAME", "EVENT_SOURCE", "MAX_BODY_BYTES", "REPLAY_WINDOW_SECONDS",
+         "IDEMPOTENCY_TABLE", "IDEMPOTENCY_TTL_SECONDS", "TENANT_SECRET_PREFIX",
+         "SECRET_CACHE_TTL_SECONDS", "LOG_LEVEL"},
         {"EVENT_BUS_NAME", "IDEMPOTENCY_TABLE", "TENANT_SECRET_PREFIX"},
     ),
     "ConnectorFunction": (
@@ -105,6 +124,10 @@ ROLE_ACTIONS = {
         "logs:CreateLogStream", "logs:PutLogEvents", "events:PutEvents", *IDEMPOTENCY_ACTIONS,
         "secretsmanager:GetSecretValue", "secretsmanager:ListSecrets",
     },
+    "IsolatedIngestRole": {
+        "logs:CreateLogStream", "logs:PutLogEvents", "events:PutEvents", *IDEMPOTENCY_ACTIONS,
+        "secretsmanager:GetSecretValue", "secretsmanager:ListSecrets",
+    },
     "ConnectorRole": {
         "logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue", "secretsmanager:ListSecrets",
         "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
@@ -116,12 +139,20 @@ ROLE_ACTIONS = {
 # (the functions' directory of known tenant IDs). Only these roles, and only
 # in a statement of its own.
 LIST_SECRETS = "secretsmanager:ListSecrets"
-LIST_SECRETS_ROLES = {"AuthorizerRole", "ConnectorRole", "IngestRole"}
+LIST_SECRETS_ROLES = {"AuthorizerRole", "ConnectorRole", "IngestRole", "IsolatedIngestRole"}
+# The roles that may touch the idempotency table: ingest's, on either path.
+DYNAMODB_ROLES = {"IngestRole", "IsolatedIngestRole"}
 # Each function's role, and the parameter its reserved concurrency comes from.
-FUNCTION_ROLES = {"AuthorizerFunction": "AuthorizerRole", "IngestFunction": "IngestRole", "ConnectorFunction": "ConnectorRole"}
+FUNCTION_ROLES = {
+    "AuthorizerFunction": "AuthorizerRole",
+    "IngestFunction": "IngestRole",
+    "IsolatedIngestFunction": "IsolatedIngestRole",
+    "ConnectorFunction": "ConnectorRole",
+}
 RESERVATIONS = {
     "AuthorizerFunction": "AuthorizerReservedConcurrency",
     "IngestFunction": "IngestReservedConcurrency",
+    "IsolatedIngestFunction": "IsolatedIngestReservedConcurrency",
     "ConnectorFunction": "ConnectorReservedConcurrency",
 }
 # Lambda's default concurrency per account and Region, and what it keeps
@@ -130,15 +161,63 @@ ACCOUNT_CONCURRENCY = 1000
 UNRESERVED_MINIMUM = 100
 TARGET_KEYS = {"Id", "Arn", "RetryPolicy", "DeadLetterConfig"}
 MAX_EVENT_BYTES = 1_048_576  # EventBridge PutEvents request size
+# ---------------------------------------------------------- isolated path
+# The switch, "true" or "false", "false" by default; and the parameters only
+# the isolated path reads (in the template whatever the switch says).
+ISOLATION_PARAMETER = "EnableTenantIsolation"
+ISOLATION_PARAMETERS = {ISOLATION_PARAMETER, "IsolatedIngestReservedConcurrency"}
+# What exists only with the switch on: these resources (and what SAM
+# generates from them: the REST API's deployment and stage) and output.
+ISOLATED_API = "IsolatedApi"
+ISOLATED_FUNCTION = "IsolatedIngestFunction"
+ISOLATED_ROLE = "IsolatedIngestRole"
+ISOLATED_OUTPUT = "IsolatedApiUrl"
+ISOLATED_ONLY = {ISOLATED_FUNCTION, ISOLATED_ROLE}
+ISOLATED_STAGE = "isolated"
+# Lambda takes the tenant ID of an invoke from this header; the REST
+# integration sets it from the authorizer's tenant_id, never from anything
+# the client sends.
+TENANT_HEADER = "integration.request.header.X-Amz-Tenant-Id"
+TENANT_SOURCE = "context.authorizer.tenant_id"
+TENANCY = {"TenantIsolationMode": "PER_TENANT"}
+# The REST authorizers' identity sources, per route: the signature headers
+# (missing ones are answered 401 without calling the function), and none on
+# the source route (REST allows none when caching is off).
+REST_ROUTES = {
+    ROUTE: {f"method.request.header.{h}" for h in ("X-FormBridge-Signature", "X-FormBridge-Timestamp", "Content-Digest")},
+    SOURCE_ROUTE: set(),
+}
+
+
+def resource_path(path: str) -> str:
+    """How a stage's method settings name a resource: every "/" written
+    "~1", after a leading "/" (/a/b is /~1a~1b; "/*" with method "*" is every
+    method's default)."""
+    return "/" + path.replace("/", "~1")
+
+
+SOURCE_RESOURCE_PATH = resource_path(SOURCE_ROUTE)
+# The HTTP API's bodies for what API Gateway answers itself.
+GATEWAY_RESPONSES = {
+    "ACCESS_DENIED": ("403", "Forbidden"),
+    "UNAUTHORIZED": ("401", "Unauthorized"),
+    "THROTTLED": ("429", "Too Many Requests"),
+}
+# A REST API's longest integration timeout (29 s by default).
+REST_INTEGRATION_TIMEOUT_MS = 29_000
 DEFAULT_MAX_BODY_BYTES = 262_144  # ingest's default (docs/protocol.md, section 7)
 
 
 class Checker:
-    def __init__(self, source: dict, generated: dict) -> None:
+    """Checks one generated stack: `isolated` says whether it was generated
+    with the isolated path switched on."""
+
+    def __init__(self, source: dict, generated: dict, isolated: bool) -> None:
         self.source = source
         self.t = generated
         self.res = generated["Resources"]
         self.params = source.get("Parameters", {})
+        self.isolated = isolated
         self.failures: list[str] = []
 
     def check(self, ok: bool, what: str) -> None:
@@ -154,11 +233,18 @@ class Checker:
             return self.params[value["Ref"]].get("Default")
         return value
 
+    def expected(self, names) -> set[str]:
+        """These names, less the isolated path's when it is off."""
+        return set(names) if self.isolated else set(names) - ISOLATED_ONLY
+
     # ---------------------------------------------------------------- checks
     def functions(self) -> None:
         fns = self.of_type("AWS::Lambda::Function")
-        self.check(set(fns) == set(FUNCTIONS), f"functions are {sorted(fns)}, expected {sorted(FUNCTIONS)}")
+        wanted = self.expected(FUNCTIONS)
+        self.check(set(fns) == wanted, f"functions are {sorted(fns)}, expected {sorted(wanted)}")
         for name, (binary, known_env, required_env) in FUNCTIONS.items():
+            if name not in wanted:
+                continue
             fn = fns.get(name, {}).get("Properties", {})
             self.check(fn.get("Runtime") == "provided.al2023", f"{name}: Runtime is {fn.get('Runtime')}")
             self.check(fn.get("Architectures") == ["arm64"], f"{name}: Architectures is {fn.get('Architectures')}")
@@ -187,6 +273,11 @@ class Checker:
         timeouts = {n: fns.get(n, {}).get("Properties", {}).get("Timeout", 3) for n in FUNCTIONS}
         self.check(timeouts["AuthorizerFunction"] <= 10, "authorizer timeout over 10 s")
         self.check(timeouts["IngestFunction"] < 30, "ingest timeout not under the API's 30 s integration timeout")
+        if self.isolated:
+            self.check(
+                timeouts[ISOLATED_FUNCTION] * 1000 < REST_INTEGRATION_TIMEOUT_MS,
+                f"{ISOLATED_FUNCTION}: timeout not under the REST API's 29 s integration timeout",
+            )
         self.check(timeouts["ConnectorFunction"] <= 120, "connector timeout over 120 s")
 
     def concurrency(self) -> None:
@@ -203,6 +294,8 @@ class Checker:
                 self.check(spec.get("Type") == "Number", f"{param}: Type is {spec.get('Type')}, expected Number")
                 self.check(spec.get("MinValue") == 0, f"{param}: MinValue is {spec.get('MinValue')}, expected 0 (0 = no reservation)")
                 self.check(isinstance(default, int) and default >= 1, f"{param}: default {default!r} reserves nothing")
+            if name not in self.expected(RESERVATIONS):
+                continue
             reserved = fns.get(name, {}).get("Properties", {}).get("ReservedConcurrentExecutions")
             branches = reserved.get("Fn::If") if isinstance(reserved, dict) else None
             self.check(
@@ -234,6 +327,8 @@ class Checker:
             "output ConnectorReservedConcurrency is not the parameter (mapping concurrencies must fit in it)",
         )
         for name, role in FUNCTION_ROLES.items():
+            if name not in self.expected(FUNCTION_ROLES):
+                continue
             got = ref(fns.get(name, {}).get("Properties", {}).get("Role"))
             self.check(got == role, f"{name}: runs as {got}, expected {role}")
 
@@ -256,7 +351,7 @@ class Checker:
             self.authorizer(f"{path}'s authorizer {name}", auth, identity)
             integration = post.get("x-amazon-apigateway-integration", {})
             self.check(integration.get("payloadFormatVersion") == "2.0", f"{path}: ingest integration payload format is not 2.0")
-            self.check("IngestFunction" in json.dumps(integration.get("uri")), f"{path} does not call IngestFunction")
+            self.check(invokes(integration.get("uri"), "IngestFunction"), f"{path} does not call IngestFunction")
         stages = self.of_type("AWS::ApiGatewayV2::Stage")
         stage = next(iter(stages.values()), {}).get("Properties", {})
         self.throttling(stage, paths)
@@ -337,7 +432,7 @@ class Checker:
             sorted(auth.get("identitySource", [])) == sorted(identity),
             f"{what}: identity sources are {auth.get('identitySource')}, expected {identity}",
         )
-        self.check("AuthorizerFunction" in json.dumps(auth.get("authorizerUri")), f"{what}: does not call AuthorizerFunction")
+        self.check(invokes(auth.get("authorizerUri"), "AuthorizerFunction"), f"{what}: does not call AuthorizerFunction")
 
     def idempotency(self) -> None:
         """One on-demand table keyed by the binary hashed key, TTL on
@@ -443,7 +538,8 @@ class Checker:
 
     def iam(self) -> None:
         roles = self.of_type("AWS::IAM::Role")
-        self.check(set(roles) == set(ROLE_ACTIONS), f"roles are {sorted(roles)}, expected {sorted(ROLE_ACTIONS)}")
+        wanted = self.expected(ROLE_ACTIONS)
+        self.check(set(roles) == wanted, f"roles are {sorted(roles)}, expected {sorted(wanted)}")
         listing: set[str] = set()
         granted_dynamodb: dict[str, set[str]] = {}
         for name, role in roles.items():
@@ -482,20 +578,43 @@ class Checker:
                             all(":sqs:" in json.dumps(r) or ref(r) == "SharedQueue" for r in resources),
                             f"{name}: queue actions on something other than queues",
                         )
-        # Only ingest touches the table, with exactly the calls it makes.
+        # Only ingest touches the table (on either path), with exactly the
+        # calls it makes.
+        dynamodb_roles = self.expected(DYNAMODB_ROLES)
         self.check(
-            set(granted_dynamodb) == {"IngestRole"},
-            f"DynamoDB access is granted to {sorted(granted_dynamodb)}, expected IngestRole only",
+            set(granted_dynamodb) == dynamodb_roles,
+            f"DynamoDB access is granted to {sorted(granted_dynamodb)}, expected {sorted(dynamodb_roles)} only",
         )
-        ingest_dynamodb = {a for a in granted_dynamodb.get("IngestRole", set()) if a.startswith("dynamodb:")}
+        for role in sorted(dynamodb_roles):
+            ingest_dynamodb = {a for a in granted_dynamodb.get(role, set()) if a.startswith("dynamodb:")}
+            self.check(
+                ingest_dynamodb == IDEMPOTENCY_ACTIONS,
+                f"{role}: DynamoDB actions are {sorted(ingest_dynamodb)}, expected {sorted(IDEMPOTENCY_ACTIONS)}",
+            )
+        listing_roles = self.expected(LIST_SECRETS_ROLES)
         self.check(
-            ingest_dynamodb == IDEMPOTENCY_ACTIONS,
-            f"ingest's DynamoDB actions are {sorted(ingest_dynamodb)}, expected {sorted(IDEMPOTENCY_ACTIONS)}",
+            listing == listing_roles,
+            f"{LIST_SECRETS} (the directory of tenant IDs) is granted to {sorted(listing)}, expected {sorted(listing_roles)}",
         )
-        self.check(
-            listing == LIST_SECRETS_ROLES,
-            f"{LIST_SECRETS} (the directory of tenant IDs) is granted to {sorted(listing)}, expected {sorted(LIST_SECRETS_ROLES)}",
-        )
+        self.log_permissions(roles)
+
+    def log_permissions(self, roles: dict) -> None:
+        """Each function's role writes to that function's own log group."""
+        fns = self.of_type("AWS::Lambda::Function")
+        for name, role in FUNCTION_ROLES.items():
+            if name not in fns:
+                continue
+            group = ref(fns[name]["Properties"].get("LoggingConfig", {}).get("LogGroup"))
+            targets = []
+            for policy in roles.get(role, {}).get("Properties", {}).get("Policies", []):
+                for st in policy["PolicyDocument"]["Statement"]:
+                    actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                    if any(a.startswith("logs:") for a in actions):
+                        targets.append(json.dumps(st.get("Resource")))
+            self.check(
+                bool(targets) and all(f'"${{{group}.Arn}}"' in t or f'["{group}", "Arn"]' in t for t in targets),
+                f"{role}: does not write to {name}'s own log group {group} (its log permissions are on {targets})",
+            )
 
     def alarms(self) -> None:
         alarms = [a["Properties"] for a in self.of_type("AWS::CloudWatch::Alarm").values()]
@@ -574,13 +693,200 @@ class Checker:
         )
         outputs = set(self.t.get("Outputs", {}))
         wanted = cli_outputs()
+        if not self.isolated:
+            # The CLI may read the isolated path's URL; it exists only with
+            # the path on.
+            wanted.discard(ISOLATED_OUTPUT)
         self.check(bool(wanted), "cannot read the output names from cli/src/aws/stack.rs")
         self.check(wanted <= outputs, f"outputs the CLI reads are missing: {sorted(wanted - outputs)}")
+
+    # ---------------------------------------------------------- isolated path
+    def isolation_switch(self) -> None:
+        """The switch is a "true"/"false" string, off by default."""
+        spec = self.params.get(ISOLATION_PARAMETER, {})
+        self.check(
+            spec.get("Type") == "String" and spec.get("Default") == "false"
+            and sorted(map(str, spec.get("AllowedValues", []))) == ["false", "true"],
+            f"parameter {ISOLATION_PARAMETER} must be a String, \"true\" or \"false\", \"false\" by default ({spec!r})",
+        )
+
+    def tenancy(self) -> None:
+        """Tenant isolation mode on the isolated ingest function only (when
+        the path is on), and never on a function that anything but a REST
+        API invokes: Lambda refuses an invoke without a tenant ID, and an
+        HTTP API, an event source mapping (SQS) or a function URL cannot
+        give one."""
+        fns = self.of_type("AWS::Lambda::Function")
+        isolated = {n for n, f in fns.items() if "TenancyConfig" in f.get("Properties", {})}
+        wanted = {ISOLATED_FUNCTION} if self.isolated else set()
+        self.check(isolated == wanted, f"functions in tenant isolation mode are {sorted(isolated)}, expected {sorted(wanted)}")
+        for name in sorted(isolated | wanted):
+            tenancy = fns.get(name, {}).get("Properties", {}).get("TenancyConfig")
+            self.check(tenancy == TENANCY, f"{name}: TenancyConfig is {tenancy!r}, expected {TENANCY!r}")
+        http_api = [r for r in self.res.values() if r["Type"].startswith("AWS::ApiGatewayV2::")]
+        mappings = [r for r in self.res.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+        urls = [r for r in self.res.values() if r["Type"] == "AWS::Lambda::Url"]
+        for name in sorted(isolated):
+            self.check(not any(mentions(r, name) for r in http_api), f"{name}: in tenant isolation mode and invoked by the HTTP API (which cannot give a tenant ID)")
+            self.check(not any(mentions(r, name) for r in mappings), f"{name}: in tenant isolation mode and fed by an event source mapping (which cannot give a tenant ID)")
+            self.check(not any(mentions(r, name) for r in urls), f"{name}: in tenant isolation mode with a function URL (which cannot give a tenant ID)")
+
+    def isolated_api(self) -> None:
+        """Off: no REST API at all. On: the isolated REST API."""
+        rest = {k: r for k, r in self.res.items() if r["Type"].startswith("AWS::ApiGateway::")}
+        outputs = self.t.get("Outputs", {})
+        if not self.isolated:
+            self.check(not rest, f"with {ISOLATION_PARAMETER} off the stack has REST API resources {sorted(rest)}")
+            self.check(ISOLATED_OUTPUT not in outputs, f"with {ISOLATION_PARAMETER} off the stack has output {ISOLATED_OUTPUT}")
+            return
+        apis = self.of_type("AWS::ApiGateway::RestApi")
+        self.check(set(apis) == {ISOLATED_API}, f"REST APIs are {sorted(apis)}, expected {ISOLATED_API}")
+        props = apis.get(ISOLATED_API, {}).get("Properties", {})
+        self.check(props.get("EndpointConfiguration", {}).get("Types") == ["REGIONAL"], f"{ISOLATED_API}: not a Regional API")
+        body = props.get("Body", {})
+        binary = list(body.get("x-amazon-apigateway-binary-media-types", [])) + list(props.get("BinaryMediaTypes", []))
+        self.check(
+            "*/*" in binary,
+            f"{ISOLATED_API}: binary media types are {binary}, expected */* (every body must reach ingest base64-encoded, "
+            "byte for byte, or the digest check fails)",
+        )
+        paths = body.get("paths", {})
+        self.check(set(paths) == set(REST_ROUTES), f"{ISOLATED_API}: routes are {sorted(paths)}, expected POST {sorted(REST_ROUTES)}")
+        schemes = body.get("components", {}).get("securitySchemes", {}) or body.get("securityDefinitions", {})
+        for path, identity in REST_ROUTES.items():
+            route = paths.get(path, {})
+            self.check(list(route) == ["post"], f"{ISOLATED_API} {path}: methods are {list(route)}, expected post")
+            post = route.get("post", {})
+            integration = post.get("x-amazon-apigateway-integration", {})
+            what = f"{ISOLATED_API} POST {path}"
+            self.check(integration.get("type") == "aws_proxy", f"{what}: integration type is {integration.get('type')!r}, expected aws_proxy")
+            self.check(integration.get("httpMethod") == "POST", f"{what}: integration method is {integration.get('httpMethod')!r}, expected POST (Lambda's Invoke)")
+            self.check(invokes(integration.get("uri"), ISOLATED_FUNCTION), f"{what}: does not call {ISOLATED_FUNCTION} ({integration.get('uri')!r})")
+            timeout = integration.get("timeoutInMillis", REST_INTEGRATION_TIMEOUT_MS)
+            self.check(isinstance(timeout, int) and 0 < timeout <= REST_INTEGRATION_TIMEOUT_MS, f"{what}: timeoutInMillis {timeout!r}")
+            mapped = integration.get("requestParameters", {}).get(TENANT_HEADER)
+            self.check(
+                mapped == TENANT_SOURCE,
+                f"{what}: {TENANT_HEADER} is {mapped!r}, expected {TENANT_SOURCE} (Lambda's tenant ID must be the "
+                "tenant the authorizer checked)",
+            )
+            security = post.get("security", [])
+            name = next(iter(security[0]), None) if len(security) == 1 and security[0] else None
+            self.check(name in schemes, f"{what}: is not protected by an authorizer")
+            scheme = schemes.get(name, {})
+            self.check(scheme.get("x-amazon-apigateway-authtype") == "custom", f"{what}: its authorizer {name} is not a Lambda authorizer")
+            self.rest_authorizer(f"{what}'s authorizer {name}", scheme.get("x-amazon-apigateway-authorizer", {}), identity)
+        responses = body.get("x-amazon-apigateway-gateway-responses", {})
+        for kind, (status, message) in GATEWAY_RESPONSES.items():
+            response = responses.get(kind, {})
+            template = response.get("responseTemplates", {}).get("application/json")
+            try:
+                parsed = json.loads(template) if isinstance(template, str) else None
+            except ValueError:
+                parsed = None
+            self.check(
+                str(response.get("statusCode")) == status and parsed == {"message": message},
+                f"{ISOLATED_API}: gateway response {kind} is not {status} {{\"message\":\"{message}\"}} as on the HTTP API ({response!r})",
+            )
+        self.isolated_stage()
+        self.isolated_permissions()
+        self.isolated_function()
+        url = outputs.get(ISOLATED_OUTPUT, {}).get("Value", {})
+        expected_url = f"https://${{{ISOLATED_API}}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}/{ISOLATED_STAGE}"
+        self.check(url == {"Fn::Sub": expected_url}, f"output {ISOLATED_OUTPUT} is {url!r}, expected !Sub {expected_url}")
+
+    def rest_authorizer(self, what: str, auth: dict, identity: set[str]) -> None:
+        """A REQUEST authorizer calling AuthorizerFunction, never cached, with
+        exactly these identity sources."""
+        self.check(auth.get("type") == "request", f"{what}: type is {auth.get('type')!r}, expected request")
+        self.check(
+            auth.get("authorizerResultTtlInSeconds") == 0,
+            f"{what}: results cached ({auth.get('authorizerResultTtlInSeconds', 'no TTL set: 300')} s); "
+            "authorizerResultTtlInSeconds must be 0 (a cached allow lets replays through)",
+        )
+        sources = {s.strip() for s in auth.get("identitySource", "").split(",") if s.strip()}
+        self.check(sources == identity, f"{what}: identity sources are {sorted(sources)}, expected {sorted(identity)}")
+        self.check(invokes(auth.get("authorizerUri"), "AuthorizerFunction"), f"{what}: does not call AuthorizerFunction")
+
+    def isolated_stage(self) -> None:
+        """One stage, throttled as the HTTP API's routes, with access logs of
+        its own."""
+        stages = {k: r for k, r in self.of_type("AWS::ApiGateway::Stage").items() if ref(r["Properties"].get("RestApiId")) == ISOLATED_API}
+        self.check(len(stages) == 1, f"{ISOLATED_API} has stages {sorted(stages)}, expected one")
+        stage = next(iter(stages.values()), {}).get("Properties", {})
+        self.check(stage.get("StageName") == ISOLATED_STAGE, f"{ISOLATED_API}: stage is {stage.get('StageName')!r}, expected {ISOLATED_STAGE}")
+        settings = stage.get("MethodSettings", [])
+        by_method = {(s.get("ResourcePath"), s.get("HttpMethod")): s for s in settings}
+        # A setting for a path that is no route throttles nothing.
+        known = {("/*", "*")} | {(resource_path(p), "POST") for p in REST_ROUTES}
+        unknown = set(by_method) - known
+        self.check(not unknown, f"{ISOLATED_API}: method settings for no method of the API: {sorted(unknown)} (known: {sorted(known)})")
+        for (key, throttle) in ((("/*", "*"), API_THROTTLE), ((SOURCE_RESOURCE_PATH, "POST"), SOURCE_THROTTLE)):
+            setting = by_method.get(key, {})
+            for prop, param in throttle.items():
+                self.check(
+                    setting.get(prop) == {"Ref": param},
+                    f"{ISOLATED_API}: method setting {key} {prop} is {setting.get(prop)!r}, expected !Ref {param}",
+                )
+        group = ref(stage.get("AccessLogSetting", {}).get("DestinationArn"))
+        http_groups = {ref(r["Properties"].get("AccessLogSettings", {}).get("DestinationArn")) for r in self.of_type("AWS::ApiGatewayV2::Stage").values()}
+        self.check(
+            group in self.res and "RetentionInDays" in self.res[group].get("Properties", {}) and group not in http_groups,
+            f"{ISOLATED_API}: access logs do not go to a log group of its own with a retention ({group!r})",
+        )
+        fmt = stage.get("AccessLogSetting", {}).get("Format", "")
+        self.check("$context.requestId" in fmt and "$context.authorizer.tenant_id" in fmt,
+                   f"{ISOLATED_API}: the access log format lacks the request ID or the tenant")
+
+    def isolated_permissions(self) -> None:
+        """API Gateway may invoke the isolated function from the isolated API's
+        stage, and the authorizer from its authorizers; nothing else may
+        invoke the isolated function."""
+        prefix = f"arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{{ISOLATED_API}}}/"
+        scopes = {ISOLATED_FUNCTION: f"{prefix}{ISOLATED_STAGE}/POST/", "AuthorizerFunction": f"{prefix}authorizers/"}
+        permissions = [r["Properties"] for r in self.of_type("AWS::Lambda::Permission").values()]
+        for fn, scope in scopes.items():
+            granted = [
+                p for p in permissions
+                if ref(p.get("FunctionName")) == fn and p.get("Principal") == "apigateway.amazonaws.com"
+                and p.get("Action") == "lambda:InvokeFunction"
+                and isinstance(p.get("SourceArn"), dict) and str(p["SourceArn"].get("Fn::Sub", "")).startswith(scope)
+            ]
+            self.check(len(granted) == 1, f"no permission for {ISOLATED_API} to invoke {fn} (SourceArn starting {scope})")
+        for p in permissions:
+            if ref(p.get("FunctionName")) == ISOLATED_FUNCTION:
+                self.check(
+                    isinstance(p.get("SourceArn"), dict) and str(p["SourceArn"].get("Fn::Sub", "")).startswith(scopes[ISOLATED_FUNCTION]),
+                    f"a permission lets something other than {ISOLATED_API}'s stage invoke {ISOLATED_FUNCTION} ({p.get('SourceArn')!r})",
+                )
+
+    def isolated_function(self) -> None:
+        """Ingest as IngestFunction is, with a role and log group of its own,
+        and a reservation that fits both routes at their default rates."""
+        fns = self.of_type("AWS::Lambda::Function")
+        ingest = fns.get("IngestFunction", {}).get("Properties", {})
+        isolated = fns.get(ISOLATED_FUNCTION, {}).get("Properties", {})
+        self.check(
+            isolated.get("Environment") == ingest.get("Environment"),
+            f"{ISOLATED_FUNCTION}: environment differs from IngestFunction's (the same bus, idempotency table and tenant records)",
+        )
+        for prop in ("MemorySize", "Timeout", "Runtime", "Architectures", "Handler"):
+            self.check(isolated.get(prop) == ingest.get(prop), f"{ISOLATED_FUNCTION}: {prop} {isolated.get(prop)!r} differs from IngestFunction's {ingest.get(prop)!r}")
+        group = ref(isolated.get("LoggingConfig", {}).get("LogGroup"))
+        self.check(group != ref(ingest.get("LoggingConfig", {}).get("LogGroup")), f"{ISOLATED_FUNCTION}: logs to IngestFunction's log group")
+        rates = [self.params.get(p, {}).get("Default") for p in ("ThrottlingRateLimit", "SourceThrottlingRateLimit")]
+        reserved = self.params.get(RESERVATIONS[ISOLATED_FUNCTION], {}).get("Default")
+        if all(isinstance(r, int) for r in rates) and isinstance(reserved, int):
+            self.check(
+                sum(rates) * INGEST_SIZING_SECONDS <= reserved,
+                f"both isolated routes at their default rates need {sum(rates) * INGEST_SIZING_SECONDS:.0f} executions, "
+                f"over {RESERVATIONS[ISOLATED_FUNCTION]}'s {reserved}",
+            )
 
     def run(self) -> list[str]:
         for step in (
             self.functions, self.concurrency, self.api, self.idempotency, self.routing, self.queues, self.iam,
-            self.alarms, self.outputs,
+            self.alarms, self.outputs, self.isolation_switch, self.tenancy, self.isolated_api,
         ):
             try:
                 step()
@@ -632,6 +938,30 @@ def cli_outputs() -> set[str]:
     return set(re.findall(r'^\s*output: "(\w+)",$', text, re.M))
 
 
+def invokes(uri, function: str) -> bool:
+    """Whether an integration's or authorizer's URI invokes this function:
+    `!Sub "...functions/${F.Arn}/invocations"`, or the form SAM writes,
+    `!Sub ["...functions/${V}/invocations", {V: !GetAtt F.Arn}]`."""
+    if not isinstance(uri, dict) or "Fn::Sub" not in uri:
+        return False
+    sub = uri["Fn::Sub"]
+    text, variables = (sub, {}) if isinstance(sub, str) else (sub[0], sub[1]) if isinstance(sub, list) and len(sub) == 2 else ("", {})
+    match = re.search(r"lambda:path/2015-03-31/functions/\$\{([^}]+)\}/invocations$", str(text))
+    if not match:
+        return False
+    name = match.group(1)
+    if name in variables:
+        return ref(variables[name]) == function
+    return name == f"{function}.Arn"
+
+
+def mentions(value, name: str) -> bool:
+    """Whether a logical ID appears in a resource (a `Ref`, a `GetAtt`, a
+    `${name}` in a `Sub`), as a whole name: IsolatedIngestFunction does not
+    mention IngestFunction."""
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", json.dumps(value)) is not None
+
+
 def load(path: Path) -> dict:
     template, errors = decode(str(path))
     if errors:
@@ -644,20 +974,167 @@ class _NoManagedPolicies:
         return {}
 
 
-def generate(source: dict) -> dict:
-    """The CloudFormation the SAM transform makes, as after `sam package`."""
+def parameter_values(source: dict, isolated: bool) -> dict:
+    """Every parameter's value as CloudFormation passes it (a string): the
+    defaults, and the isolation switch."""
+    values = {
+        name: str(spec["Default"]) for name, spec in source.get("Parameters", {}).items() if "Default" in spec
+    }
+    values[ISOLATION_PARAMETER] = "true" if isolated else "false"
+    return values
+
+
+def generate(source: dict, isolated: bool | None = None) -> dict:
+    """The CloudFormation the SAM transform makes, as after `sam package`,
+    with the isolation switch given to it (None: its default). The result
+    still holds every resource with its condition, as CloudFormation
+    receives it."""
     packaged = copy.deepcopy(source)
     packaged["Globals"]["Function"]["CodeUri"] = "s3://form-bridge-artifacts/form-bridge.zip"
     os.environ.setdefault("AWS_DEFAULT_REGION", PSEUDO["AWS::Region"])
-    return transform(packaged, dict(PSEUDO), _NoManagedPolicies())
+    values = dict(PSEUDO)
+    if isolated is not None:
+        values[ISOLATION_PARAMETER] = "true" if isolated else "false"
+    return transform(packaged, values, _NoManagedPolicies())
+
+
+def evaluate_conditions(template: dict, values: dict) -> dict[str, bool]:
+    """Each condition's value with these parameter values, as CloudFormation
+    evaluates it (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition)."""
+    conditions = template.get("Conditions", {})
+    done: dict[str, bool] = {}
+
+    def value(node):
+        if isinstance(node, dict) and len(node) == 1:
+            (key, arg), = node.items()
+            if key == "Ref":
+                return values.get(arg, PSEUDO.get(arg))
+            if key == "Condition":
+                return condition(arg)
+            if key == "Fn::Equals":
+                return str(value(arg[0])) == str(value(arg[1]))
+            if key == "Fn::Not":
+                return not value(arg[0])
+            if key == "Fn::And":
+                return all(value(a) for a in arg)
+            if key == "Fn::Or":
+                return any(value(a) for a in arg)
+            raise ValueError(f"cannot evaluate {key} in a condition")
+        return node
+
+    def condition(name: str) -> bool:
+        if name not in done:
+            done[name] = bool(value(conditions[name]))
+        return done[name]
+
+    for name in conditions:
+        condition(name)
+    return done
+
+
+def deployed(template: dict, values: dict) -> dict:
+    """The stack CloudFormation makes of a generated template with these
+    parameter values: resources and outputs whose condition is false left
+    out."""
+    result = copy.deepcopy(template)
+    conditions = evaluate_conditions(result, values)
+    for section in ("Resources", "Outputs"):
+        result[section] = {
+            name: item for name, item in result.get(section, {}).items()
+            if conditions.get(item.get("Condition"), True)
+        }
+    return result
+
+
+def isolation_conditions(source: dict) -> set[str]:
+    """The conditions that read an isolation parameter, directly or through
+    another condition."""
+    conditions = source.get("Conditions", {})
+    found: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, body in conditions.items():
+            if name in found:
+                continue
+            if any(mentions(body, p) for p in ISOLATION_PARAMETERS) or any(
+                '"Condition": "%s"' % c in json.dumps(body) for c in found
+            ):
+                found.add(name)
+                changed = True
+    return found
+
+
+def without_isolation(source: dict) -> tuple[dict, set[str]]:
+    """The template without the isolated path: its parameters, their
+    conditions, and every resource and output under those conditions
+    deleted. Also the deleted names, which nothing left may refer to."""
+    stripped = copy.deepcopy(source)
+    conditions = isolation_conditions(source)
+    removed = set(ISOLATION_PARAMETERS) | conditions
+    for name in ISOLATION_PARAMETERS:
+        stripped.get("Parameters", {}).pop(name, None)
+    for name in conditions:
+        stripped.get("Conditions", {}).pop(name, None)
+    for section in ("Resources", "Outputs"):
+        for name, item in list(stripped.get(section, {}).items()):
+            if item.get("Condition") in conditions:
+                del stripped[section][name]
+                removed.add(name)
+    return stripped, removed
+
+
+def references(template: dict, names: set[str]) -> list[str]:
+    """Where the rest of a template refers to any of these names (Ref,
+    GetAtt, Sub, Condition, Fn::If, DependsOn)."""
+    found = []
+    for section in ("Conditions", "Resources", "Outputs", "Globals"):
+        for item, body in template.get(section, {}).items():
+            for name in sorted(names):
+                if mentions(body, name):
+                    found.append(f"{section}.{item} refers to {name}")
+    return found
+
+
+def unchanged_when_off(source: dict) -> list[str]:
+    """With the switch off, the stack is exactly the stack of the template
+    without the isolated path, and nothing outside the path refers to it."""
+    stripped, removed = without_isolation(source)
+    failures = [f"outside the isolated path, {r} (the stack without the path would differ)" for r in references(stripped, removed)]
+    values = parameter_values(source, isolated=False)
+    off = deployed(generate(source, isolated=False), values)
+    base = deployed(generate(stripped), values)
+    for section in ("Parameters", "Conditions"):
+        for name in removed:
+            off.get(section, {}).pop(name, None)
+    for section in sorted(set(off) | set(base)):
+        a, b = off.get(section), base.get(section)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            differing = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            failures.append(f"with {ISOLATION_PARAMETER} off, {section} differ from the template without the isolated path: {differing}")
+        else:
+            failures.append(f"with {ISOLATION_PARAMETER} off, {section} differs from the template without the isolated path")
+    return failures
 
 
 def failures_of(source: dict) -> list[str]:
+    """Every check, on the stack with the isolated path off and on."""
+    failures = []
+    for isolated in (False, True):
+        try:
+            generated = generate(source, isolated)
+        except Exception as e:  # the transform's own refusal is a failure too
+            return [f"the SAM transform refused the template ({ISOLATION_PARAMETER} {str(isolated).lower()}): {e}"]
+        stack = deployed(generated, parameter_values(source, isolated))
+        mode = "on" if isolated else "off"
+        failures += [f"[isolation {mode}] {f}" for f in Checker(source, stack, isolated).run()]
     try:
-        generated = generate(source)
-    except Exception as e:  # the transform's own refusal is a failure too
-        return [f"the SAM transform refused the template: {e}"]
-    return Checker(source, generated).run()
+        failures += unchanged_when_off(source)
+    except Exception as e:
+        failures.append(f"cannot compare the stack with the isolated path off to the stack without it: {type(e).__name__}: {e}")
+    return failures
 
 
 def lint_generated(generated: dict) -> list[str]:
@@ -667,6 +1144,17 @@ def lint_generated(generated: dict) -> list[str]:
     result = subprocess.run([str(lint), f.name], capture_output=True, text=True)
     os.unlink(f.name)
     return [] if result.returncode == 0 else [f"cfn-lint on the generated template:\n{result.stdout}{result.stderr}"]
+
+
+def lint_both(source: dict) -> list[str]:
+    """cfn-lint on the generated template, generated with the switch off and
+    on, and with that value as the switch's default."""
+    failures = []
+    for isolated in (False, True):
+        generated = generate(source, isolated)
+        generated["Parameters"][ISOLATION_PARAMETER]["Default"] = "true" if isolated else "false"
+        failures += [f"[isolation {'on' if isolated else 'off'}] {f}" for f in lint_generated(generated)]
+    return failures
 
 
 MUTATIONS = {
@@ -793,7 +1281,7 @@ def main() -> int:
     source = load(path)
     failures = failures_of(source)
     if not failures:
-        failures += lint_generated(generate(source))
+        failures += lint_both(source)
     if "--self-test" in sys.argv:
         failures += self_test(path)
     for failure in failures:
