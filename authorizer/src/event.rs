@@ -1,7 +1,10 @@
-//! The parts of an HTTP API authorizer event the authorizer reads.
+//! The parts of an API Gateway authorizer event the authorizer reads.
 //!
-//! The event is a payload 2.0 REQUEST authorizer event
-//! (`aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request`).
+//! The event is an HTTP API's payload 2.0 REQUEST authorizer event
+//! (`aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request`), or
+//! on the isolated path a REST API's REQUEST authorizer event
+//! (`ApiGatewayCustomAuthorizerRequestTypeRequest`), which carries the same
+//! parts under a few other names.
 //! Deserialising that whole type builds every header, map and nested
 //! struct and costs about 8 µs per request; the authorizer needs five
 //! strings. [`AuthorizerEvent`] reads just those in one pass and skips the
@@ -33,9 +36,12 @@ pub struct AuthorizerEvent {
     pub tenant_id: Option<String>,
     /// `pathParameters.source_id`: present on the source route only.
     pub source_id: Option<String>,
-    /// `rawQueryString` (a `token` source's secret travels there: never
-    /// logged).
+    /// The query string (a `token` source's secret travels there: never
+    /// logged): an HTTP API's `rawQueryString`, or a REST API's
+    /// `multiValueQueryStringParameters` encoded again.
     pub raw_query: Option<String>,
+    /// `methodArn`: a REST API's event only, and what its policy allows.
+    pub method_arn: Option<String>,
     /// `requestContext.requestId`.
     pub request_id: Option<String>,
     /// `X-FormBridge-Timestamp` (header names are case-insensitive).
@@ -46,15 +52,36 @@ pub struct AuthorizerEvent {
     pub signature: Option<String>,
 }
 
+/// Which kind of API sent an authorizer event, which says which answer it
+/// expects and which tenants it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// An HTTP API, payload 2.0: a simple response. The shared path.
+    Http,
+    /// A REST API's REQUEST authorizer: an IAM policy. The isolated path.
+    Rest,
+}
+
 impl AuthorizerEvent {
-    /// Whether this is a payload 2.0 REQUEST authorizer event. Payload 1.0
-    /// expects an IAM policy back, so an authorizer wired to it must fail
-    /// closed rather than half-work.
-    pub fn is_v2_request(&self) -> bool {
-        self.has_request_context
-            && self.headers_well_formed
-            && self.version.as_deref().is_none_or(|v| v == "2.0")
-            && self.kind.as_deref().is_none_or(|t| t == "REQUEST")
+    /// The kind of API the event came from, or `None` when it is not a
+    /// REQUEST authorizer event of either. A REST API's event has a
+    /// `methodArn` and no `version`; an HTTP API's payload 1.0 event (a
+    /// `version` of "1.0") is neither: it expects a policy for an HTTP
+    /// API, a wiring this authorizer refuses rather than half-works.
+    pub fn api(&self) -> Option<Api> {
+        if !self.has_request_context
+            || !self.headers_well_formed
+            || self.kind.as_deref().is_some_and(|t| t != "REQUEST")
+        {
+            return None;
+        }
+        match (self.version.as_deref(), &self.method_arn) {
+            (Some("2.0"), _) => Some(Api::Http),
+            (Some(_), _) => None,
+            (None, Some(_)) if self.kind.is_some() => Some(Api::Rest),
+            (None, Some(_)) => None,
+            (None, None) => Some(Api::Http),
+        }
     }
 }
 
@@ -143,6 +170,11 @@ impl<'de> Visitor<'de> for EventVisitor {
                     event.source_id = path.source_id;
                 }
                 b"rawQueryString" => event.raw_query = map.next_value::<Lenient>()?.0,
+                b"multiValueQueryStringParameters" => {
+                    let query = map.next_value::<QueryParameters>()?.0;
+                    event.raw_query = event.raw_query.take().or(query);
+                }
+                b"methodArn" => event.method_arn = map.next_value::<Lenient>()?.0,
                 b"requestContext" => {
                     let context = map.next_value::<Field<RequestIdField>>()?;
                     event.has_request_context = context.is_object;
@@ -221,6 +253,78 @@ impl<'de> Deserialize<'de> for Headers {
             }
         }
         d.deserialize_any(HeadersVisitor)
+    }
+}
+
+/// A REST API's `multiValueQueryStringParameters` (decoded names and
+/// values) as a query string again, every value of every name in order;
+/// values that are not strings are left out. `None` when there are none.
+struct QueryParameters(Option<String>);
+
+impl<'de> Deserialize<'de> for QueryParameters {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct QueryVisitor;
+        impl<'de> Visitor<'de> for QueryVisitor {
+            type Value = QueryParameters;
+            accept_anything_else!(QueryParameters(None), strings);
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut query = url::form_urlencoded::Serializer::new(String::new());
+                let mut any = false;
+                while let Some(name) = map.next_key::<String>()? {
+                    for value in map.next_value::<Values>()?.0 {
+                        query.append_pair(&name, &value);
+                        any = true;
+                    }
+                }
+                Ok(QueryParameters(any.then(|| query.finish())))
+            }
+        }
+        d.deserialize_any(QueryVisitor)
+    }
+}
+
+/// One name's values: the strings of an array (or a lone string).
+struct Values(Vec<String>);
+
+impl<'de> Deserialize<'de> for Values {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ValuesVisitor;
+        impl<'de> Visitor<'de> for ValuesVisitor {
+            type Value = Values;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Values(Vec::new()))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Values(Vec::new()))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Values(Vec::new()))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Values(Vec::new()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Values(Vec::new()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Values(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut values = Vec::new();
+                while let Some(value) = seq.next_element::<Lenient>()? {
+                    values.extend(value.0);
+                }
+                Ok(Values(values))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Values(Vec::new()))
+            }
+        }
+        d.deserialize_any(ValuesVisitor)
     }
 }
 
@@ -324,7 +428,7 @@ mod tests {
                 "requestContext":{"requestId":"r1","http":{"method":"POST"}},
                 "stageVariables":null}"#,
         );
-        assert!(e.is_v2_request());
+        assert_eq!(e.api(), Some(Api::Http));
         assert_eq!(e.tenant_id.as_deref(), Some("acme"));
         assert_eq!(e.request_id.as_deref(), Some("r1"));
         assert_eq!(e.timestamp.as_deref(), Some("1"));
@@ -356,12 +460,20 @@ mod tests {
             r#"{"requestContext":{},"headers":{"x-formbridge-timestamp":5}}"#,
             r#"{"requestContext":{},"headers":{"x-formbridge-timestamp":"1","X-FormBridge-Timestamp":"2"}}"#,
             r#"{"requestContext":{},"headers":[]}"#,
+            // REST: a methodArn and a type, and no version.
+            r#"{"requestContext":{},"methodArn":"arn"}"#,
+            r#"{"requestContext":{},"methodArn":"arn","type":"TOKEN"}"#,
+            r#"{"requestContext":{},"methodArn":"arn","type":"REQUEST","version":"1.0"}"#,
         ] {
-            assert!(!parse(json).is_v2_request(), "{json}");
+            assert_eq!(parse(json).api(), None, "{json}");
         }
         let odd = parse(r#"{"requestContext":{},"pathParameters":{"tenant_id":7},"version":{}}"#);
         assert_eq!(odd.tenant_id, None);
-        assert!(odd.is_v2_request(), "wrong-typed fields are just absent");
+        assert_eq!(
+            odd.api(),
+            Some(Api::Http),
+            "wrong-typed fields are just absent"
+        );
     }
 
     #[test]
@@ -384,9 +496,34 @@ mod tests {
                 "pathParameters":{"source_id":"stripe-live","tenant_id":"acme"},
                 "rawQueryString":"","headers":{"stripe-signature":"t=1,v1=00"}}"#,
         );
-        assert!(e.is_v2_request());
+        assert_eq!(e.api(), Some(Api::Http));
         assert_eq!(e.tenant_id.as_deref(), Some("acme"));
         assert_eq!(e.source_id.as_deref(), Some("stripe-live"));
         assert_eq!(e.raw_query.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_rest_event_is_read_with_its_method_arn_and_query() {
+        let e = parse(
+            r#"{"type":"REQUEST","methodArn":"arn:aws:execute-api:eu-west-1:1:a/isolated/POST/v1/tenants/acme/sources/jf",
+                "resource":"/v1/tenants/{tenant_id}/sources/{source_id}","httpMethod":"POST",
+                "headers":{"X-FormBridge-Timestamp":"1"},
+                "multiValueHeaders":{"X-FormBridge-Timestamp":["1"]},
+                "queryStringParameters":{"token":"b"},
+                "multiValueQueryStringParameters":{"token":["a b","b"],"n":[7],"x":["&="]},
+                "pathParameters":{"tenant_id":"acme","source_id":"jf"},
+                "requestContext":{"requestId":"r2","stage":"isolated"}}"#,
+        );
+        assert_eq!(e.api(), Some(Api::Rest));
+        assert_eq!(
+            e.method_arn.as_deref().map(|a| a.ends_with("/jf")),
+            Some(true)
+        );
+        assert_eq!(e.raw_query.as_deref(), Some("token=a+b&token=b&x=%26%3D"));
+        assert_eq!(e.timestamp.as_deref(), Some("1"));
+        assert_eq!(e.source_id.as_deref(), Some("jf"));
+        assert_eq!(e.request_id.as_deref(), Some("r2"));
+        let none = parse(r#"{"multiValueQueryStringParameters":null}"#);
+        assert_eq!(none.raw_query, None);
     }
 }

@@ -1,5 +1,6 @@
-//! The Form-Bridge authorizer: an API Gateway HTTP API Lambda REQUEST
-//! authorizer (payload 2.0, simple responses).
+//! The Form-Bridge authorizer: an API Gateway Lambda REQUEST authorizer,
+//! for the shared HTTP API (payload 2.0, simple responses) and the isolated
+//! REST API (an IAM policy and a context), told apart by their events.
 //!
 //! For `POST /v1/tenants/{tenant_id}/submissions` it checks, cheapest first,
 //! so that bad requests cost nothing and cannot reach Secrets Manager:
@@ -20,9 +21,14 @@
 //! source's URL can spend that source's budget, never the tenant's signed
 //! route or its other sources). Ingest verifies the provider's signature.
 //!
+//! On either route a tenant is allowed only through its own API: the HTTP
+//! API serves tenants whose record says `"isolation": "shared"` (or
+//! nothing), the REST API those with `"per_tenant"`, whose ingest function
+//! runs each tenant in execution environments of its own.
+//!
 //! Allowed requests carry `{"tenant_id", "routing"}` (and `"source_id"` on
-//! the source route) to ingest in the authorizer context. Everything else is a deny with a logged reason code
-//! and an EMF metric; the handler never fails and never panics on input.
+//! the source route) to ingest in the authorizer context. Everything else
+//! is a deny with a logged reason code and an EMF metric; the handler never fails and never panics on input.
 //! [`Authorizer::handle`] is what the Lambda runs on an [`AuthorizerEvent`];
 //! [`Authorizer::authorize`] is the same decision for callers that already
 //! hold the parts (the local gateway).
@@ -32,7 +38,7 @@ mod event;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-pub use event::AuthorizerEvent;
+pub use event::{Api, AuthorizerEvent};
 use http::HeaderMap;
 use serde::Serialize;
 use shared::config::{ConfigError, Env};
@@ -41,9 +47,9 @@ use shared::signature::{self, RequestHeaders, VerifyError};
 use shared::source::{self, SourceError, SourceId, SourceKeys};
 use shared::store::{CachePolicy, CachedTenantStore, StoreError, TenantStore};
 use shared::telemetry::Metrics;
-use shared::tenant::RateLimit;
+use shared::tenant::{RateLimit, TenantRecord};
 use shared::tenant_id::TenantIdError;
-use shared::{Routing, TenantId, TenantStatus};
+use shared::{Isolation, Routing, TenantId, TenantStatus};
 
 /// The path parameter holding the tenant ID.
 pub const TENANT_PATH_PARAMETER: &str = "tenant_id";
@@ -88,15 +94,78 @@ impl Config {
     }
 }
 
-/// The authorizer's answer, serialised as the simple response format.
+/// The authorizer's answer, in the format of the API that asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    /// An HTTP API's simple response (and the answer to any event that is
+    /// not an authorizer request: a deny).
+    Simple(SimpleResponse),
+    /// A REST API's IAM policy and context.
+    Policy(PolicyResponse),
+}
+
+impl Response {
+    /// Whether API Gateway lets the request through.
+    pub fn is_authorized(&self) -> bool {
+        match self {
+            Self::Simple(r) => r.is_authorized,
+            Self::Policy(r) => r.policy_document.statement[0].effect == "Allow",
+        }
+    }
+}
+
+/// The simple response format of an HTTP API authorizer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Response {
+pub struct SimpleResponse {
     /// Whether API Gateway lets the request through.
     pub is_authorized: bool,
     /// Present only when authorized.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<AllowContext>,
+}
+
+/// A REST API authorizer's answer: a policy allowing or denying the one
+/// method called (`methodArn`; results are never cached, so no wider
+/// resource is needed), and on an allow the context ingest reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyResponse {
+    /// The tenant on an allow; `anonymous` on a deny (a path's tenant ID is
+    /// only a claim until the signature is checked).
+    pub principal_id: String,
+    /// The policy.
+    pub policy_document: PolicyDocument,
+    /// Present only when allowed: flat strings, as REST API contexts must
+    /// be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<AllowContext>,
+}
+
+/// An IAM policy of one statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyDocument {
+    /// `2012-10-17`.
+    #[serde(rename = "Version")]
+    pub version: &'static str,
+    /// The one statement.
+    #[serde(rename = "Statement")]
+    pub statement: [Statement; 1],
+}
+
+/// `execute-api:Invoke` allowed or denied on one method.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Statement {
+    /// `execute-api:Invoke`.
+    #[serde(rename = "Action")]
+    pub action: &'static str,
+    /// `Allow` or `Deny`.
+    #[serde(rename = "Effect")]
+    pub effect: &'static str,
+    /// The event's `methodArn`.
+    #[serde(rename = "Resource")]
+    pub resource: String,
 }
 
 /// What ingest learns about an allowed request.
@@ -147,6 +216,9 @@ pub enum Denial {
     /// Over the tenant's rate limit.
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
+    /// The tenant's requests must come through the other API.
+    #[error("tenant uses the {} API", if *.0 == Isolation::PerTenant { "isolated" } else { "shared" })]
+    WrongApi(Isolation),
 }
 
 impl Denial {
@@ -163,6 +235,7 @@ impl Denial {
             Self::Suspended => "tenant_suspended",
             Self::Store(e) => e.code(),
             Self::RateLimited(_) => "rate_limited",
+            Self::WrongApi(_) => "wrong_api",
         }
     }
 }
@@ -199,6 +272,10 @@ pub struct Request<'a> {
     pub source_id: Option<&'a str>,
     /// The raw query string (a `token` source's token; never logged).
     pub query: Option<&'a str>,
+    /// Which tenants the API the request came through serves: shared ones
+    /// on the HTTP API, per-tenant ones on the REST API; `None` where one
+    /// process serves both (the local gateway), and any tenant is allowed.
+    pub isolation: Option<Isolation>,
 }
 
 /// Stands in for a header value that is not visible ASCII: it fails every
@@ -223,6 +300,7 @@ impl<'a> Request<'a> {
             request_id: None,
             source_id: None,
             query: None,
+            isolation: None,
         }
     }
 
@@ -237,7 +315,7 @@ impl<'a> Request<'a> {
         }
     }
 
-    fn from_event(event: &'a AuthorizerEvent) -> Self {
+    fn from_event(event: &'a AuthorizerEvent, api: Api) -> Self {
         Self {
             tenant_id: event.tenant_id.as_deref(),
             timestamp: event.timestamp.as_deref(),
@@ -246,6 +324,10 @@ impl<'a> Request<'a> {
             request_id: event.request_id.as_deref(),
             source_id: event.source_id.as_deref(),
             query: event.raw_query.as_deref(),
+            isolation: Some(match api {
+                Api::Http => Isolation::Shared,
+                Api::Rest => Isolation::PerTenant,
+            }),
         }
     }
 
@@ -297,17 +379,23 @@ impl<S: TenantStore> Authorizer<S> {
         }
     }
 
-    /// The Lambda handler: an event (from any JSON) in, a simple response
-    /// out. Logs the decision and writes its metric. `now` is Unix seconds.
+    /// The Lambda handler: an event (from any JSON) in, the answer in the
+    /// format of the API that sent it out (a simple deny for anything that
+    /// is not an authorizer event). Logs the decision and writes its
+    /// metric. `now` is Unix seconds.
     pub async fn handle(&self, event: &AuthorizerEvent, now: i64) -> Response {
-        let request = Request::from_event(event);
-        let decision = if event.is_v2_request() {
-            self.decide(request, now).await
-        } else {
-            Decision::denied(None, false, Denial::MalformedEvent)
+        let Some(api) = event.api() else {
+            let decision = Decision::denied(None, false, Denial::MalformedEvent);
+            self.record(&decision, event.request_id.as_deref());
+            return Response::Simple(decision.into());
         };
+        let request = Request::from_event(event, api);
+        let decision = self.decide(request, now).await;
         self.record(&decision, request.request_id);
-        decision.into()
+        match (api, event.method_arn.as_deref()) {
+            (Api::Rest, Some(method_arn)) => Response::Policy(decision.policy(method_arn)),
+            _ => Response::Simple(decision.into()),
+        }
     }
 
     /// Decides on a request and records the decision (logs and metrics).
@@ -343,6 +431,7 @@ impl<S: TenantStore> Authorizer<S> {
             TenantStatus::Active => fresh
                 .verify(&tenant, &record.signing_keys)
                 .map_err(Denial::from)
+                .and_then(|()| own_api(&record, request))
                 .and_then(|()| {
                     self.limiter
                         .check(&tenant, record.rate_limit)
@@ -379,6 +468,7 @@ impl<S: TenantStore> Authorizer<S> {
             (TenantStatus::Active, None) => Err(Denial::UnknownSource),
             (TenantStatus::Active, Some(keys)) => verify_without_body(keys, request, now)
                 .map_err(Denial::from)
+                .and_then(|()| own_api(&record, request))
                 .and_then(|()| {
                     let bucket = (tenant.clone(), source.clone());
                     let limit = record.rate_limit.unwrap_or(DEFAULT_SOURCE_RATE_LIMIT);
@@ -442,6 +532,18 @@ impl<S: TenantStore> Authorizer<S> {
     }
 }
 
+/// Whether the request came through the API that serves the tenant: an
+/// isolated tenant's requests never reach the shared ingest function's
+/// environments, and a shared tenant's never take an isolated one's.
+/// Checked after what proves the sender (the signature, a token), so a
+/// `wrong_api` deny means a real sender at the wrong URL.
+fn own_api(record: &TenantRecord, request: Request<'_>) -> Result<(), Denial> {
+    match request.isolation {
+        Some(api) if api != record.isolation => Err(Denial::WrongApi(record.isolation)),
+        _ => Ok(()),
+    }
+}
+
 /// A source whose provider signs no body (`token`) is verified here, with
 /// the query string; the others are verified by ingest, over the body.
 fn verify_without_body(
@@ -475,21 +577,46 @@ impl Decision {
     }
 }
 
-impl From<Decision> for Response {
+impl Decision {
+    /// What ingest is told about an allowed request; `None` when denied.
+    fn allow_context(self) -> Option<AllowContext> {
+        match (self.verdict, self.tenant_id) {
+            (Ok(routing), Some(tenant_id)) => Some(AllowContext {
+                tenant_id,
+                routing,
+                source_id: self.source_id,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The REST API's answer for the method `method_arn`.
+    fn policy(self, method_arn: &str) -> PolicyResponse {
+        let context = self.allow_context();
+        PolicyResponse {
+            principal_id: context
+                .as_ref()
+                .map_or("anonymous", |c| c.tenant_id.as_str())
+                .to_owned(),
+            policy_document: PolicyDocument {
+                version: "2012-10-17",
+                statement: [Statement {
+                    action: "execute-api:Invoke",
+                    effect: if context.is_some() { "Allow" } else { "Deny" },
+                    resource: method_arn.to_owned(),
+                }],
+            },
+            context,
+        }
+    }
+}
+
+impl From<Decision> for SimpleResponse {
     fn from(d: Decision) -> Self {
-        match (d.verdict, d.tenant_id) {
-            (Ok(routing), Some(tenant_id)) => Response {
-                is_authorized: true,
-                context: Some(AllowContext {
-                    tenant_id,
-                    routing,
-                    source_id: d.source_id,
-                }),
-            },
-            _ => Response {
-                is_authorized: false,
-                context: None,
-            },
+        let context = d.allow_context();
+        SimpleResponse {
+            is_authorized: context.is_some(),
+            context,
         }
     }
 }
@@ -526,7 +653,7 @@ mod tests {
 
     #[test]
     fn responses_serialise_exactly_as_the_protocol_says() {
-        let allow = Response {
+        let allow = SimpleResponse {
             is_authorized: true,
             context: Some(AllowContext {
                 tenant_id: TenantId::parse("acme").expect("valid"),
@@ -538,7 +665,7 @@ mod tests {
             serde_json::to_string(&allow).expect("json"),
             r#"{"isAuthorized":true,"context":{"tenant_id":"acme","routing":"dedicated"}}"#
         );
-        let deny = Response {
+        let deny = SimpleResponse {
             is_authorized: false,
             context: None,
         };

@@ -1,6 +1,8 @@
 //! Authorizer integration tests: one binary, three groups.
 //!
 //! - `handler`: the handler on real event JSON, tenants from a tenants file.
+//! - `rest`: the isolated path's REST API events and each tenant on its own
+//!   API.
 //! - `secrets_manager`: the handler on tenants in a moto server, through the
 //!   real AWS SDK, including the server going away.
 //! - `bootstrap`: the release `bootstrap` binary under a Lambda Runtime API
@@ -10,6 +12,7 @@
 
 mod bootstrap;
 mod handler;
+mod rest;
 mod secrets_manager;
 mod sources;
 
