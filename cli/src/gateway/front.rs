@@ -2,11 +2,16 @@
 //!
 //! `POST /v1/tenants/{tenant_id}/submissions` goes through what API Gateway
 //! does with the deployed stack: the three identity headers must be present
-//! (else 401), the request becomes the payload 2.0 authorizer event the
-//! authorizer Lambda receives and [`Authorizer::handle`] decides (a deny is
-//! 403), then the request becomes the payload 2.0 proxy event ingest
-//! receives, with the authorizer's context, and [`Ingest::handle`] answers.
-//! The statuses and bodies are therefore the deployed stack's.
+//! (else 401), the request's parts are what the authorizer Lambda reads
+//! from its payload 2.0 event, and [`Authorizer::authorize`] decides (a
+//! deny is 403), then the request becomes the payload 2.0 proxy event
+//! ingest receives, with the authorizer's context, and [`Ingest::handle`]
+//! answers. The statuses and bodies are therefore the deployed stack's.
+//!
+//! The deployed stack has two APIs, the shared one and the isolated one
+//! (each tenant allowed only through the one its record names); this one
+//! process serves every tenant on the same routes, isolated ones included:
+//! there are no execution environments here to keep apart.
 //!
 //! `POST /v1/tenants/{tenant_id}/sources/{source_id}` (a provider's
 //! webhook) goes the same way with the source route's authorizer, which has
@@ -20,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::SystemTime;
 
-use authorizer::{Authorizer, AuthorizerEvent};
+use authorizer::{Authorizer, AuthorizerEvent, Request as AuthorizerRequest};
 use base64::Engine as _;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
@@ -125,8 +130,19 @@ impl Gateway {
             self.request_ids.fetch_add(1, Relaxed)
         );
         event.request_id = Some(request_id.clone());
-        let decision = self.authorizer.handle(&event, unix_now()).await;
-        let Some(context) = decision.context.filter(|_| decision.is_authorized) else {
+        // No API named: either isolation is served here.
+        let asked = AuthorizerRequest {
+            tenant_id: event.tenant_id.as_deref(),
+            timestamp: event.timestamp.as_deref(),
+            content_digest: event.content_digest.as_deref(),
+            signature: event.signature.as_deref(),
+            request_id: event.request_id.as_deref(),
+            source_id: event.source_id.as_deref(),
+            query: event.raw_query.as_deref(),
+            isolation: None,
+        };
+        let decision = self.authorizer.authorize(asked, unix_now()).await;
+        let (Ok(routing), Some(tenant_id)) = (decision.verdict, decision.tenant_id) else {
             return with_request_id(json_response(StatusCode::FORBIDDEN, FORBIDDEN), &request_id);
         };
         let (parts, body) = request.into_parts();
@@ -153,9 +169,9 @@ impl Gateway {
                 request_id: Some(request_id.clone()),
                 authorizer: Some(AuthorizerContext {
                     lambda: Some(LambdaContext {
-                        tenant_id: Some(context.tenant_id.to_string()),
-                        routing: Some(context.routing.as_str().to_owned()),
-                        source_id: context.source_id.map(|s| s.to_string()),
+                        tenant_id: Some(tenant_id.to_string()),
+                        routing: Some(routing.as_str().to_owned()),
+                        source_id: decision.source_id.map(|s| s.to_string()),
                     }),
                     ..AuthorizerContext::default()
                 }),
