@@ -813,6 +813,14 @@ class Checker:
         its own."""
         stages = {k: r for k, r in self.of_type("AWS::ApiGateway::Stage").items() if ref(r["Properties"].get("RestApiId")) == ISOLATED_API}
         self.check(len(stages) == 1, f"{ISOLATED_API} has stages {sorted(stages)}, expected one")
+        # A deployment with a StageName makes a stage of its own (SAM's
+        # "Stage", when the Api has no OpenApiVersion): unthrottled, unlogged.
+        for name, deployment in self.of_type("AWS::ApiGateway::Deployment").items():
+            self.check(
+                "StageName" not in deployment["Properties"],
+                f"{name}: makes a stage {deployment['Properties'].get('StageName')!r} beside {ISOLATED_STAGE} "
+                "(without the stage's throttles and logs; set the Api's OpenApiVersion)",
+            )
         stage = next(iter(stages.values()), {}).get("Properties", {})
         self.check(stage.get("StageName") == ISOLATED_STAGE, f"{ISOLATED_API}: stage is {stage.get('StageName')!r}, expected {ISOLATED_STAGE}")
         settings = stage.get("MethodSettings", [])
@@ -1102,7 +1110,22 @@ def unchanged_when_off(source: dict) -> list[str]:
     stripped, removed = without_isolation(source)
     failures = [f"outside the isolated path, {r} (the stack without the path would differ)" for r in references(stripped, removed)]
     values = parameter_values(source, isolated=False)
-    off = deployed(generate(source, isolated=False), values)
+    generated = generate(source, isolated=False)
+    off = deployed(generated, values)
+    # What only the path uses belongs to it: left without the path's
+    # condition, it would be in the stack with the path off. Read in the
+    # generated template, where a function's events have become references
+    # to it.
+    conditions = isolation_conditions(source)
+    path = [
+        item for s in ("Resources", "Outputs") for item in generated.get(s, {}).values() if item.get("Condition") in conditions
+    ]
+    rest = {**off.get("Resources", {}), **off.get("Outputs", {})}
+    for name in off.get("Resources", {}):
+        if any(mentions(item, name) for item in path) and not any(
+            mentions(body, name) for other, body in rest.items() if other != name
+        ):
+            failures.append(f"{name} is used only by the isolated path but is in the stack without it (no condition)")
     base = deployed(generate(stripped), values)
     for section in ("Parameters", "Conditions"):
         for name in removed:
@@ -1254,6 +1277,117 @@ MUTATIONS = {
         "  IngestReservedConcurrency:\n    Type: Number\n    Default: 100\n",
         "  IngestReservedConcurrency:\n    Type: Number\n    Default: 30\n",
     ),
+    # The isolated path (EnableTenantIsolation): each must fail with the
+    # switch on, or make the stack with it off differ from the stack
+    # without the path.
+    "the isolated submissions route without the tenant header": (
+        "                requestParameters:\n                  integration.request.header.X-Amz-Tenant-Id: context.authorizer.tenant_id\n",
+        "",
+    ),
+    "the isolated source route without the tenant header": (
+        "                requestParameters:\n                  integration.request.header.X-Amz-Tenant-Id: context.authorizer.tenant_id\n        components:",
+        "        components:",
+    ),
+    "the tenant header from the path": (
+        "integration.request.header.X-Amz-Tenant-Id: context.authorizer.tenant_id",
+        "integration.request.header.X-Amz-Tenant-Id: method.request.path.tenant_id",
+    ),
+    "the tenant header from a client header": (
+        "integration.request.header.X-Amz-Tenant-Id: context.authorizer.tenant_id\n        components:",
+        "integration.request.header.X-Amz-Tenant-Id: method.request.header.X-Tenant-Id\n        components:",
+    ),
+    "the tenant header misspelt": ("integration.request.header.X-Amz-Tenant-Id: context", "integration.request.header.X-Amz-TenantId: context"),
+    "TenancyConfig on IngestFunction": (
+        "      Role: !GetAtt IngestRole.Arn\n",
+        "      Role: !GetAtt IngestRole.Arn\n      TenancyConfig:\n        TenantIsolationMode: PER_TENANT\n",
+    ),
+    "TenancyConfig on ConnectorFunction": (
+        "      Role: !GetAtt ConnectorRole.Arn\n",
+        "      Role: !GetAtt ConnectorRole.Arn\n      TenancyConfig:\n        TenantIsolationMode: PER_TENANT\n",
+    ),
+    "TenancyConfig on the authorizer": (
+        "      Role: !GetAtt AuthorizerRole.Arn\n",
+        "      Role: !GetAtt AuthorizerRole.Arn\n      TenancyConfig:\n        TenantIsolationMode: PER_TENANT\n",
+    ),
+    "no TenancyConfig on the isolated function": ("      TenancyConfig:\n        TenantIsolationMode: PER_TENANT\n", ""),
+    "the isolated function with an SQS event": (
+        "      TenancyConfig:\n        TenantIsolationMode: PER_TENANT\n",
+        "      TenancyConfig:\n        TenantIsolationMode: PER_TENANT\n      Events:\n        Queue:\n"
+        "          Type: SQS\n          Properties:\n            Queue: !GetAtt SharedQueue.Arn\n",
+    ),
+    "an event source mapping feeding the isolated function": (
+        "  IsolatedIngestLogGroup:\n",
+        "  IsolatedQueueMapping:\n    Type: AWS::Lambda::EventSourceMapping\n    Condition: TenantIsolation\n    Properties:\n"
+        "      EventSourceArn: !GetAtt SharedQueue.Arn\n      FunctionName: !Ref IsolatedIngestFunction\n\n  IsolatedIngestLogGroup:\n",
+    ),
+    "the isolated function behind the HTTP API": (
+        "      TenancyConfig:\n        TenantIsolationMode: PER_TENANT\n",
+        "      TenancyConfig:\n        TenantIsolationMode: PER_TENANT\n      Events:\n        Shared:\n"
+        "          Type: HttpApi\n          Properties:\n            ApiId: !Ref Api\n            Method: POST\n"
+        "            Path: /v1/isolated/{tenant_id}/submissions\n",
+    ),
+    "the isolated integration calling IngestFunction": ("${IsolatedIngestFunction.Arn}/invocations", "${IngestFunction.Arn}/invocations"),
+    "the isolated authorizer cached for 300 s": ("authorizerResultTtlInSeconds: 0", "authorizerResultTtlInSeconds: 300"),
+    "the isolated source authorizer with no TTL (API Gateway's 300 s)": (
+        '${AuthorizerFunction.Arn}/invocations"\n                authorizerResultTtlInSeconds: 0\n        # The HTTP',
+        '${AuthorizerFunction.Arn}/invocations"\n        # The HTTP',
+    ),
+    "the isolated signature authorizer without Content-Digest": (", method.request.header.Content-Digest\n", "\n"),
+    "the isolated source authorizer asking for signature headers": (
+        '${AuthorizerFunction.Arn}/invocations"\n                authorizerResultTtlInSeconds: 0\n        # The HTTP',
+        '${AuthorizerFunction.Arn}/invocations"\n                identitySource: method.request.header.X-FormBridge-Signature\n'
+        "                authorizerResultTtlInSeconds: 0\n        # The HTTP",
+    ),
+    "no binary media types": ('        x-amazon-apigateway-binary-media-types: ["*/*"]\n', ""),
+    "binary media types for one type only": (
+        'x-amazon-apigateway-binary-media-types: ["*/*"]', 'x-amazon-apigateway-binary-media-types: ["application/octet-stream"]',
+    ),
+    "the isolated API edge-optimized": ("        Type: REGIONAL\n", "        Type: EDGE\n"),
+    "the isolated source route without its throttle": (
+        '        - ResourcePath: "/~1v1~1tenants~1{tenant_id}~1sources~1{source_id}"\n          HttpMethod: POST\n'
+        "          ThrottlingRateLimit: !Ref SourceThrottlingRateLimit\n          ThrottlingBurstLimit: !Ref SourceThrottlingBurstLimit\n",
+        "",
+    ),
+    "the isolated source throttle keyed with plain slashes": (
+        '"/~1v1~1tenants~1{tenant_id}~1sources~1{source_id}"', '"/v1/tenants/{tenant_id}/sources/{source_id}"',
+    ),
+    "the isolated defaults from the source parameters": (
+        '          HttpMethod: "*"\n          ThrottlingRateLimit: !Ref ThrottlingRateLimit\n',
+        '          HttpMethod: "*"\n          ThrottlingRateLimit: !Ref SourceThrottlingRateLimit\n',
+    ),
+    "the isolated API's deny with REST's default body": (
+        "          ACCESS_DENIED:\n            statusCode: \"403\"\n            responseTemplates: {application/json: '{\"message\":\"Forbidden\"}'}\n",
+        "",
+    ),
+    "the isolated function invocable from every API": ("${IsolatedApi}/isolated/POST/v1/tenants/*", "*/*/POST/v1/tenants/*"),
+    "the authorizer's isolated permission on the stage's methods": ("${IsolatedApi}/authorizers/*", "${IsolatedApi}/isolated/*"),
+    "the isolated function logging to ingest's group": (
+        "        LogGroup: !Ref IsolatedIngestLogGroup\n", "        LogGroup: !Ref IngestLogGroup\n",
+    ),
+    "the isolated function without the idempotency table": (
+        "          IDEMPOTENCY_TABLE: !Ref IdempotencyTable\n          IDEMPOTENCY_TTL_SECONDS: !Ref IdempotencyTtlSeconds\n          TENANT_SECRET_PREFIX",
+        "          IDEMPOTENCY_TTL_SECONDS: !Ref IdempotencyTtlSeconds\n          TENANT_SECRET_PREFIX",
+    ),
+    "misspelt isolated ReservedConcurrentExecutions": (
+        "ReservedConcurrentExecutions: !If [ReservesIsolatedIngestConcurrency",
+        "ReservedConcurrentExecution: !If [ReservesIsolatedIngestConcurrency",
+    ),
+    "the isolated path on by default": (
+        '    Default: "false"\n    AllowedValues: ["true", "false"]\n', '    Default: "true"\n    AllowedValues: ["true", "false"]\n',
+    ),
+    "the isolated URL without its condition": (
+        "    Condition: TenantIsolation\n    Description: Base URL of the isolated path", "    Description: Base URL of the isolated path",
+    ),
+    "the isolated URL without its stage": ('.${AWS::URLSuffix}/isolated"', '.${AWS::URLSuffix}"'),
+    "an isolated resource without its condition": (
+        "  IsolatedIngestLogGroup:\n    Type: AWS::Logs::LogGroup\n    Condition: TenantIsolation\n",
+        "  IsolatedIngestLogGroup:\n    Type: AWS::Logs::LogGroup\n",
+    ),
+    "the shared path depending on the switch": (
+        "      Description: Form-Bridge connector (signed delivery to tenant endpoints)\n",
+        "      Description: !If [TenantIsolation, Form-Bridge connector (isolated path on), Form-Bridge connector]\n",
+    ),
+    "SAM's extra stage (no OpenApiVersion)": ('      OpenApiVersion: "3.0.1"\n', ""),
 }
 
 
