@@ -1150,8 +1150,11 @@ def failures_of(source: dict) -> list[str]:
             generated = generate(source, isolated)
         except Exception as e:  # the transform's own refusal is a failure too
             return [f"the SAM transform refused the template ({ISOLATION_PARAMETER} {str(isolated).lower()}): {e}"]
-        stack = deployed(generated, parameter_values(source, isolated))
         mode = "on" if isolated else "off"
+        try:
+            stack = deployed(generated, parameter_values(source, isolated))
+        except (KeyError, ValueError, TypeError, IndexError) as e:
+            return [f"cannot evaluate the template's conditions (isolation {mode}): {type(e).__name__}: {e}"]
         failures += [f"[isolation {mode}] {f}" for f in Checker(source, stack, isolated).run()]
     try:
         failures += unchanged_when_off(source)
