@@ -17,7 +17,7 @@
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use shared::json_key::JsonKey;
+use shared::json_key::{JsonKey, RestQuery};
 use shared::signature::{CONTENT_DIGEST_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// What the authorizer reads from an event. Deserialises from any JSON.
@@ -171,7 +171,7 @@ impl<'de> Visitor<'de> for EventVisitor {
                 }
                 b"rawQueryString" => event.raw_query = map.next_value::<Lenient>()?.0,
                 b"multiValueQueryStringParameters" => {
-                    let query = map.next_value::<QueryParameters>()?.0;
+                    let query = map.next_value::<RestQuery>()?.0;
                     event.raw_query = event.raw_query.take().or(query);
                 }
                 b"methodArn" => event.method_arn = map.next_value::<Lenient>()?.0,
@@ -253,78 +253,6 @@ impl<'de> Deserialize<'de> for Headers {
             }
         }
         d.deserialize_any(HeadersVisitor)
-    }
-}
-
-/// A REST API's `multiValueQueryStringParameters` (decoded names and
-/// values) as a query string again, every value of every name in order;
-/// values that are not strings are left out. `None` when there are none.
-struct QueryParameters(Option<String>);
-
-impl<'de> Deserialize<'de> for QueryParameters {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct QueryVisitor;
-        impl<'de> Visitor<'de> for QueryVisitor {
-            type Value = QueryParameters;
-            accept_anything_else!(QueryParameters(None), strings);
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut query = url::form_urlencoded::Serializer::new(String::new());
-                let mut any = false;
-                while let Some(name) = map.next_key::<String>()? {
-                    for value in map.next_value::<Values>()?.0 {
-                        query.append_pair(&name, &value);
-                        any = true;
-                    }
-                }
-                Ok(QueryParameters(any.then(|| query.finish())))
-            }
-        }
-        d.deserialize_any(QueryVisitor)
-    }
-}
-
-/// One name's values: the strings of an array (or a lone string).
-struct Values(Vec<String>);
-
-impl<'de> Deserialize<'de> for Values {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ValuesVisitor;
-        impl<'de> Visitor<'de> for ValuesVisitor {
-            type Value = Values;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Values(Vec::new()))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Values(Vec::new()))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Values(Vec::new()))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Values(Vec::new()))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Values(Vec::new()))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Values(vec![v.to_owned()]))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut values = Vec::new();
-                while let Some(value) = seq.next_element::<Lenient>()? {
-                    values.extend(value.0);
-                }
-                Ok(Values(values))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Values(Vec::new()))
-            }
-        }
-        d.deserialize_any(ValuesVisitor)
     }
 }
 

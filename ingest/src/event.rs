@@ -1,7 +1,9 @@
-//! The API Gateway HTTP API payload 2.0 proxy event, as far as ingest reads
-//! it, and the proxy response.
+//! The API Gateway proxy event, as far as ingest reads it, and the proxy
+//! response.
 //!
-//! The event is `aws_lambda_events::apigw::ApiGatewayV2httpRequest`. That
+//! The event is the HTTP API's payload 2.0
+//! (`aws_lambda_events::apigw::ApiGatewayV2httpRequest`) or, on the
+//! isolated path, the REST API's payload 1.0 (`ApiGatewayProxyRequest`). That
 //! type builds every header into a `HeaderMap` and every nested context
 //! struct; ingest needs a few headers (and on a source route, the
 //! provider's), the body, the path, the query and the authorizer context.
@@ -41,6 +43,9 @@ pub struct IngestEvent {
     /// `rawQueryString`: a `token` source's token travels there (never
     /// logged).
     pub raw_query_string: Option<String>,
+    /// A REST API's `multiValueQueryStringParameters`, as a query string
+    /// (its events have no `rawQueryString`).
+    pub multi_value_query_string_parameters: shared::json_key::RestQuery,
     /// `pathParameters`.
     pub path_parameters: PathParameters,
 }
@@ -75,6 +80,9 @@ pub struct RequestContext {
     pub authorizer: Option<Authorizer>,
     /// The host name the sender called (a source's public URL).
     pub domain_name: Option<String>,
+    /// On a REST API, the path as called, with the stage (an HTTP API
+    /// event has `rawPath` instead).
+    pub path: Option<String>,
 }
 
 /// `requestContext.authorizer`.
@@ -88,6 +96,8 @@ pub struct Authorizer {
     pub tenant_id: Option<String>,
     /// Its `routing`, on a REST API.
     pub routing: Option<String>,
+    /// Its `source_id`, on a REST API's source route.
+    pub source_id: Option<String>,
 }
 
 impl Authorizer {
@@ -98,6 +108,35 @@ impl Authorizer {
             Some(lambda) => (lambda.tenant_id.as_deref(), lambda.routing.as_deref()),
             None => (self.tenant_id.as_deref(), self.routing.as_deref()),
         }
+    }
+
+    /// The authorizer's `source_id` (source route only), from the same
+    /// place.
+    pub fn source_id(&self) -> Option<&str> {
+        match &self.lambda {
+            Some(lambda) => lambda.source_id.as_deref(),
+            None => self.source_id.as_deref(),
+        }
+    }
+}
+
+impl IngestEvent {
+    /// The query string as called: an HTTP API's `rawQueryString`, or a
+    /// REST API's query parameters encoded again.
+    pub fn query(&self) -> &str {
+        self.raw_query_string
+            .as_deref()
+            .or(self.multi_value_query_string_parameters.0.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The path as called: an HTTP API's `rawPath`, or a REST API's
+    /// `requestContext.path` (which includes the stage, as the URL does).
+    pub fn path(&self) -> &str {
+        self.raw_path
+            .as_deref()
+            .or(self.request_context.path.as_deref())
+            .unwrap_or_default()
     }
 }
 

@@ -547,7 +547,7 @@ impl<P: EventPublisher, K: IdempotencyStore, R: TenantRecords> Ingest<P, K, R> {
         let source = source_id.map(|source_id| SourceRequest {
             source_id,
             url: &url,
-            query: event.raw_query_string.as_deref().unwrap_or_default(),
+            query: event.query(),
             headers: &headers,
         });
         let request = Request {
@@ -989,9 +989,10 @@ fn source_url(event: &IngestEvent) -> String {
         .as_deref()
         .or(event.headers.get("host"))
         .unwrap_or_default();
-    let path = event.raw_path.as_deref().unwrap_or_default();
+    let path = event.path();
     let mut url = format!("{scheme}://{host}{path}");
-    if let Some(query) = event.raw_query_string.as_deref().filter(|q| !q.is_empty()) {
+    let query = event.query();
+    if !query.is_empty() {
         url.push('?');
         url.push_str(query);
     }
@@ -1000,14 +1001,7 @@ fn source_url(event: &IngestEvent) -> String {
 
 /// The source ID from the authorizer's context, on a source route.
 fn source_id_from_context(event: &IngestEvent) -> Option<&str> {
-    event
-        .request_context
-        .authorizer
-        .as_ref()?
-        .lambda
-        .as_ref()?
-        .source_id
-        .as_deref()
+    event.request_context.authorizer.as_ref()?.source_id()
 }
 
 /// The tenant from the authorizer's context (an HTTP API's or a REST

@@ -206,3 +206,131 @@ async fn in_tenant_isolation_mode_a_request_is_processed_only_in_its_tenants_env
         "{stdout}"
     );
 }
+
+/// A provider's delivery to `tenant`'s `source` as the isolated REST API
+/// hands it to ingest: the body base64 (the API's binary media types are
+/// `*/*`), header names as sent, the path as called with its stage, the
+/// query decoded into `multiValueQueryStringParameters`, and the REST
+/// authorizer's flat context.
+fn rest_source_event(
+    tenant: &str,
+    source: &str,
+    headers: &[(&str, String)],
+    body: &str,
+    query: Value,
+) -> Value {
+    let headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), value.clone().into()))
+        .chain([("Content-Type".to_owned(), "application/json".into())])
+        .collect();
+    let multi: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(name, value)| (name.clone(), json!([value])))
+        .collect();
+    json!({
+        "resource": "/v1/tenants/{tenant_id}/sources/{source_id}",
+        "path": format!("/v1/tenants/{tenant}/sources/{source}"),
+        "httpMethod": "POST",
+        "headers": headers,
+        "multiValueHeaders": multi,
+        "queryStringParameters": null,
+        "multiValueQueryStringParameters": query,
+        "pathParameters": {"tenant_id": tenant, "source_id": source},
+        "requestContext": {
+            "resourcePath": "/v1/tenants/{tenant_id}/sources/{source_id}",
+            "httpMethod": "POST",
+            "path": format!("/isolated/v1/tenants/{tenant}/sources/{source}"),
+            "stage": "isolated",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "domainName": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
+            "authorizer": {
+                "principalId": tenant,
+                "tenant_id": tenant,
+                "routing": "shared",
+                "source_id": source,
+                "integrationLatency": 3
+            }
+        },
+        "body": base64::engine::general_purpose::STANDARD.encode(body),
+        "isBase64Encoded": true
+    })
+}
+
+#[tokio::test]
+async fn the_isolated_path_verifies_sources_from_rest_events() {
+    use shared::source::{Provider, SignRequest};
+    const HUBSPOT_SECRET: &str = "hubspot-app-client-secret-0123456789";
+    const TOKEN: &str = "tok0123456789abcdef0123456789abcdefABCD";
+    let moto = MotoServer::start();
+    let record = testkit::TenantRecordBuilder::new("initech")
+        .field("isolation", json!("per_tenant"))
+        .source("hubspot-main", "hubspot", &[HUBSPOT_SECRET])
+        .source("jotform", "token", &[TOKEN])
+        .json();
+    moto.put_secret("form-bridge/tenants/initech", &record)
+        .await;
+    let pattern = json!({"source": ["form-bridge"]}).to_string();
+    let queue = moto.route_to_queue("bus-a", "all", &pattern).await;
+    // HubSpot signs the URL as called: the stage is part of it.
+    let hubspot = |url: &str| {
+        let body = r#"[{"eventId":1001,"subscriptionType":"contact.creation","objectId":7}]"#;
+        let signed = Provider::parse("hubspot")
+            .unwrap()
+            .sign(
+                &shared::secret::Secret::new(HUBSPOT_SECRET),
+                &SignRequest {
+                    method: "POST",
+                    url,
+                    body: body.as_bytes(),
+                    delivery_id: "",
+                },
+                shared::signature::unix_now(),
+            )
+            .unwrap();
+        let headers: Vec<(&str, String)> = signed.headers.into_iter().collect();
+        rest_source_event("initech", "hubspot-main", &headers, body, Value::Null)
+    };
+    let called = "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/isolated/v1/tenants/initech/sources/hubspot-main";
+    let without_stage = called.replace("/isolated", "");
+    // Jotform echoes the webhook URL, token and all, in the body.
+    let jotform_body =
+        format!(r#"{{"name":"Ada","webhookURL":"https://x.example/s?token={TOKEN}"}}"#);
+    let jotform = rest_source_event(
+        "initech",
+        "jotform",
+        &[],
+        &jotform_body,
+        json!({"token": [TOKEN]}),
+    );
+    let initech = Some("initech".to_owned());
+    let events = [
+        (initech.clone(), hubspot(called)),
+        (initech.clone(), hubspot(&without_stage)),
+        (initech.clone(), jotform),
+    ]
+    .map(|(tenant, event)| (tenant, event.to_string()));
+    let runtime = FakeRuntimeApi::start_for_tenants(events);
+    let (answers, stdout) = runtime.run(
+        runtime
+            .command(env!("CARGO_BIN_EXE_ingest"))
+            .envs(moto.aws_env())
+            .env("EVENT_BUS_NAME", "bus-a"),
+        3,
+    );
+    let answered = statuses_and_bodies(&answers, &stdout);
+    assert_eq!(answered[0].0, 202, "{:?}\n{stdout}", answered[0]);
+    assert_eq!(answered[1].0, 401, "{:?}", answered[1]);
+    assert_eq!(answered[1].1["error"]["code"], "invalid_signature");
+    assert_eq!(answered[2].0, 202, "{:?}\n{stdout}", answered[2]);
+    let messages = moto.drain_queue(&queue, 2).await;
+    assert_eq!(messages.len(), 2);
+    let sources: Vec<Value> = messages
+        .iter()
+        .map(|m| serde_json::from_str::<Value>(m).unwrap()["detail"]["source"]["id"].clone())
+        .collect();
+    assert!(sources.contains(&json!("hubspot-main")) && sources.contains(&json!("jotform")));
+    for text in messages.iter().chain([&stdout]) {
+        assert!(!text.contains(TOKEN), "the token reached {text}");
+    }
+}

@@ -395,6 +395,85 @@ fn the_lean_event_agrees_with_aws_lambda_events() {
     );
 }
 
+/// The isolated path's REST API (payload 1.0) proxy events: the lean view
+/// reads what `aws_lambda_events` reads, on our fixture and the upstream
+/// one, and the response is a valid REST proxy response.
+#[test]
+fn the_lean_event_agrees_with_aws_lambda_events_on_rest_events() {
+    use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+    for name in ["rest-ingest-request.json", "upstream-apigw-request.json"] {
+        let text = data(name);
+        let full: ApiGatewayProxyRequest = serde_json::from_str(&text).unwrap();
+        let lean: IngestEvent = serde_json::from_str(&text).unwrap();
+        assert_eq!(lean.body, full.body, "{name}");
+        assert_eq!(lean.is_base64_encoded, full.is_base64_encoded, "{name}");
+        let header = |n: &str| full.headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(lean.headers.content_type, header("content-type"), "{name}");
+        assert_eq!(
+            lean.headers.content_digest,
+            header("content-digest"),
+            "{name}"
+        );
+        assert_eq!(
+            lean.request_context.request_id, full.request_context.request_id,
+            "{name}"
+        );
+        assert_eq!(
+            lean.path(),
+            full.request_context.path.unwrap_or_default(),
+            "{name}"
+        );
+        assert_eq!(
+            lean.path_parameters.tenant_id.as_deref(),
+            full.path_parameters.get("tenant_id").map(String::as_str),
+            "{name}"
+        );
+        let mut query: Vec<(String, String)> = full
+            .multi_value_query_string_parameters
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let mut lean_query: Vec<(String, String)> =
+            url::form_urlencoded::parse(lean.query().as_bytes())
+                .into_owned()
+                .collect();
+        query.sort();
+        lean_query.sort();
+        assert_eq!(lean_query, query, "{name}");
+        let fields = &full.request_context.authorizer.fields;
+        let authorizer = lean.request_context.authorizer.as_ref();
+        let (tenant, routing) = authorizer.map_or((None, None), |a| a.tenant_and_routing());
+        let field = |key: &str| fields.get(key).and_then(Value::as_str);
+        assert_eq!(tenant, field("tenant_id"), "{name}");
+        assert_eq!(routing, field("routing"), "{name}");
+        assert_eq!(
+            authorizer.and_then(|a| a.source_id()),
+            field("source_id"),
+            "{name}"
+        );
+    }
+    let response = Response::json(202, r#"{"submission_ids":[]}"#.into());
+    let full: ApiGatewayProxyResponse =
+        serde_json::from_value(serde_json::to_value(&response).unwrap()).unwrap();
+    assert_eq!(full.status_code, 202);
+    assert_eq!(
+        full.headers.get("content-type").unwrap(),
+        "application/json"
+    );
+    assert!(!full.is_base64_encoded);
+}
+
+#[tokio::test]
+async fn a_rest_event_from_the_isolated_api_is_the_same_submission() {
+    let (ingest, mut rx, _) = memory_ingest(&config(), 100);
+    let rest: Value = serde_json::from_str(&data("rest-ingest-request.json")).unwrap();
+    let (status, body) = run(&ingest, &rest).await;
+    assert_eq!(status, 202, "{body}");
+    let entries = drain(&mut rx);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(detail(&entries[0]), fixture_detail(&ids(&body)[0]));
+}
+
 #[test]
 fn configuration_errors_name_the_variable() {
     use shared::config::Env;
