@@ -123,3 +123,56 @@ async fn a_flood_of_unknown_tenant_ids_never_locks_out_a_real_tenant() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn the_bootstrap_answers_the_rest_api_with_a_policy_and_each_tenant_on_its_own_api() {
+    use super::rest::{ISOLATED_SECRET, rest_signed_at};
+    let moto = MotoServer::start();
+    let shared_record = TenantRecordBuilder::new("acme").secret(ACME_SECRET).json();
+    let isolated = TenantRecordBuilder::new("initech")
+        .secret(ISOLATED_SECRET)
+        .field("isolation", json!("per_tenant"))
+        .json();
+    moto.put_secret("form-bridge/tenants/acme", &shared_record)
+        .await;
+    moto.put_secret("form-bridge/tenants/initech", &isolated)
+        .await;
+    let now = shared::signature::unix_now();
+    let events = [
+        rest_signed_at("initech", ISOLATED_SECRET, now),
+        rest_signed_at("acme", ACME_SECRET, now),
+        signed_event("initech", ISOLATED_SECRET, b"{}", now),
+    ]
+    .map(|e| e.to_string());
+    let runtime = FakeRuntimeApi::start(events);
+    let (answers, stdout) = runtime.run(&mut bootstrap(&runtime, &moto, &[]), 3);
+    let parsed: Vec<Value> = answers
+        .iter()
+        .map(|a| match a {
+            Answer::Response(body) => serde_json::from_str(body).unwrap(),
+            Answer::Error(body) => panic!("runtime error reported: {body}"),
+        })
+        .collect();
+    let statement = |answer: &Value| answer["policyDocument"]["Statement"][0]["Effect"].clone();
+    assert_eq!(statement(&parsed[0]), "Allow", "{stdout}");
+    assert_eq!(
+        parsed[0]["context"],
+        json!({"tenant_id": "initech", "routing": "shared"})
+    );
+    assert_eq!(
+        statement(&parsed[1]),
+        "Deny",
+        "a shared tenant on the isolated API"
+    );
+    assert_eq!(
+        parsed[2],
+        json!({"isAuthorized": false}),
+        "an isolated tenant on the shared API"
+    );
+    assert_eq!(
+        stdout.matches(r#""reason":"wrong_api""#).count(),
+        2,
+        "{stdout}"
+    );
+    testkit::assert_json_logs(&stdout, &[ACME_SECRET, ISOLATED_SECRET]);
+}

@@ -14,7 +14,7 @@ use testkit::TenantRecordBuilder;
 
 use super::*;
 
-const ISOLATED_SECRET: &str = "fb_test_initech_secret_00000000000000000";
+pub const ISOLATED_SECRET: &str = "fb_test_initech_secret_00000000000000000";
 const TOKEN: &str = "tok_0123456789abcdef0123456789abcdef";
 
 fn authorizer() -> (Authorizer<MemoryTenantStore>, CapturedMetrics) {
@@ -35,13 +35,13 @@ fn authorizer() -> (Authorizer<MemoryTenantStore>, CapturedMetrics) {
 }
 
 /// The REST fixture: acme's signed test vector as the isolated API sends it.
-fn rest_fixture() -> Value {
+pub fn rest_fixture() -> Value {
     serde_json::from_str(&data("rest-authorizer-request.json")).unwrap()
 }
 
-/// The REST fixture re-signed for `tenant` with `secret`.
-fn rest_signed(tenant: &str, secret: &str) -> Value {
-    let v2 = signed_event(tenant, secret, b"{}", NOW);
+/// The REST fixture re-signed for `tenant` with `secret` at `now`.
+pub fn rest_signed_at(tenant: &str, secret: &str, now: i64) -> Value {
+    let v2 = signed_event(tenant, secret, b"{}", now);
     let mut event = rest_fixture();
     event["pathParameters"]["tenant_id"] = tenant.into();
     event["methodArn"] = method_arn(&format!("/v1/tenants/{tenant}/submissions")).into();
@@ -124,7 +124,7 @@ fn rest_event_view_agrees_with_aws_lambda_events() {
 #[tokio::test]
 async fn an_isolated_tenant_is_allowed_on_the_rest_api_with_a_policy_and_context() {
     let (a, _) = authorizer();
-    let event = rest_signed("initech", ISOLATED_SECRET);
+    let event = rest_signed_at("initech", ISOLATED_SECRET, NOW);
     let response = a.handle(&raw(&event), NOW).await;
     assert!(response.is_authorized());
     let arn = method_arn("/v1/tenants/initech/submissions");
@@ -162,7 +162,7 @@ async fn each_tenant_is_allowed_only_through_its_own_api() {
     // Each on its own API.
     assert!(a.handle(&raw(&fixture()), NOW).await.is_authorized());
     assert!(
-        a.handle(&raw(&rest_signed("initech", ISOLATED_SECRET)), NOW)
+        a.handle(&raw(&rest_signed_at("initech", ISOLATED_SECRET, NOW)), NOW)
             .await
             .is_authorized()
     );
@@ -189,11 +189,11 @@ async fn the_wrong_api_is_checked_after_the_signature() {
 #[tokio::test]
 async fn every_rest_deny_is_a_deny_policy_for_the_method_without_context() {
     let (a, _) = authorizer();
-    let mut unknown = rest_signed("initech", ISOLATED_SECRET);
+    let mut unknown = rest_signed_at("initech", ISOLATED_SECRET, NOW);
     unknown["pathParameters"]["tenant_id"] = "nobody".into();
-    let mut stale = rest_signed("initech", ISOLATED_SECRET);
+    let mut stale = rest_signed_at("initech", ISOLATED_SECRET, NOW);
     stale["headers"]["X-FormBridge-Timestamp"] = (NOW - 3_600).to_string().into();
-    let mut unsigned = rest_signed("initech", ISOLATED_SECRET);
+    let mut unsigned = rest_signed_at("initech", ISOLATED_SECRET, NOW);
     unsigned["headers"].as_object_mut().unwrap().clear();
     for event in [unknown, stale, unsigned, rest_fixture()] {
         let arn = event["methodArn"].clone();
