@@ -14,7 +14,7 @@ use testkit::TenantRecordBuilder;
 
 use super::*;
 
-pub const ISOLATED_SECRET: &str = "fb_test_initech_secret_00000000000000000";
+pub(crate) const ISOLATED_SECRET: &str = "fb_test_initech_secret_00000000000000000";
 const TOKEN: &str = "tok_0123456789abcdef0123456789abcdef";
 
 fn authorizer() -> (Authorizer<MemoryTenantStore>, CapturedMetrics) {
@@ -35,12 +35,12 @@ fn authorizer() -> (Authorizer<MemoryTenantStore>, CapturedMetrics) {
 }
 
 /// The REST fixture: acme's signed test vector as the isolated API sends it.
-pub fn rest_fixture() -> Value {
+pub(crate) fn rest_fixture() -> Value {
     serde_json::from_str(&data("rest-authorizer-request.json")).unwrap()
 }
 
 /// The REST fixture re-signed for `tenant` with `secret` at `now`.
-pub fn rest_signed_at(tenant: &str, secret: &str, now: i64) -> Value {
+pub(crate) fn rest_signed_at(tenant: &str, secret: &str, now: i64) -> Value {
     let v2 = signed_event(tenant, secret, b"{}", now);
     let mut event = rest_fixture();
     event["pathParameters"]["tenant_id"] = tenant.into();
