@@ -14,10 +14,10 @@ use clap::{Args, Subcommand};
 use shared::source::{Provider, SourceId};
 use shared::tenant::document::SourceRotation;
 use shared::tenant::{DocumentError, MAX_SOURCE_SECRETS, MAX_SOURCES};
-use shared::{Secret, TenantId};
+use shared::{Isolation, Secret, TenantId};
 
 use super::records::{EditError, Records};
-use super::stack::{Stack, StackArgs};
+use super::stack::{self, Stack, StackArgs};
 use crate::output;
 use crate::tenants::{
     SecretInput, parse_provider, parse_source_id, parse_tenant_id, source_path, source_query,
@@ -134,17 +134,22 @@ impl SourceCommand {
     }
 }
 
-/// A source's URL under the stack's API URL, with the query that carries
-/// its secret for providers that put it there; and whether it has one.
-/// Without an API URL (no `ApiUrl` output, no `--api-url`), the path.
+/// A source's URL under the base URL of the tenant's API (the shared
+/// `ApiUrl`, or an isolated tenant's `IsolatedApiUrl`), with the query
+/// that carries its secret for providers that put it there; and whether
+/// it has one. Without that URL (no output, no flag), the path.
 fn source_url(
     stack: &Stack,
+    tenant: Isolation,
     id: &TenantId,
     source: &SourceId,
     provider: Provider,
     secret: &Secret,
 ) -> anyhow::Result<(String, bool)> {
-    let base = stack.api_url().unwrap_or_default().trim_end_matches('/');
+    let base = stack
+        .api_url_for(tenant)
+        .unwrap_or_default()
+        .trim_end_matches('/');
     let url = format!("{base}{}", source_path(id, source));
     Ok(match source_query(provider, secret)? {
         Some(query) => (format!("{url}?{query}"), true),
@@ -153,11 +158,17 @@ fn source_url(
 }
 
 /// Says where the URL's base is missing, when it is.
-fn note_missing_api_url(stack: &Stack) {
-    if stack.api_url().is_none() {
+fn note_missing_api_url(stack: &Stack, tenant: Isolation) {
+    if stack.api_url_for(tenant).is_none() {
+        let name = stack::api_url_name(tenant);
+        let api = match tenant {
+            Isolation::Shared => "API",
+            Isolation::PerTenant => "isolated API",
+        };
         eprintln!(
-            "formbridge: note: no API URL (the stack's ApiUrl output, or --api-url URL): put the \
-             API's base URL in front of the path"
+            "formbridge: note: no {api} URL (the stack's {} output, or {} URL): put the {api}'s \
+             base URL in front of the path",
+            name.output, name.flag
         );
     }
 }
@@ -192,16 +203,19 @@ async fn add(records: &Records<'_>, stack: &Stack, args: AddArgs) -> anyhow::Res
         ..
     } = args;
     let (secret, generated) = source_secret(&secret, provider)?;
-    records
-        .edit(&id, |record| record.add_source(&source, provider, &secret))
+    let isolation = records
+        .edit(&id, |record| {
+            record.add_source(&source, provider, &secret)?;
+            Ok(record.isolation().unwrap_or_default())
+        })
         .await
         .map_err(|e| edit_error(e, &id, &source, stack))?;
-    let (url, secret_in_url) = source_url(stack, &id, &source, provider, &secret)?;
+    let (url, secret_in_url) = source_url(stack, isolation, &id, &source, provider, &secret)?;
     output::line(format_args!("url: {url}"));
     if generated && !secret_in_url {
         output::line(format_args!("secret: {}", secret.expose()));
     }
-    note_missing_api_url(stack);
+    note_missing_api_url(stack, isolation);
     let ttl = stack.cache_ttl()?;
     eprintln!(
         "formbridge: tenant {id} has a new source {source} ({provider}); the functions accept its \
@@ -234,14 +248,18 @@ async fn rotate(records: &Records<'_>, stack: &Stack, args: RotateArgs) -> anyho
         .source_provider(&source)
         .map_err(|e| refused(e, &id, &source, stack))?;
     let (secret, generated) = source_secret(&secret, provider)?;
-    let rotation: SourceRotation = records
-        .edit(&id, |record| record.rotate_source(&source, &secret))
+    let (rotation, isolation): (SourceRotation, Isolation) = records
+        .edit(&id, |record| {
+            let rotation = record.rotate_source(&source, &secret)?;
+            Ok((rotation, record.isolation().unwrap_or_default()))
+        })
         .await
         .map_err(|e| edit_error(e, &id, &source, stack))?;
-    let (url, secret_in_url) = source_url(stack, &id, &source, rotation.provider, &secret)?;
+    let (url, secret_in_url) =
+        source_url(stack, isolation, &id, &source, rotation.provider, &secret)?;
     if secret_in_url {
         output::line(format_args!("url: {url}"));
-        note_missing_api_url(stack);
+        note_missing_api_url(stack, isolation);
     } else if generated {
         output::line(format_args!("secret: {}", secret.expose()));
     } else {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Arg, ArgMatches};
+use shared::Isolation;
 
 /// One resource name: the stack output that carries it, the flag that
 /// overrides it, and how the flag is described.
@@ -172,10 +173,22 @@ pub const API_URL: Name = Name {
     common: false,
 };
 
+/// The isolated API's base URL, stage included: the stack has it only when
+/// deployed with `EnableTenantIsolation=true`, and isolated tenants'
+/// requests go there.
+pub const ISOLATED_API_URL: Name = Name {
+    output: "IsolatedApiUrl",
+    flag: "--isolated-api-url",
+    value_name: "URL",
+    help: "The isolated API's base URL with its stage (a stack deployed with EnableTenantIsolation=true), for isolated tenants: create --isolated and isolate need it",
+    fallback: None,
+    common: false,
+};
+
 /// Every name the command line reads from a stack
 /// (`scripts/check-template.py` checks that `template.yaml` declares each
 /// `output` here).
-pub const NAMES: [Name; 14] = [
+pub const NAMES: [Name; 15] = [
     SECRET_PREFIX,
     CACHE_TTL,
     QUEUE_AGE_ALARM,
@@ -190,6 +203,7 @@ pub const NAMES: [Name; 14] = [
     QUEUE_PREFIX,
     ALARM_TOPIC,
     API_URL,
+    ISOLATED_API_URL,
 ];
 
 /// The flag naming the stack whose outputs are read.
@@ -438,6 +452,44 @@ impl Stack {
     pub fn api_url(&self) -> Option<&str> {
         self.get(API_URL)
     }
+
+    /// The base URL of the API a tenant with this isolation uses (the
+    /// shared `ApiUrl` or the `IsolatedApiUrl`), when the flag or the
+    /// stack gives it.
+    pub fn api_url_for(&self, isolation: Isolation) -> Option<&str> {
+        self.get(api_url_name(isolation))
+    }
+
+    /// The isolated API's base URL, which isolating a tenant needs: a
+    /// stack deployed without `EnableTenantIsolation=true` has none, and
+    /// an isolated tenant's requests would be denied on both APIs.
+    pub fn require_isolated_api_url(&self) -> anyhow::Result<&str> {
+        let name = ISOLATED_API_URL;
+        match (self.get(name), &self.name) {
+            (Some(url), _) => Ok(url),
+            (None, Some(stack)) => bail!(
+                "stack {stack} has no isolated API (no output {}): it was deployed without \
+                 EnableTenantIsolation=true. Deploy it again with that parameter set to true \
+                 first, or pass {} URL",
+                name.output,
+                name.flag
+            ),
+            (None, None) => bail!(
+                "{} is needed for an isolated tenant: pass {STACK_FLAG} NAME (a stack deployed \
+                 with EnableTenantIsolation=true) or {} URL",
+                name.flag,
+                name.flag
+            ),
+        }
+    }
+}
+
+/// The name of the base URL of the API a tenant with this isolation uses.
+pub fn api_url_name(isolation: Isolation) -> Name {
+    match isolation {
+        Isolation::Shared => API_URL,
+        Isolation::PerTenant => ISOLATED_API_URL,
+    }
 }
 
 #[cfg(test)]
@@ -508,6 +560,39 @@ mod tests {
         assert_eq!(stack.options(), " --stack fb --bus flag-bus");
         let error = stack.require(CONNECTOR).unwrap_err().to_string();
         assert!(error.contains("ConnectorFunctionName"), "{error}");
+    }
+
+    #[test]
+    fn the_isolated_api_comes_from_its_output_and_its_absence_says_how_to_get_it() {
+        let mut stack = Stack::default();
+        stack
+            .outputs
+            .insert("ApiUrl".into(), "https://shared".into());
+        assert_eq!(stack.api_url_for(Isolation::Shared), Some("https://shared"));
+        assert_eq!(stack.api_url_for(Isolation::PerTenant), None);
+        let error = stack.require_isolated_api_url().unwrap_err().to_string();
+        assert!(
+            error.contains("--isolated-api-url is needed") && error.contains("--stack NAME"),
+            "{error}"
+        );
+        stack.name = Some("fb".into());
+        let error = stack.require_isolated_api_url().unwrap_err().to_string();
+        assert!(
+            error.contains("stack fb has no isolated API (no output IsolatedApiUrl)")
+                && error.contains("EnableTenantIsolation=true"),
+            "{error}"
+        );
+        stack
+            .outputs
+            .insert("IsolatedApiUrl".into(), "https://iso/isolated".into());
+        assert_eq!(
+            stack.require_isolated_api_url().unwrap(),
+            "https://iso/isolated"
+        );
+        assert_eq!(
+            stack.api_url_for(Isolation::PerTenant),
+            Some("https://iso/isolated")
+        );
     }
 
     #[test]
