@@ -218,7 +218,7 @@ mod tests {
                         || command_line.starts_with("dlq")
                         || [
                             "create", "rotate", "suspend", "resume", "list", "show", "delete",
-                            "promote", "demote", "scale", "source",
+                            "promote", "demote", "scale", "isolate", "share", "source",
                         ]
                         .iter()
                         .any(|c| command_line.starts_with(&format!("tenants {c}")));
@@ -256,6 +256,11 @@ mod tests {
                 ["--stack"]
             );
             assert!(unknown_flags(&cli, "tenants create acme --stack x --dedicated").is_empty());
+            assert!(unknown_flags(&cli, "tenants create acme --stack x --isolated").is_empty());
+            assert_eq!(
+                unknown_flags(&cli, "tenants isolate acme --isolated"),
+                ["--isolated"]
+            );
         }
     }
 

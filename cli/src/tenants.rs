@@ -40,8 +40,9 @@ use crate::output;
     command(after_help = "Examples:\n  \
         formbridge tenants new acme --destination https://hooks.acme.example/forms\n\n\
         This build has no operations on a deployed stack (create, rotate,\n\
-        suspend, resume, list, show, delete, promote, demote, scale, source):\n\
-        they need the full build, cargo install --locked --path cli")
+        suspend, resume, list, show, delete, promote, demote, scale, isolate,\n\
+        share, source): they need the full build,\n\
+        cargo install --locked --path cli")
 )]
 pub struct TenantsArgs {
     #[command(subcommand)]
@@ -96,7 +97,7 @@ pub struct RecordArgs {
         value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_RATE_LIMIT / 2))
     )]
     pub rate_limit: Option<u32>,
-    /// The tenant's requests go through the isolated API, whose ingest function runs each tenant in execution environments of its own (Lambda tenant isolation mode); senders use its URL, signing is unchanged.
+    /// The tenant's requests go through the isolated API (a stack's IsolatedApiUrl, deployed with EnableTenantIsolation=true), whose ingest function runs each tenant in execution environments of its own (Lambda tenant isolation mode); senders use its URL, signing is unchanged.
     #[arg(long)]
     pub isolated: bool,
 }
@@ -155,6 +156,14 @@ pub fn source_query(provider: Provider, secret: &Secret) -> anyhow::Result<Optio
         delivery_id: "",
     };
     Ok(provider.sign(secret, &request, 0)?.query)
+}
+
+/// Whether a provider's requests carry the source's secret in the URL
+/// (`token`), so that a URL printed without it must say so.
+pub fn secret_in_url(provider: Provider) -> anyhow::Result<bool> {
+    // Any secret of the generated shape suits every provider; only whether
+    // a query comes out is used, never the secret.
+    Ok(source_query(provider, &new_source_secret()?)?.is_some())
 }
 
 /// Where a source's secret comes from, besides a generated one: never an
@@ -273,6 +282,13 @@ impl NewArgs {
         if self.record.destination.is_none() {
             eprintln!(
                 "formbridge: note: no --destination, so the record has none and its events cannot be delivered yet"
+            );
+        }
+        if self.record.isolated {
+            eprintln!(
+                "formbridge: note: isolated (\"isolation\": \"per_tenant\"): on a stack, its \
+                 requests go to the isolated API (the stack's IsolatedApiUrl) and the shared API \
+                 denies them; formbridge serve takes them on its usual URLs"
             );
         }
         for ((source, provider), in_url) in self.sources.iter().zip(in_url) {

@@ -11,9 +11,10 @@ use anyhow::{Context as _, anyhow, bail};
 use connectors::GuardRules;
 use futures_util::StreamExt as _;
 use shared::signature::unix_now;
+use shared::source::{Provider, SourceId};
 use shared::store::CachePolicy;
 use shared::tenant::{DocumentError, NewTenant, TenantDocument};
-use shared::{Routing, Secret, TenantId, TenantStatus};
+use shared::{Isolation, Routing, Secret, TenantId, TenantStatus};
 
 use super::dedicated::{self, Names, ScaleChange, Scaling};
 use super::quota;
@@ -48,18 +49,36 @@ pub struct Summary {
     pub status: String,
     /// `shared` or `dedicated` (`-` when unreadable).
     pub routing: String,
+    /// The API its requests go through: `shared` or `per_tenant` (`-`
+    /// when unreadable).
+    pub isolation: String,
     /// The destination's host (`-` for none).
     pub destination: String,
+}
+
+impl Summary {
+    /// The heading of `list`'s columns.
+    pub const HEADING: &'static str =
+        "TENANT                   STATUS     ROUTING    ISOLATION  DESTINATION";
 }
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:<24} {:<10} {:<10} {}",
-            self.id, self.status, self.routing, self.destination
+            "{:<24} {:<10} {:<10} {:<10} {}",
+            self.id, self.status, self.routing, self.isolation, self.destination
         )
     }
+}
+
+/// What [`Records::set_isolation`] did.
+#[derive(Debug, Clone)]
+pub struct IsolationChange {
+    /// The record had another isolation, and now has the one asked for.
+    pub changed: bool,
+    /// The tenant's sources and their providers: their URLs move with it.
+    pub sources: Vec<(SourceId, Provider)>,
 }
 
 /// What `rotate` did.
@@ -300,6 +319,7 @@ impl<'a> Records<'a> {
                         id: id.to_string(),
                         status: format!("unreadable: {e}"),
                         routing: "-".into(),
+                        isolation: "-".into(),
                         destination: "-".into(),
                     },
                 }
@@ -669,6 +689,35 @@ impl<'a> Records<'a> {
         )
     }
 
+    /// Moves a tenant to the API of `isolation` by setting its record's
+    /// `isolation`; nothing else changes (its routing, secrets and sources
+    /// stay). The record must be one the functions accept.
+    pub async fn set_isolation(
+        &self,
+        id: &TenantId,
+        isolation: Isolation,
+    ) -> anyhow::Result<IsolationChange> {
+        let edited = self
+            .edit(id, |record| {
+                let changed = record.set_isolation(isolation)?;
+                let sources = record
+                    .validate()?
+                    .sources
+                    .into_iter()
+                    .map(|(id, keys)| (id, keys.provider()))
+                    .collect();
+                Ok(IsolationChange { changed, sources })
+            })
+            .await;
+        match edited {
+            Ok(change) => Ok(change),
+            Err(EditError::Refused(e)) => {
+                bail!("tenant {id}'s record cannot be used ({e}): fix it first")
+            }
+            Err(EditError::Store(e)) => Err(e),
+        }
+    }
+
     /// Changes a dedicated tenant's mapping: its maximum concurrency and
     /// batch size, each kept when not given. Returns the scale before and
     /// after.
@@ -783,6 +832,9 @@ fn summary(id: String, record: &TenantDocument) -> Summary {
         routing: record
             .routing()
             .map_or_else(|| "-".to_owned(), |r| r.as_str().to_owned()),
+        isolation: record
+            .isolation()
+            .map_or_else(|| "-".to_owned(), |i| i.as_str().to_owned()),
         destination: record.destination_host().unwrap_or_else(|| "-".into()),
     }
 }
@@ -801,7 +853,36 @@ mod tests {
         let s = summary("acme".into(), &record);
         assert_eq!(
             s.to_string().split_whitespace().collect::<Vec<_>>(),
-            ["acme", "suspended", "shared", "hooks.acme.example"]
+            [
+                "acme",
+                "suspended",
+                "shared",
+                "shared",
+                "hooks.acme.example"
+            ]
         );
+    }
+
+    #[test]
+    fn summaries_line_up_under_the_heading_and_show_the_isolation() {
+        let record = TenantDocument::from_value(json!({"isolation": "per_tenant"})).unwrap();
+        let line = summary("acme".into(), &record).to_string();
+        let column = |text: &str, word: &str| text.find(word).unwrap();
+        assert_eq!(
+            column(Summary::HEADING, "ISOLATION"),
+            column(&line, "per_tenant"),
+            "{line}"
+        );
+        assert_eq!(
+            column(Summary::HEADING, "DESTINATION"),
+            column(&line, "per_tenant") + 11
+        );
+        let odd = TenantDocument::from_value(json!({"isolation": "dedicated"})).unwrap();
+        let fields: Vec<String> = summary("x".into(), &odd)
+            .to_string()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(fields[3], "-");
     }
 }

@@ -1,15 +1,17 @@
 //! `formbridge tenants create|rotate|suspend|resume|list|show|delete`,
-//! `promote|demote|scale`, and `source` ([`super::sources`]): tenants on a
-//! deployed stack.
+//! `promote|demote|scale`, `isolate|share`, and `source`
+//! ([`super::sources`]): tenants on a deployed stack.
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use shared::{Routing, TenantId, TenantStatus};
+use shared::{Isolation, Routing, TenantId, TenantStatus};
 
 use super::dedicated::{ScaleChange, Scaling};
-use super::records::{Creation, Demotion, RECOVERY_WINDOW_DAYS, Records, Rotation};
-use super::stack::{Stack, StackArgs};
+use super::records::{
+    Creation, Demotion, IsolationChange, RECOVERY_WINDOW_DAYS, Records, Rotation, Summary,
+};
+use super::stack::{self, Stack, StackArgs};
 use crate::output;
 use crate::tenants::{RecordArgs, parse_tenant_id};
 
@@ -21,12 +23,18 @@ pub enum StackCommand {
         formbridge tenants create acme --stack form-bridge \\\n      \
             --destination https://hooks.acme.example/forms\n  \
         formbridge tenants create bigco --stack form-bridge --dedicated \\\n      \
-            --max-concurrency 20 --destination https://bigco.example/in\n\n\
+            --max-concurrency 20 --destination https://bigco.example/in\n  \
+        formbridge tenants create regco --stack form-bridge --isolated \\\n      \
+            --destination https://regco.example/in\n\n\
         Prints the record, secrets included: give signing_secrets[0] to the\n\
         sender and destination.secret to the receiving endpoint. A dedicated\n\
         tenant gets its own rule, queue, dead-letter queue, alarms and event\n\
         source mapping on the connector, created before its record so its\n\
-        events always have a route; running create again completes a failed one.")]
+        events always have a route; running create again completes a failed one.\n\
+        An isolated tenant's requests go to the stack's isolated API\n\
+        (IsolatedApiUrl, a stack deployed with EnableTenantIsolation=true;\n\
+        refused without it), whose ingest runs each tenant in execution\n\
+        environments of its own; its senders sign as on the shared API.")]
     Create(CreateArgs),
     /// Add a new current signing secret (the previous stay valid), or with --expire drop the previous ones.
     #[command(after_help = "Examples:\n  \
@@ -40,7 +48,7 @@ pub enum StackCommand {
     Suspend(IdArgs),
     /// Accept a suspended tenant's requests again (and put back a dedicated tenant's missing resources).
     Resume(IdArgs),
-    /// List the stack's tenants: ID, status, routing, destination host.
+    /// List the stack's tenants: ID, status, routing, isolation, destination host.
     List(ListArgs),
     /// Print a tenant's record: only fields known to be safe, the others hidden, unless --reveal.
     Show(ShowArgs),
@@ -93,6 +101,26 @@ pub enum StackCommand {
         connector can get: its reserved concurrency (the stack's\n\
         ConnectorReservedConcurrency), else the account's unreserved pool.")]
     Scale(ScaleArgs),
+    /// Move a tenant to the isolated API, whose ingest runs each tenant in execution environments of its own.
+    #[command(after_help = "Examples:\n  \
+        formbridge tenants isolate regco --stack form-bridge\n\n\
+        Sets the record's isolation to per_tenant and prints the isolated\n\
+        API's URL (the stack's IsolatedApiUrl output; refused on a stack\n\
+        deployed without EnableTenantIsolation=true). The tenant's senders and\n\
+        providers must switch to it: once the functions' cache TTL\n\
+        (SecretCacheTtlSeconds) has passed, the shared API denies its\n\
+        requests. Signing, secrets, sources and routing are unchanged.\n\
+        formbridge tenants share ID moves it back.")]
+    Isolate(IsolationArgs),
+    /// Move an isolated tenant back to the shared API.
+    #[command(after_help = "Examples:\n  \
+        formbridge tenants share regco --stack form-bridge\n\n\
+        Removes the record's isolation (shared is the default) and prints the\n\
+        shared API's URL (the stack's ApiUrl output). The tenant's senders and\n\
+        providers must switch to it: once the functions' cache TTL\n\
+        (SecretCacheTtlSeconds) has passed, the isolated API denies its\n\
+        requests.")]
+    Share(IsolationArgs),
     /// A tenant's sources, where hosted form builders and providers post: add, rotate, remove.
     #[command(
         subcommand,
@@ -175,6 +203,16 @@ pub struct CreateArgs {
     stack: StackArgs,
 }
 
+/// `tenants isolate` and `share`.
+#[derive(Args)]
+pub struct IsolationArgs {
+    /// The tenant ID.
+    #[arg(value_parser = parse_tenant_id)]
+    id: TenantId,
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
 /// `tenants rotate`.
 #[derive(Args)]
 pub struct RotateArgs {
@@ -251,6 +289,7 @@ impl StackCommand {
             Self::Promote(a) => &mut a.stack,
             Self::Demote(a) => &mut a.stack,
             Self::Scale(a) => &mut a.stack,
+            Self::Isolate(a) | Self::Share(a) => &mut a.stack,
             Self::Source(command) => return command.stack_args(),
         };
         std::mem::take(stack)
@@ -288,10 +327,7 @@ impl StackCommand {
                 set_status(&records, &stack, &id, TenantStatus::Active).await?;
             }
             Self::List(_) => {
-                output::line(format_args!(
-                    "{:<24} {:<10} {:<10} DESTINATION",
-                    "TENANT", "STATUS", "ROUTING"
-                ));
+                output::line(format_args!("{}", Summary::HEADING));
                 for summary in records.list().await? {
                     output::line(format_args!("{summary}"));
                 }
@@ -332,6 +368,12 @@ impl StackCommand {
                 }
             }
             Self::Source(command) => command.run(&records, &stack).await?,
+            Self::Isolate(IsolationArgs { id, .. }) => {
+                set_isolation(&records, &stack, &id, Isolation::PerTenant).await?;
+            }
+            Self::Share(IsolationArgs { id, .. }) => {
+                set_isolation(&records, &stack, &id, Isolation::Shared).await?;
+            }
             Self::Promote(args) => promote(&records, &stack, args).await?,
             Self::Demote(args) => demote(&records, &stack, args).await?,
             Self::Scale(ScaleArgs {
@@ -511,10 +553,16 @@ async fn create(records: &Records<'_>, stack: &Stack, args: CreateArgs) -> anyho
     } else {
         Routing::Shared
     };
+    let new = args.record.new_tenant(routing);
+    // Before anything is made: an isolated tenant on a stack without the
+    // isolated API would be denied on both APIs.
+    if new.isolation == Isolation::PerTenant {
+        stack.require_isolated_api_url()?;
+    }
     let record = records
         .create(&Creation {
             id: id.clone(),
-            record: args.record.new_tenant(routing),
+            record: new.clone(),
             dedicated: args.dedicated.then_some(Scaling {
                 batch_size: args.batch_size,
                 max_concurrency: args.max_concurrency,
@@ -522,17 +570,103 @@ async fn create(records: &Records<'_>, stack: &Stack, args: CreateArgs) -> anyho
         })
         .await?;
     output::line(format_args!("{}", record.to_pretty_json()));
+    let isolation = new.isolation;
     eprintln!(
-        "formbridge: created tenant {id} ({routing} routing): give signing_secrets[0] to the sender{}",
+        "formbridge: created tenant {id} ({routing} routing{}): give signing_secrets[0] to the sender{}",
+        match isolation {
+            Isolation::Shared => "",
+            Isolation::PerTenant => ", isolated",
+        },
         if args.record.destination.is_some() {
             " and destination.secret to the receiving endpoint"
         } else {
             "; it has no destination yet, so its events cannot be delivered"
         }
     );
-    if let Some(url) = stack.api_url() {
+    if let Some(url) = stack.api_url_for(isolation) {
+        if isolation == Isolation::PerTenant {
+            eprintln!(
+                "formbridge: its senders post to the isolated API, {}/v1/tenants/{id}/submissions \
+                 (signed as on the shared API, which denies its requests)",
+                url.trim_end_matches('/')
+            );
+        }
         eprintln!(
             "formbridge: try it: FORMBRIDGE_SECRET=... formbridge send --url {url} --tenant {id} body.json"
+        );
+    }
+    Ok(())
+}
+
+/// Moves a tenant to the API of `isolation` and says what its senders
+/// and providers must do.
+async fn set_isolation(
+    records: &Records<'_>,
+    stack: &Stack,
+    id: &TenantId,
+    isolation: Isolation,
+) -> anyhow::Result<()> {
+    // Refused before the record is read: a tenant isolated on a stack
+    // without the isolated API would be denied on both.
+    let url = match isolation {
+        Isolation::PerTenant => Some(stack.require_isolated_api_url()?),
+        Isolation::Shared => stack.api_url(),
+    };
+    let IsolationChange { changed, sources } = records.set_isolation(id, isolation).await?;
+    let (now, api) = match isolation {
+        Isolation::PerTenant => ("isolated", "the isolated API"),
+        Isolation::Shared => ("shared", "the shared API"),
+    };
+    let state = if changed { "now" } else { "already" };
+    match url {
+        Some(url) => output::line(format_args!(
+            "tenant {id}: {state} {now}: its requests go to {api}, {url}"
+        )),
+        None => output::line(format_args!(
+            "tenant {id}: {state} {now}: its requests go to {api} (the stack's {} output)",
+            stack::API_URL.output
+        )),
+    }
+    if !changed {
+        return Ok(());
+    }
+    let base = url.unwrap_or_default().trim_end_matches('/');
+    eprintln!(
+        "formbridge: switch {id}'s senders to {base}/v1/tenants/{id}/submissions (signing and \
+         secrets are unchanged){}",
+        if sources.is_empty() {
+            ""
+        } else {
+            ", and its providers to their sources' new URLs:"
+        }
+    );
+    for (source, provider) in &sources {
+        eprintln!(
+            "  {base}{}{}",
+            crate::tenants::source_path(id, source),
+            if crate::tenants::secret_in_url(*provider)? {
+                "?token=<its token, unchanged>"
+            } else {
+                ""
+            }
+        );
+    }
+    let old = match isolation {
+        Isolation::PerTenant => "the shared API",
+        Isolation::Shared => "the isolated API",
+    };
+    eprintln!(
+        "formbridge: once the functions' cache TTL ({} s) has passed, {old} denies {id}'s \
+         requests (403); until then a function may still hold the old record, and accept them \
+         there or deny them on {api}",
+        stack.cache_ttl()?
+    );
+    if url.is_none() {
+        eprintln!(
+            "formbridge: note: no API URL (the stack's {} output, or {} URL): put the API's base \
+             URL in front of the paths",
+            stack::API_URL.output,
+            stack::API_URL.flag
         );
     }
     Ok(())

@@ -13,6 +13,10 @@ use crate::harness::{run, scratch_dir};
 
 const STACK: &str = "fb";
 const PREFIX: &str = "fb/tenants/";
+/// The stand-in stack's `ApiUrl` output.
+const API_URL: &str = "https://abc123.execute-api.us-east-1.amazonaws.com";
+/// Its `IsolatedApiUrl`, when deployed as with `EnableTenantIsolation=true`.
+const ISOLATED_API_URL: &str = "https://iso456.execute-api.us-east-1.amazonaws.com/isolated";
 
 /// moto with the stand-in stack deployed.
 struct Deployed {
@@ -21,16 +25,33 @@ struct Deployed {
 }
 
 impl Deployed {
+    /// The stack as deployed with the isolated API off (the default).
     async fn start() -> Self {
+        Self::deploy(false).await
+    }
+
+    /// The stack as deployed with `EnableTenantIsolation=true`: the same,
+    /// and the `IsolatedApiUrl` output.
+    async fn start_isolated() -> Self {
+        Self::deploy(true).await
+    }
+
+    async fn deploy(isolated: bool) -> Self {
         let moto = MotoServer::start();
         let config = moto.loader().load().await;
+        let mut template: Value = serde_json::from_str(&testkit::test_data(
+            env!("CARGO_MANIFEST_DIR"),
+            "moto-stack.json",
+        ))
+        .unwrap();
+        assert_eq!(template["Outputs"]["ApiUrl"]["Value"], API_URL);
+        if isolated {
+            template["Outputs"]["IsolatedApiUrl"] = json!({"Value": ISOLATED_API_URL});
+        }
         aws_sdk_cloudformation::Client::new(&config)
             .create_stack()
             .stack_name(STACK)
-            .template_body(testkit::test_data(
-                env!("CARGO_MANIFEST_DIR"),
-                "moto-stack.json",
-            ))
+            .template_body(template.to_string())
             .send()
             .await
             .unwrap();
@@ -298,7 +319,7 @@ async fn tenants_lifecycle_on_a_stack() {
     let row: Vec<&str> = list.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(
         row,
-        ["acme", "active", "shared", "hooks.acme.example"],
+        ["acme", "active", "shared", "shared", "hooks.acme.example"],
         "{list}"
     );
     assert!(!list.contains("t0ken"));
@@ -2071,4 +2092,263 @@ async fn a_demote_under_way_stops_when_the_tenant_is_promoted_again() {
     );
     assert_eq!(stack.mappings("fb_t_acme").await.len(), 1);
     assert_eq!(stack.bodies("fb_t_acme", 2).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn isolating_is_refused_on_a_stack_without_the_isolated_api() {
+    let stack = Deployed::start().await;
+    let (code, out, err) = stack.formbridge(&[
+        "tenants",
+        "create",
+        "regco",
+        "--isolated",
+        "--destination",
+        "https://regco.example/in",
+    ]);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(
+        err.contains("stack fb has no isolated API (no output IsolatedApiUrl)")
+            && err.contains("deployed without EnableTenantIsolation=true")
+            && err.contains("--isolated-api-url URL"),
+        "{err}"
+    );
+    // Nothing was created.
+    let list = stack.ok(&["tenants", "list"]);
+    assert_eq!(list.lines().count(), 1, "{list}");
+    let (code, _, err) = stack.formbridge(&["tenants", "show", "regco"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no tenant regco"), "{err}");
+
+    // A shared tenant cannot be isolated there either, and stays shared.
+    stack.ok(&["tenants", "create", "acme"]);
+    let before = stack.record("acme").await;
+    let (code, out, err) = stack.formbridge(&["tenants", "isolate", "acme"]);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(err.contains("stack fb has no isolated API"), "{err}");
+    assert_eq!(stack.record("acme").await, before);
+    // Sharing needs no isolated API: it is already shared, nothing changes.
+    let (code, out, err) = stack.formbridge(&["tenants", "share", "acme"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            format!("tenant acme: already shared: its requests go to the shared API, {API_URL}\n")
+                .as_str()
+        ),
+        "{err}"
+    );
+    assert_eq!(err, "");
+    assert_eq!(stack.record("acme").await, before);
+    // The flag stands in for the output, as every stack name's does.
+    let url = "https://flag789.execute-api.us-east-1.amazonaws.com/isolated";
+    let out = stack.ok(&["tenants", "isolate", "acme", "--isolated-api-url", url]);
+    assert!(out.contains(&format!(
+        "now isolated: its requests go to the isolated API, {url}"
+    )));
+    assert_eq!(stack.record("acme").await["isolation"], "per_tenant");
+    // Without a stack, the flag is needed, and the error says so.
+    let env = stack.moto.aws_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (code, _, err) = run(
+        &[
+            "tenants",
+            "create",
+            "solo",
+            "--isolated",
+            "--secret-prefix",
+            "x/",
+        ],
+        b"",
+        &env,
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--isolated-api-url is needed for an isolated tenant: pass --stack NAME"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn isolated_tenants_get_the_isolated_api_url_and_move_between_the_apis() {
+    let stack = Deployed::start_isolated().await;
+    let (code, created, err) = stack.formbridge(&[
+        "tenants",
+        "create",
+        "regco",
+        "--isolated",
+        "--destination",
+        "https://regco.example/in",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let record: Value = serde_json::from_str(&created).unwrap();
+    assert_eq!(record["isolation"], "per_tenant");
+    assert_eq!(stack.record("regco").await, record);
+    assert!(
+        err.contains("created tenant regco (shared routing, isolated)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "its senders post to the isolated API, {ISOLATED_API_URL}/v1/tenants/regco/submissions"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "formbridge send --url {ISOLATED_API_URL} --tenant regco"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains(API_URL), "{err}");
+    // The functions read it through the store they use in Lambda.
+    let store = SecretsManagerStore::from_sdk_config(&stack.config, PREFIX);
+    let loaded = store
+        .fetch(&TenantId::parse("regco").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.isolation, shared::Isolation::PerTenant);
+    // A shared tenant beside it still gets the shared API.
+    let (_, _, err) = stack.formbridge(&["tenants", "create", "acme"]);
+    assert!(
+        err.contains(&format!("formbridge send --url {API_URL} --tenant acme")),
+        "{err}"
+    );
+    assert!(!err.contains("isolated"), "{err}");
+
+    // list has the isolation; show has it too, redacted or not.
+    let list = stack.ok(&["tenants", "list"]);
+    let rows: Vec<Vec<&str>> = list
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["TENANT", "STATUS", "ROUTING", "ISOLATION", "DESTINATION"],
+            vec!["acme", "active", "shared", "shared", "-"],
+            vec!["regco", "active", "shared", "per_tenant", "regco.example"],
+        ],
+        "{list}"
+    );
+    let shown = stack.ok(&["tenants", "show", "regco"]);
+    assert!(shown.contains(r#""isolation": "per_tenant""#), "{shown}");
+
+    // A source's URL is under the tenant's own API.
+    let out = stack.ok(&[
+        "tenants",
+        "source",
+        "add",
+        "regco",
+        "typeform-main",
+        "--provider",
+        "typeform",
+    ]);
+    assert_eq!(
+        labelled(&out, "url"),
+        format!("{ISOLATED_API_URL}/v1/tenants/regco/sources/typeform-main")
+    );
+    let out = stack.ok(&[
+        "tenants",
+        "source",
+        "add",
+        "regco",
+        "jotform",
+        "--provider",
+        "token",
+    ]);
+    assert!(
+        labelled(&out, "url").starts_with(&format!(
+            "{ISOLATED_API_URL}/v1/tenants/regco/sources/jotform?token="
+        )),
+        "{out}"
+    );
+    let out = stack.ok(&["tenants", "source", "rotate", "regco", "jotform"]);
+    assert!(
+        labelled(&out, "url").starts_with(&format!(
+            "{ISOLATED_API_URL}/v1/tenants/regco/sources/jotform?token="
+        )),
+        "{out}"
+    );
+    stack.ok(&[
+        "tenants", "source", "rotate", "regco", "jotform", "--expire",
+    ]);
+    let token = stack.record("regco").await["sources"]["jotform"]["secrets"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = stack.ok(&[
+        "tenants",
+        "source",
+        "add",
+        "acme",
+        "tally",
+        "--provider",
+        "tally",
+    ]);
+    assert_eq!(
+        labelled(&out, "url"),
+        format!("{API_URL}/v1/tenants/acme/sources/tally")
+    );
+
+    // share: back to the shared API; only the isolation changes.
+    let before = stack.record("regco").await;
+    let (code, out, err) = stack.formbridge(&["tenants", "share", "regco"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!("tenant regco: now shared: its requests go to the shared API, {API_URL}\n")
+    );
+    for said in [
+        format!("switch regco's senders to {API_URL}/v1/tenants/regco/submissions"),
+        format!("{API_URL}/v1/tenants/regco/sources/typeform-main\n"),
+        format!("{API_URL}/v1/tenants/regco/sources/jotform?token=<its token, unchanged>\n"),
+        "once the functions' cache TTL (300 s) has passed, the isolated API denies regco's \
+         requests (403)"
+            .to_owned(),
+    ] {
+        assert!(err.contains(&said), "{said:?} not in {err}");
+    }
+    assert!(!err.contains(&token) && !out.contains(&token), "{err}");
+    let mut after = stack.record("regco").await;
+    assert!(after.get("isolation").is_none(), "{after}");
+    after["isolation"] = json!("per_tenant");
+    assert_eq!(after, before, "secrets, sources and the rest are kept");
+    // Idempotent: said, nothing changed.
+    let (code, out, err) = stack.formbridge(&["tenants", "share", "regco"]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (
+            0,
+            format!("tenant regco: already shared: its requests go to the shared API, {API_URL}\n")
+                .as_str(),
+            ""
+        )
+    );
+
+    // isolate: to the isolated API again.
+    let (code, out, err) = stack.formbridge(&["tenants", "isolate", "regco"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "tenant regco: now isolated: its requests go to the isolated API, {ISOLATED_API_URL}\n"
+        )
+    );
+    assert!(
+        err.contains(&format!(
+            "switch regco's senders to {ISOLATED_API_URL}/v1/tenants/regco/submissions"
+        )) && err.contains("the shared API denies regco's requests (403)"),
+        "{err}"
+    );
+    assert_eq!(stack.record("regco").await, before);
+    let (code, out, err) = stack.formbridge(&["tenants", "isolate", "regco"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(out.starts_with("tenant regco: already isolated"), "{out}");
+    assert_eq!(stack.record("regco").await, before);
+
+    // Errors name the tenant.
+    let (code, _, err) = stack.formbridge(&["tenants", "isolate", "nobody"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no tenant nobody"), "{err}");
 }
