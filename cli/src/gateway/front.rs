@@ -161,6 +161,8 @@ impl Gateway {
                 true,
             ),
         };
+        // A payload 2.0 event: what an HTTP API sets, a REST API's own
+        // fields left out.
         let event = IngestEvent {
             headers: ingest_headers(&parts.headers),
             body: Some(body),
@@ -176,12 +178,14 @@ impl Gateway {
                     ..AuthorizerContext::default()
                 }),
                 domain_name: joined(&parts.headers, "host"),
+                ..RequestContext::default()
             },
             raw_path: Some(parts.uri.path().to_owned()),
             raw_query_string: Some(parts.uri.query().unwrap_or_default().to_owned()),
             path_parameters: PathParameters {
                 tenant_id: event.tenant_id.clone(),
             },
+            ..IngestEvent::default()
         };
         let answer = self.ingest.handle(&event, SystemTime::now()).await;
         let status =

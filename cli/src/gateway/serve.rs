@@ -24,7 +24,7 @@ use shared::store::{CachePolicy, CachedTenantStore, MemoryTenantStore};
 use shared::telemetry::Metrics;
 use shared::tenant::document::new_source_secret;
 use shared::tenant::{NewTenant, TenantDocument};
-use shared::{TenantId, TenantRecord, TenantStatus};
+use shared::{Isolation, TenantId, TenantRecord, TenantStatus};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -407,6 +407,24 @@ fn banner(
                 count(ids.len() as u64, "tenant"),
                 ids.join(", ")
             ));
+            let isolated: Vec<String> = store
+                .tenant_ids()
+                .into_iter()
+                .filter(|id| {
+                    store
+                        .get(id)
+                        .is_some_and(|r| r.isolation == Isolation::PerTenant)
+                })
+                .map(|id| id.to_string())
+                .collect();
+            if !isolated.is_empty() {
+                // On AWS they have an API of their own; one process has no
+                // execution environments to keep apart.
+                output::line(format_args!(
+                    "formbridge: isolated (per_tenant): {}; served here on the same URLs as the others (on a stack, only through the isolated API)",
+                    isolated.join(", ")
+                ));
+            }
         }
     }
     if allow_private && demo.is_none() {

@@ -905,3 +905,93 @@ async fn the_same_signed_bytes_under_another_content_type_are_the_first_submissi
     assert_eq!(health["bus"]["accepted"], 1);
     assert_eq!(receiver.requests().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_tenant_is_served_on_the_same_routes_as_the_others() {
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    // The record as the command line makes it, isolated, with a source.
+    let (code, out, err) = run(
+        &[
+            "tenants",
+            "new",
+            "iso",
+            "--isolated",
+            "--destination",
+            &receiver.url(),
+            "--source",
+            "jot=token",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("isolated"), "{err}");
+    let iso: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(iso["isolation"], "per_tenant");
+    let dir = scratch_dir();
+    let tenants = tenants_file(&dir, &[tenant("acme", Some(&receiver.url())), iso.clone()]);
+    let gateway = Gateway::start(
+        &[
+            "--tenants",
+            tenants.to_str().unwrap(),
+            "--allow-private-destinations",
+        ],
+        &[],
+    );
+    let said = gateway.wait_for_line("the isolated tenants", |l| l.contains("isolated"));
+    assert!(
+        said.contains("iso") && !said.contains("acme") && said.contains("same URLs"),
+        "{said}"
+    );
+    let client = reqwest::Client::new();
+
+    // Signed as on any API, to the usual route: accepted, and delivered.
+    let mut signed = Submission::json("iso", r#"{"email":"ada@example.com"}"#);
+    signed.secret = iso["signing_secrets"][0].as_str().unwrap().to_owned();
+    let (status, body) = answer(signed.request(&client, &gateway.submissions("iso"))).await;
+    assert_eq!(status, 202, "{body}");
+    let submission = ids(&body)[0].clone();
+    // Its source too.
+    let token = iso["sources"]["jot"]["secrets"][0].as_str().unwrap();
+    let (status, body) = answer(
+        client
+            .post(format!(
+                "{}/v1/tenants/iso/sources/jot?token={token}",
+                gateway.url
+            ))
+            .header("content-type", "application/json")
+            .body(r#"{"submissionID":"s-1","q1":"yes"}"#),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    // A wrong secret is still refused, and the shared tenant is served.
+    signed.secret = SIGNING_SECRET.to_owned();
+    let (status, _) = answer(signed.request(&client, &gateway.submissions("iso"))).await;
+    assert_eq!(status, 403);
+    let (status, body) = answer(
+        Submission::json("acme", r#"{"a":1}"#).request(&client, &gateway.submissions("acme")),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+
+    wait_until("3 deliveries", || receiver.requests().len() >= 3);
+    let whsec = iso["destination"]["secret"].as_str().unwrap();
+    let delivered: Vec<Value> = receiver
+        .requests()
+        .iter()
+        .filter(|r| r.webhook_verifies(whsec))
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(delivered.len(), 2, "iso's two, signed with its secret");
+    assert!(
+        delivered
+            .iter()
+            .any(|d| d["data"]["submission_id"] == submission.as_str()
+                && d["data"]["tenant_id"] == "iso")
+    );
+    assert!(
+        delivered
+            .iter()
+            .any(|d| d["data"]["source"]["id"] == "jot" && d["data"]["payload"]["q1"] == "yes")
+    );
+}
