@@ -23,6 +23,7 @@ fn bench(c: &mut Criterion) {
     let authorizer = support::warm_authorizer();
     let event = support::signed_event();
     let forged = support::forged_event();
+    let rest = support::rest_event();
 
     // As the runtime does it: bytes deserialised, handler awaited inside the
     // running runtime, response serialised.
@@ -39,6 +40,11 @@ fn bench(c: &mut Criterion) {
         rt.block_on(invoke(&forged))
             .starts_with(br#"{"isAuthorized":false"#)
     );
+    assert!(
+        String::from_utf8(rt.block_on(invoke(&rest)))
+            .unwrap()
+            .contains(r#""Effect":"Allow""#)
+    );
 
     let mut g = c.benchmark_group("authorizer_handler");
     g.bench_function("warm/allow", |b| {
@@ -46,6 +52,10 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("warm/deny_bad_signature", |b| {
         b.to_async(&rt).iter(|| invoke(black_box(&forged)))
+    });
+    // The isolated path: the REST API's event, answered with a policy.
+    g.bench_function("warm/allow_rest", |b| {
+        b.to_async(&rt).iter(|| invoke(black_box(&rest)))
     });
     g.finish();
 

@@ -6,6 +6,9 @@
 //! through the AWS SDK to a moto bus, and the process's peak RSS (VmHWM) is
 //! read before it is killed.
 //!
+//! `ingest_cold_start_isolated` does the same on the isolated path: the REST
+//! API's event in an invocation that carries its tenant.
+//!
 //! Needs moto: run `scripts/test` once (it installs it into `.venv`).
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
@@ -16,6 +19,24 @@ use testkit::{Answer, ColdStart, FakeRuntimeApi, MotoServer, bench_cold_starts, 
 fn one_cold_start(moto: &MotoServer) -> ColdStart {
     let event = include_str!("../tests/data/ingest-request.json").to_string();
     let runtime = FakeRuntimeApi::start([event]);
+    let mut command = runtime.command(env!("CARGO_BIN_EXE_ingest"));
+    command
+        .envs(moto.aws_env())
+        .env("EVENT_BUS_NAME", "bench-bus")
+        .env("IDEMPOTENCY_TABLE", "bench-idempotency");
+    let sample = cold_start(&runtime, &mut command);
+    assert!(
+        matches!(&sample.answer, Some(Answer::Response(r)) if r.contains(r#""statusCode":202"#)),
+        "{sample:?}"
+    );
+    sample
+}
+
+/// The isolated path: the REST API's event, in an invocation carrying its
+/// tenant (tenant isolation mode), otherwise configured the same.
+fn one_isolated_cold_start(moto: &MotoServer) -> ColdStart {
+    let event = include_str!("../tests/data/rest-ingest-request.json").to_string();
+    let runtime = FakeRuntimeApi::start_for_tenants([(Some("acme".to_owned()), event)]);
     let mut command = runtime.command(env!("CARGO_BIN_EXE_ingest"));
     command
         .envs(moto.aws_env())
@@ -40,6 +61,9 @@ fn bench(c: &mut Criterion) {
     rt.block_on(moto.create_idempotency_table("bench-idempotency"));
 
     bench_cold_starts(c, "ingest_cold_start", || one_cold_start(&moto));
+    bench_cold_starts(c, "ingest_cold_start_isolated", || {
+        one_isolated_cold_start(&moto)
+    });
 }
 
 criterion_group!(benches, bench);

@@ -29,6 +29,20 @@ fn event(body: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&event).unwrap()
 }
 
+/// The same request as the isolated REST API hands it to ingest: payload
+/// 1.0, the body base64 (the API's binary media types are `*/*`), the
+/// authorizer's flat context.
+fn rest_event(body: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut event: Value =
+        serde_json::from_str(include_str!("../tests/data/rest-ingest-request.json")).unwrap();
+    event["body"] = base64::engine::general_purpose::STANDARD
+        .encode(body)
+        .into();
+    event["headers"]["Content-Digest"] = content_digest(body).into();
+    serde_json::to_vec(&event).unwrap()
+}
+
 /// A form-like JSON submission of exactly `bytes` bytes (at least ~110).
 fn submission(bytes: usize) -> Value {
     let with = |message: String| {
@@ -155,6 +169,26 @@ fn bench(c: &mut Criterion) {
             b.iter(|| rt.block_on(invoke(black_box(bytes), *n)))
         });
     }
+
+    // The isolated path: the same 1 KiB submission as a REST event, in an
+    // invocation carrying the tenant (tenant isolation mode), as the
+    // bootstrap serves it.
+    let rest = rest_event(&one);
+    let mut invoke_rest = async |bytes: &[u8]| {
+        let mut payload: IngestEvent = serde_json::from_slice(bytes).unwrap();
+        request += 1;
+        payload.headers.timestamp = Some(request.to_string());
+        let response = ingest
+            .handle_invocation(&payload, Some("acme"), now())
+            .await;
+        black_box(rx.try_recv().unwrap());
+        serde_json::to_vec(&response).unwrap()
+    };
+    let out = rt.block_on(invoke_rest(&rest));
+    assert!(String::from_utf8_lossy(&out).contains(r#""statusCode":202"#));
+    g.bench_function("1KiB_rest_isolated", |b| {
+        b.iter(|| rt.block_on(invoke_rest(black_box(&rest))))
+    });
 
     // A source route: a 1 KiB Stripe event, a new event ID each time (the
     // full path: the record from the cache, the provider's signature over

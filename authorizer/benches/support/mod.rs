@@ -19,7 +19,14 @@ pub(crate) fn warm_authorizer() -> Authorizer<MemoryTenantStore> {
         .routing("shared")
         .rate_limit(1_000_000, 1_000_000)
         .build();
-    let store = MemoryTenantStore::from_json(&format!("[{acme}]")).unwrap();
+    // The isolated path's tenant: the same record, through the REST API.
+    let initech = testkit::TenantRecordBuilder::new("initech")
+        .secret(testkit::VECTOR.secret)
+        .routing("shared")
+        .rate_limit(1_000_000, 1_000_000)
+        .field("isolation", serde_json::json!("per_tenant"))
+        .build();
+    let store = MemoryTenantStore::from_json(&format!("[{acme},{initech}]")).unwrap();
     let config = Config::from_env(&shared::config::Env::new(|_| None)).unwrap();
     Authorizer::new(
         store,
@@ -42,4 +49,29 @@ pub(crate) fn forged_event() -> Vec<u8> {
     let mut forged: serde_json::Value = serde_json::from_slice(&signed_event()).unwrap();
     forged["headers"]["x-formbridge-signature"] = format!("v1={}", "0".repeat(64)).into();
     serde_json::to_vec(&forged).unwrap()
+}
+
+/// The isolated REST API's event for initech, signed as the fixture is.
+pub(crate) fn rest_event() -> Vec<u8> {
+    let mut event: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/rest-authorizer-request.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let tenant = shared::TenantId::parse("initech").unwrap();
+    let h = shared::signature::sign_request(
+        &shared::Secret::new(testkit::VECTOR.secret),
+        &tenant,
+        testkit::VECTOR.body,
+        NOW,
+    );
+    event["pathParameters"]["tenant_id"] = "initech".into();
+    event["methodArn"] = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/isolated/POST/v1/tenants/initech/submissions".into();
+    event["headers"]["X-FormBridge-Timestamp"] = h.timestamp.into();
+    event["headers"]["Content-Digest"] = h.content_digest.into();
+    event["headers"]["X-FormBridge-Signature"] = h.signature.into();
+    serde_json::to_vec(&event).unwrap()
 }
