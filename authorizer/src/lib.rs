@@ -315,7 +315,9 @@ impl<'a> Request<'a> {
         }
     }
 
-    fn from_event(event: &'a AuthorizerEvent, api: Api) -> Self {
+    /// The parts of an authorizer event, with no API named (the caller
+    /// says which isolation the API serves, if any).
+    pub fn from_event(event: &'a AuthorizerEvent) -> Self {
         Self {
             tenant_id: event.tenant_id.as_deref(),
             timestamp: event.timestamp.as_deref(),
@@ -324,10 +326,7 @@ impl<'a> Request<'a> {
             request_id: event.request_id.as_deref(),
             source_id: event.source_id.as_deref(),
             query: event.raw_query.as_deref(),
-            isolation: Some(match api {
-                Api::Http => Isolation::Shared,
-                Api::Rest => Isolation::PerTenant,
-            }),
+            isolation: None,
         }
     }
 
@@ -389,7 +388,13 @@ impl<S: TenantStore> Authorizer<S> {
             self.record(&decision, event.request_id.as_deref());
             return Response::Simple(decision.into());
         };
-        let request = Request::from_event(event, api);
+        let request = Request {
+            isolation: Some(match api {
+                Api::Http => Isolation::Shared,
+                Api::Rest => Isolation::PerTenant,
+            }),
+            ..Request::from_event(event)
+        };
         let decision = self.decide(request, now).await;
         self.record(&decision, request.request_id);
         match (api, event.method_arn.as_deref()) {

@@ -131,16 +131,7 @@ impl Gateway {
         );
         event.request_id = Some(request_id.clone());
         // No API named: either isolation is served here.
-        let asked = AuthorizerRequest {
-            tenant_id: event.tenant_id.as_deref(),
-            timestamp: event.timestamp.as_deref(),
-            content_digest: event.content_digest.as_deref(),
-            signature: event.signature.as_deref(),
-            request_id: event.request_id.as_deref(),
-            source_id: event.source_id.as_deref(),
-            query: event.raw_query.as_deref(),
-            isolation: None,
-        };
+        let asked = AuthorizerRequest::from_event(&event);
         let decision = self.authorizer.authorize(asked, unix_now()).await;
         let (Ok(routing), Some(tenant_id)) = (decision.verdict, decision.tenant_id) else {
             return with_request_id(json_response(StatusCode::FORBIDDEN, FORBIDDEN), &request_id);
