@@ -474,6 +474,44 @@ async fn a_rest_event_from_the_isolated_api_is_the_same_submission() {
     assert_eq!(detail(&entries[0]), fixture_detail(&ids(&body)[0]));
 }
 
+/// Bodies are decoded with base64-simd (every REST API body is base64):
+/// it accepts and refuses exactly what the base64 crate's strict standard
+/// engine does, and decodes to the same bytes.
+#[tokio::test]
+async fn base64_bodies_are_decoded_as_strictly_as_the_standard_engine() {
+    let (ingest, _rx, _) = memory_ingest(&config(), 100);
+    let shapes = [
+        "eyJhIjoxfQ==", // {"a":1}
+        "eyJhIjoxfQ",   // padding left out
+        "eyJhIjoxfQ=",  // padding short
+        "eyJhIjoxfQ===",
+        "eyJhIjoxfR==", // trailing bits set
+        "eyJh Ijox fQ==",
+        "eyJhIjoxfQ==\n",
+        "eyJhIjox-Q==", // URL-safe alphabet
+        "eyJhIjox_Q==",
+        "e",
+        "",
+        "====",
+        "eyJhIjoxfQ==eyJhIjoxfQ==",
+    ];
+    for shape in shapes {
+        let mut event = fixture();
+        event["body"] = shape.into();
+        event["isBase64Encoded"] = true.into();
+        let (status, body) = run(&ingest, &event).await;
+        let refused = body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not valid base64"));
+        let standard = base64::engine::general_purpose::STANDARD.decode(shape);
+        assert_eq!(refused, standard.is_err(), "{shape:?}: {status} {body}");
+        if let Ok(bytes) = standard {
+            let simd = base64_simd::STANDARD.decode_to_vec(shape).unwrap();
+            assert_eq!(simd, bytes, "{shape:?}");
+        }
+    }
+}
+
 #[test]
 fn configuration_errors_name_the_variable() {
     use shared::config::Env;
