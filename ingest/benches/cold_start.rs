@@ -16,27 +16,11 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use testkit::{Answer, ColdStart, FakeRuntimeApi, MotoServer, bench_cold_starts, cold_start};
 
-fn one_cold_start(moto: &MotoServer) -> ColdStart {
-    let event = include_str!("../tests/data/ingest-request.json").to_string();
-    let runtime = FakeRuntimeApi::start([event]);
-    let mut command = runtime.command(env!("CARGO_BIN_EXE_ingest"));
-    command
-        .envs(moto.aws_env())
-        .env("EVENT_BUS_NAME", "bench-bus")
-        .env("IDEMPOTENCY_TABLE", "bench-idempotency");
-    let sample = cold_start(&runtime, &mut command);
-    assert!(
-        matches!(&sample.answer, Some(Answer::Response(r)) if r.contains(r#""statusCode":202"#)),
-        "{sample:?}"
-    );
-    sample
-}
-
-/// The isolated path: the REST API's event, in an invocation carrying its
-/// tenant (tenant isolation mode), otherwise configured the same.
-fn one_isolated_cold_start(moto: &MotoServer) -> ColdStart {
-    let event = include_str!("../tests/data/rest-ingest-request.json").to_string();
-    let runtime = FakeRuntimeApi::start_for_tenants([(Some("acme".to_owned()), event)]);
+/// One cold start serving `event`, in an invocation carrying `tenant` (the
+/// isolated path's tenant isolation mode) or none (the shared path).
+fn one_cold_start(moto: &MotoServer, tenant: Option<&str>, event: &str) -> ColdStart {
+    let runtime =
+        FakeRuntimeApi::start_for_tenants([(tenant.map(str::to_owned), event.to_owned())]);
     let mut command = runtime.command(env!("CARGO_BIN_EXE_ingest"));
     command
         .envs(moto.aws_env())
@@ -60,9 +44,11 @@ fn bench(c: &mut Criterion) {
     rt.block_on(moto.route_to_queue("bench-bus", "all", pattern));
     rt.block_on(moto.create_idempotency_table("bench-idempotency"));
 
-    bench_cold_starts(c, "ingest_cold_start", || one_cold_start(&moto));
+    let http = include_str!("../tests/data/ingest-request.json");
+    let rest = include_str!("../tests/data/rest-ingest-request.json");
+    bench_cold_starts(c, "ingest_cold_start", || one_cold_start(&moto, None, http));
     bench_cold_starts(c, "ingest_cold_start_isolated", || {
-        one_isolated_cold_start(&moto)
+        one_cold_start(&moto, Some("acme"), rest)
     });
 }
 
