@@ -176,6 +176,11 @@ mod tests {
             ("evt_1NG8Du2eZvKYlo2CUI79vXWy", r#"{"a":1}"#),
             ("019b7751-0000-7000-8000-000000000000", r#"[{"eventId":1}]"#),
             ("a.b:c-d_e", " [] "),
+            // A ULID, a UUIDv4 and a producer's own ID: what the review's
+            // dead-lettered events carried.
+            ("01ARZ3NDEKTSV4RRFFQ69G5FAV", "{}"),
+            ("f47ac10b-58cc-4372-a567-0e02b3c479d5", "{}"),
+            ("order-2026-000017", "{}"),
         ] {
             let json = event(id, payload);
             let submission = Submission::parse(&json).expect(id);
