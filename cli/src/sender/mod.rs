@@ -76,13 +76,13 @@ pub enum SendError {
          Start it with `formbridge serve`, or check --url"
     )]
     Unreachable {
-        /// The submissions URL.
+        /// The URL, as `send::shown_url` shows it.
         url: String,
     },
     /// The request could not be made or answered.
     #[error("cannot reach {url}: {error}")]
     Http {
-        /// The submissions URL (the operator's own; no secret in it).
+        /// The URL, as `send::shown_url` shows it (no user info, no query).
         url: String,
         /// Why, without the URL repeated.
         error: String,

@@ -287,13 +287,13 @@ pub struct Answer {
 }
 
 /// Posts a request, with an `Idempotency-Key` when given. Errors name
-/// the URL without its query (which may hold a token).
+/// the URL as [`shown_url`] shows it.
 pub async fn send(
     request: Request,
     content_type: &str,
     idempotency_key: Option<&str>,
 ) -> Result<Answer, SendError> {
-    let shown = request.url.to_string();
+    let shown = shown_url(&request.url);
     let http_error = |e: reqwest::Error| {
         if refused(&e) {
             SendError::Unreachable { url: shown.clone() }
@@ -337,6 +337,22 @@ pub async fn send(
         body,
         replayed,
     })
+}
+
+/// A URL as messages show it: without user info, query or fragment,
+/// any of which may hold a credential (`--url
+/// 'https://user:password@host/?token=...'`). The path stays: it is the
+/// API's stage and the tenant's route, which say where the request went.
+/// reqwest's own errors are shown `without_url` for the same reason.
+pub fn shown_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    // Both fail only for URLs that cannot have user info (no host), which
+    // then have none to hide.
+    let _ = shown.set_password(None);
+    let _ = shown.set_username("");
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.into()
 }
 
 /// Whether the connection was refused: nothing listens at the address
@@ -450,6 +466,17 @@ mod tests {
         assert!(submissions_url("ftp://h", "acme").is_err());
         assert!(submissions_url("127.0.0.1:3000", "acme").is_err());
     }
+    #[test]
+    fn shown_urls_keep_the_route_and_drop_credentials() {
+        let shown = |url| shown_url(&reqwest::Url::parse(url).unwrap());
+        assert_eq!(
+            shown("http://user:PASS@127.0.0.1:1/v1/tenants/a/submissions?token=Q#f"),
+            "http://127.0.0.1:1/v1/tenants/a/submissions"
+        );
+        assert_eq!(shown("https://user@h/prod/"), "https://h/prod/");
+        assert_eq!(shown("http://h:8080"), "http://h:8080/");
+    }
+
     fn source(id: &str) -> SourceId {
         SourceId::parse(id).unwrap()
     }

@@ -125,6 +125,59 @@ fn sign_and_send_errors_say_what_to_do() {
 }
 
 #[test]
+fn send_never_echoes_the_urls_user_info_or_query() {
+    let dir = scratch_dir();
+    let body = dir.join("body.json");
+    std::fs::write(&body, "{}").unwrap();
+    let shown_without_secrets = |url: &str, extra: &[&str], expected: &str| {
+        let mut args = vec![
+            "send",
+            "--url",
+            url,
+            "--tenant",
+            "acme",
+            "--secret",
+            SIGNING_SECRET,
+        ];
+        args.extend_from_slice(extra);
+        args.push(body.to_str().unwrap());
+        let (code, out, err) = run(&args, b"", &[]);
+        assert_eq!((code, out.as_str()), (2, ""), "{err}");
+        assert!(err.contains(&format!("cannot reach {expected}")), "{err}");
+        for secret in ["user:", "PASS", "token=", "Q1uery", "frag"] {
+            assert!(!err.contains(secret), "{secret} in: {err}");
+        }
+    };
+    // Nothing listens there.
+    let port = testkit::free_port();
+    shown_without_secrets(
+        &format!("http://user:PASS@127.0.0.1:{port}/?token=Q1uery"),
+        &[],
+        &format!("http://127.0.0.1:{port}/v1/tenants/acme/submissions: nothing accepts"),
+    );
+    // The connection is accepted, then closed before an answer: reqwest's
+    // own error, which would name the URL.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    shown_without_secrets(
+        &format!("http://user:PASS@127.0.0.1:{port}/stage?token=Q1uery#frag"),
+        &[],
+        &format!("http://127.0.0.1:{port}/stage/v1/tenants/acme/submissions: "),
+    );
+    // A source's URL (a query is refused there, user info is not).
+    shown_without_secrets(
+        &format!("http://user:PASS@127.0.0.1:{port}"),
+        &["--provider", "github", "--source", "gh"],
+        &format!("http://127.0.0.1:{port}/v1/tenants/acme/sources/gh: "),
+    );
+}
+
+#[test]
 fn send_prints_the_status_and_ids_and_fails_on_refusal() {
     let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
     let dir = scratch_dir();
