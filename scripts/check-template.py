@@ -19,6 +19,12 @@ outputs deleted, nothing left that refers to them. On, it must have the
 isolated REST API as docs/deploying.md describes it, and Lambda's tenant
 isolation mode on its ingest function only.
 
+samconfig.toml, beside the template, is checked too: no SAM CLI beta
+features (the Rust build needs none since SAM CLI 1.156.0, and the flag
+turns on every other beta) and no build cache (SAM hashes everything under
+the functions' CodeUri, the workspace root, target/ included, so the cache
+is never valid).
+
     python scripts/check-template.py [TEMPLATE]   # check (default: template.yaml)
     python scripts/check-template.py --self-test  # also prove that mutations fail
 
@@ -35,6 +41,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 from cfnlint.decode import decode
@@ -1394,6 +1401,41 @@ MUTATIONS = {
 }
 
 
+def samconfig_failures(text: str) -> list[str]:
+    """What is wrong with a samconfig.toml: a SAM CLI beta turned on, or
+    `sam build`'s cache over a CodeUri that holds cargo's target/."""
+    try:
+        config = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        return [f"samconfig.toml: cannot parse: {e}"]
+    failures = []
+    for env, commands in config.items():
+        if not isinstance(commands, dict):
+            continue
+        for command, section in commands.items():
+            params = section.get("parameters", {}) if isinstance(section, dict) else {}
+            where = f"samconfig.toml [{env}.{command}.parameters]"
+            if params.get("beta_features"):
+                failures.append(
+                    f"{where}: beta_features is on (SAM CLI builds rust-cargolambda without it since 1.156.0; "
+                    "the flag turns on every other SAM CLI beta too)"
+                )
+            if params.get("cached"):
+                failures.append(
+                    f"{where}: cached is on (SAM hashes every file under CodeUri, the workspace root with "
+                    "cargo's target/, so the cache is never valid and each build reads target/ whole)"
+                )
+    return failures
+
+
+# Mutations of samconfig.toml that samconfig_failures must catch.
+SAMCONFIG_MUTATIONS = {
+    "beta features for the build": ("[default.deploy.parameters]\n", "[default.build.parameters]\nbeta_features = true\n\n[default.deploy.parameters]\n"),
+    "beta features for sync": ("[default.deploy.parameters]\n", "[default.sync.parameters]\nbeta_features = true\n\n[default.deploy.parameters]\n"),
+    "the build cache": ("[default.deploy.parameters]\n", "[default.build.parameters]\ncached = true\n\n[default.deploy.parameters]\n"),
+}
+
+
 def self_test(path: Path) -> list[str]:
     """Each mutation of the template must make a check fail."""
     text = path.read_text()
@@ -1409,6 +1451,13 @@ def self_test(path: Path) -> list[str]:
                 missed.append(f"self-test: {what}: not caught")
         finally:
             os.unlink(f.name)
+    samconfig = path.with_name("samconfig.toml")
+    text = samconfig.read_text() if samconfig.exists() else ""
+    for what, (old, new) in SAMCONFIG_MUTATIONS.items():
+        if old not in text:
+            missed.append(f"self-test: samconfig.toml: {what}: the file no longer contains {old!r}")
+        elif not samconfig_failures(text.replace(old, new, 1)):
+            missed.append(f"self-test: samconfig.toml: {what}: not caught")
     return missed
 
 
@@ -1419,12 +1468,15 @@ def main() -> int:
     failures = failures_of(source)
     if not failures:
         failures += lint_both(source)
+    samconfig = path.with_name("samconfig.toml")
+    if samconfig.exists():
+        failures += samconfig_failures(samconfig.read_text())
     if "--self-test" in sys.argv:
         failures += self_test(path)
     for failure in failures:
         print(f"check-template: {failure}", file=sys.stderr)
     if not failures:
-        print(f"check-template: {path.name}: every check passed" + (f" ({len(MUTATIONS)} mutations caught)" if "--self-test" in sys.argv else ""))
+        print(f"check-template: {path.name}: every check passed" + (f" ({len(MUTATIONS) + len(SAMCONFIG_MUTATIONS)} mutations caught)" if "--self-test" in sys.argv else ""))
     return 1 if failures else 0
 
 
