@@ -13,6 +13,9 @@
 //! - [`http`]: a scripted HTTP/1.1 server ([`HttpServer`]) that records
 //!   requests and answers, stalls or hangs up as told: a misbehaving AWS
 //!   endpoint or a tenant's webhook receiver.
+//! - [`faults`]: a server, or a proxy in front of moto, that fails below
+//!   HTTP as networks do ([`FaultServer`]): answers lost after the call took
+//!   effect, answers cut short, bytes that are not HTTP, hang-ups.
 //! - [`fixtures`]: data written once: the published test vector, a tenant
 //!   record builder, `tests/data/` files, and the "bad configuration fails
 //!   start-up" check every Lambda binary passes.
@@ -22,12 +25,14 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout, unreachable_pub)]
 
 pub mod cold_start;
+pub mod faults;
 pub mod fixtures;
 pub mod http;
 pub mod moto;
 pub mod runtime_api;
 
 pub use cold_start::{ColdStart, bench_cold_starts, cold_start, cold_start_summary, peak_rss_kib};
+pub use faults::{Fault, FaultServer};
 pub use fixtures::{
     DELIVERY_SECRET, TenantRecordBuilder, TestVector, VECTOR, assert_start_up_fails,
     on_source_route, signing_secret, test_data,
