@@ -1,4 +1,4 @@
-//! Ingest integration tests: one binary, six groups.
+//! Ingest integration tests: one binary, seven groups.
 //!
 //! - `handler`: the handler on real event JSON with the in-memory bus,
 //!   every rejection, and conformance with `aws_lambda_events`.
@@ -11,6 +11,9 @@
 //! - `faults`: the adapter against a local endpoint that speaks the
 //!   EventBridge protocol badly (partial failures, throttling, 500s,
 //!   timeouts, hang-ups, nothing listening).
+//! - `fault_matrix`: every outside service ingest calls (EventBridge,
+//!   DynamoDB, Secrets Manager) down, slow, failing, throttled, unreadable
+//!   or cut off, and what the sender is told (docs/fault-matrix.md).
 //! - `bootstrap`: the `bootstrap` binary under a Lambda Runtime API
 //!   stand-in, configured only by environment variables.
 
@@ -18,6 +21,7 @@
 
 mod bootstrap;
 mod dynamodb;
+mod fault_matrix;
 mod faults;
 mod handler;
 mod idempotency;

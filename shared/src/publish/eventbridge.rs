@@ -85,6 +85,12 @@ impl EventPublisher for EventBridgePublisher {
 /// answer) means they may have been published and are not sent again.
 fn classify(error: SdkError<PutEventsError>) -> PublishError {
     match &error {
+        // A success status whose body could not be read (cut short,
+        // corrupted, a middlebox's page): the bus took the call, so the
+        // entries may be on it.
+        SdkError::ServiceError(e) if e.raw().status().is_success() => {
+            PublishError::Unknown(format!("unreadable {} answer", e.raw().status().as_u16()))
+        }
         SdkError::ServiceError(e) => {
             let status = e.raw().status();
             let code = e.err().code().unwrap_or("Unknown");
