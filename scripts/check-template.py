@@ -58,21 +58,26 @@ PSEUDO = {
     "AWS::URLSuffix": "amazonaws.com",
     "AWS::NotificationARNs": [],
 }
+# Every function's metrics carry the stack's name as a dimension (from
+# this variable), so the alarms of one stack watch only its own metrics.
+STACK_VARIABLE = "STACK_NAME"
+STACK_DIMENSION = "Stack"
+METRICS_NAMESPACE = "FormBridge"
 FUNCTIONS = {
     # logical ID: (binary, environment variables it reads, required ones)
     "AuthorizerFunction": (
         "authorizer",
-        {"TENANT_SECRET_PREFIX", "SECRET_CACHE_TTL_SECONDS", "REPLAY_WINDOW_SECONDS", "LOG_LEVEL"},
-        set(),
+        {"TENANT_SECRET_PREFIX", "SECRET_CACHE_TTL_SECONDS", "REPLAY_WINDOW_SECONDS", "LOG_LEVEL", STACK_VARIABLE},
+        {STACK_VARIABLE},
     ),
     "IngestFunction": (
         "ingest",
         {"EVENT_BUS_NAME", "EVENT_SOURCE", "MAX_BODY_BYTES", "REPLAY_WINDOW_SECONDS",
          "IDEMPOTENCY_TABLE", "IDEMPOTENCY_TTL_SECONDS", "TENANT_SECRET_PREFIX",
-         "SECRET_CACHE_TTL_SECONDS", "LOG_LEVEL"},
+         "SECRET_CACHE_TTL_SECONDS", "LOG_LEVEL", STACK_VARIABLE},
         # Without a table each execution environment keeps its own keys,
         # and a replay reaching another one is accepted again.
-        {"EVENT_BUS_NAME", "IDEMPOTENCY_TABLE", "TENANT_SECRET_PREFIX"},
+        {"EVENT_BUS_NAME", "IDEMPOTENCY_TABLE", "TENANT_SECRET_PREFIX", STACK_VARIABLE},
     ),
     # The ingest binary again, in tenant isolation mode, behind the isolated
     # REST API (only when EnableTenantIsolation is "true").
@@ -80,8 +85,8 @@ FUNCTIONS = {
         "ingest",
         {"EVENT_BUS_NAME", "EVENT_SOURCE", "MAX_BODY_BYTES", "REPLAY_WINDOW_SECONDS",
          "IDEMPOTENCY_TABLE", "IDEMPOTENCY_TTL_SECONDS", "TENANT_SECRET_PREFIX",
-         "SECRET_CACHE_TTL_SECONDS", "LOG_LEVEL"},
-        {"EVENT_BUS_NAME", "IDEMPOTENCY_TABLE", "TENANT_SECRET_PREFIX"},
+         "SECRET_CACHE_TTL_SECONDS", "LOG_LEVEL", STACK_VARIABLE},
+        {"EVENT_BUS_NAME", "IDEMPOTENCY_TABLE", "TENANT_SECRET_PREFIX", STACK_VARIABLE},
     ),
     "ConnectorFunction": (
         "connector",
@@ -89,9 +94,9 @@ FUNCTIONS = {
             "TENANT_SECRET_PREFIX", "SECRET_CACHE_TTL_SECONDS", "ALLOW_PRIVATE_DESTINATIONS",
             "DELIVERY_TIMEOUT_MS", "DELIVERY_ATTEMPTS", "DELIVERY_CONCURRENCY", "SLOW_DELIVERY_MS",
             "BREAKER_FAILURE_THRESHOLD", "BREAKER_FAILURE_RATE_PERCENT", "BREAKER_WINDOW",
-            "BREAKER_MINIMUM_CALLS", "BREAKER_COOL_DOWN_SECONDS", "LOG_LEVEL",
+            "BREAKER_MINIMUM_CALLS", "BREAKER_COOL_DOWN_SECONDS", "LOG_LEVEL", STACK_VARIABLE,
         },
-        set(),
+        {STACK_VARIABLE},
     ),
 }
 ROUTE = "/v1/tenants/{tenant_id}/submissions"
@@ -277,6 +282,11 @@ class Checker:
             env = set(fn.get("Environment", {}).get("Variables", {}))
             self.check(env <= known_env, f"{name}: unknown environment variables {sorted(env - known_env)}")
             self.check(required_env <= env, f"{name}: missing environment variables {sorted(required_env - env)}")
+            stack = fn.get("Environment", {}).get("Variables", {}).get(STACK_VARIABLE)
+            self.check(
+                stack is None or stack == {"Ref": "AWS::StackName"},
+                f"{name}: {STACK_VARIABLE} is {stack!r}, expected !Ref AWS::StackName (its metrics' {STACK_DIMENSION} dimension, which the alarms watch)",
+            )
         timeouts = {n: fns.get(n, {}).get("Properties", {}).get("Timeout", 3) for n in FUNCTIONS}
         self.check(timeouts["AuthorizerFunction"] <= 10, "authorizer timeout over 10 s")
         self.check(timeouts["IngestFunction"] < 30, "ingest timeout not under the API's 30 s integration timeout")
@@ -643,6 +653,27 @@ class Checker:
         self.check(watched("Errors", "ConnectorFunction"), "no alarm on connector errors")
         self.check(watched("Authorizations", dimension_value="deny"), "no alarm on authorizer deny spikes")
         self.slow_deliveries()
+        self.own_metrics()
+
+    def own_metrics(self) -> None:
+        """Every alarm on Form-Bridge's own metrics watches this stack's only:
+        without the stack dimension it would watch a metric no function
+        writes (each line names its stack), and another stack's metric if
+        it named a fixed one."""
+        for name, alarm in sorted(self.of_type("AWS::CloudWatch::Alarm").items()):
+            props = alarm["Properties"]
+            namespaces = {props.get("Namespace")} | {
+                q.get("MetricStat", {}).get("Metric", {}).get("Namespace") for q in props.get("Metrics", [])
+            }
+            if METRICS_NAMESPACE not in namespaces:
+                continue
+            self.check("Metrics" not in props, f"{name}: a metric-math alarm on {METRICS_NAMESPACE} (give it the {STACK_DIMENSION} dimension and teach this check)")
+            stacks = [d.get("Value") for d in props.get("Dimensions", []) if d.get("Name") == STACK_DIMENSION]
+            self.check(
+                stacks == [{"Ref": "AWS::StackName"}],
+                f"{name}: watches {METRICS_NAMESPACE} {props.get('MetricName')} without the dimension "
+                f"{STACK_DIMENSION}=!Ref AWS::StackName (it would watch no stack's metric, or another stack's)",
+            )
 
     def slow_deliveries(self) -> None:
         """The connector counts deliveries slower than SLOW_DELIVERY_MS; the
@@ -674,7 +705,7 @@ class Checker:
         expected = {
             "Namespace": "FormBridge",
             "MetricName": "SlowDeliveries",
-            "Dimensions": [{"Name": "Function", "Value": "connector"}],
+            "Dimensions": [{"Name": "Function", "Value": "connector"}, {"Name": STACK_DIMENSION, "Value": {"Ref": "AWS::StackName"}}],
             "Statistic": "Sum",
             "Period": 300,
             "Threshold": {"Ref": "SlowDeliveryAlarmThreshold"},
@@ -1398,6 +1429,22 @@ MUTATIONS = {
         "      Description: !If [TenantIsolation, Form-Bridge connector (isolated path on), Form-Bridge connector]\n",
     ),
     "SAM's extra stage (no OpenApiVersion)": ('      OpenApiVersion: "3.0.1"\n', ""),
+    # Metrics of two stacks in one account apart.
+    "the authorizer without STACK_NAME": ("          STACK_NAME: !Ref AWS::StackName\n\n  IngestFunction:", "\n  IngestFunction:"),
+    "the connector without STACK_NAME": (
+        "          SECRET_CACHE_TTL_SECONDS: !Ref SecretCacheTtlSeconds\n          STACK_NAME: !Ref AWS::StackName\n      Events:\n        SharedQueue:",
+        "          SECRET_CACHE_TTL_SECONDS: !Ref SecretCacheTtlSeconds\n      Events:\n        SharedQueue:",
+    ),
+    "STACK_NAME a fixed name": ("STACK_NAME: !Ref AWS::StackName", "STACK_NAME: form-bridge"),
+    "the deny alarm without the stack": (
+        "        - Name: Stack\n          Value: !Ref AWS::StackName\n        - Name: Decision", "        - Name: Decision",
+    ),
+    "the deny alarm on a fixed stack": (
+        "          Value: !Ref AWS::StackName\n        - Name: Decision", "          Value: form-bridge\n        - Name: Decision",
+    ),
+    "the slow-delivery alarm without the stack": (
+        "          Value: connector\n        - Name: Stack\n          Value: !Ref AWS::StackName\n", "          Value: connector\n",
+    ),
 }
 
 

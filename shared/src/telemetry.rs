@@ -21,10 +21,45 @@ use crate::config::{ConfigError, Env};
 /// CloudWatch namespace for every Form-Bridge metric.
 pub const METRICS_NAMESPACE: &str = "FormBridge";
 
+/// The variable naming the stack a function belongs to (the template sets
+/// it to `AWS::StackName`): every metric line carries it as the
+/// [`STACK_DIMENSION`], so two stacks in one account and Region never add
+/// up in one metric or set off each other's alarms.
+pub const STACK_VARIABLE: &str = "STACK_NAME";
+
+/// The dimension, in every dimension set, holding [`STACK_VARIABLE`]. One
+/// stack gives it one value, so it adds no metric (custom metrics are
+/// billed per name and set of dimension values); each further stack has
+/// metrics of its own, as it should.
+pub const STACK_DIMENSION: &str = "Stack";
+
+/// The longest stack name accepted: CloudFormation's limit (128); a
+/// CloudWatch dimension value may be up to 1,024.
+const MAX_STACK_NAME_LEN: usize = 128;
+
+/// [`STACK_VARIABLE`] from `env`: `None` when unset (metrics then carry no
+/// stack dimension), an error naming the variable when it is not 1 to 128
+/// visible ASCII characters.
+pub fn stack_name(env: &Env<'_>) -> Result<Option<String>, ConfigError> {
+    let name = env.string(STACK_VARIABLE, "");
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if name.len() > MAX_STACK_NAME_LEN || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::new(
+            STACK_VARIABLE,
+            "must be the stack's name: 1 to 128 visible ASCII characters",
+        ));
+    }
+    Ok(Some(name))
+}
+
 /// Form-Bridge's own crates; only these log below `info`.
 const OWN_TARGETS: &[&str] = &["shared", "authorizer", "ingest", "connectors", "formbridge"];
 
-/// Installs the JSON log subscriber. The level comes from
+/// Installs the JSON log subscriber of a function, and checks the other
+/// telemetry variable, [`STACK_VARIABLE`] (which [`Metrics::stdout`]
+/// reads), so that a bad value stops start-up. The level comes from
 /// `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's logging controls) or `LOG_LEVEL`,
 /// default `info`, and applies to Form-Bridge's own code. Dependencies are
 /// capped at `info`: at `trace`, `lambda_runtime` logs every raw event,
@@ -32,6 +67,7 @@ const OWN_TARGETS: &[&str] = &["shared", "authorizer", "ingest", "connectors", "
 /// Secrets Manager hold the secrets. Calling it twice keeps the first
 /// subscriber.
 pub fn init_logging(env: &Env<'_>) -> Result<(), ConfigError> {
+    stack_name(env)?;
     let _already_set = tracing_subscriber::registry()
         .with(log_filter(log_level(env)?))
         .with(
@@ -104,10 +140,12 @@ enum Sink {
     Writer(Arc<Mutex<dyn std::io::Write + Send>>),
 }
 
-/// Writes EMF metric lines for one function.
+/// Writes EMF metric lines for one function (the `Function` dimension) of
+/// one stack (the [`STACK_DIMENSION`], when known).
 #[derive(Clone)]
 pub struct Metrics {
     function: &'static str,
+    stack: Option<Arc<str>>,
     sink: Sink,
 }
 
@@ -132,10 +170,15 @@ impl CapturedMetrics {
 pub type Dimension<'a> = (&'static str, &'a str);
 
 impl Metrics {
-    /// Metrics for `function` (the `Function` dimension), written to stdout.
+    /// Metrics for `function` (the `Function` dimension), written to stdout:
+    /// a Lambda function's. The stack comes from [`STACK_VARIABLE`] in the
+    /// process environment, which [`init_logging`] has checked; a value it
+    /// would refuse is left out rather than written.
     pub fn stdout(function: &'static str) -> Self {
+        let stack = stack_name(&Env::process()).ok().flatten();
         Self {
             function,
+            stack: stack.map(Arc::from),
             sink: Sink::Stdout,
         }
     }
@@ -145,6 +188,7 @@ impl Metrics {
     pub fn off(function: &'static str) -> Self {
         Self {
             function,
+            stack: None,
             sink: Sink::Off,
         }
     }
@@ -153,6 +197,7 @@ impl Metrics {
     pub fn to_writer(function: &'static str, writer: impl std::io::Write + Send + 'static) -> Self {
         Self {
             function,
+            stack: None,
             sink: Sink::Writer(Arc::new(Mutex::new(writer))),
         }
     }
@@ -162,14 +207,23 @@ impl Metrics {
         let captured = CapturedMetrics::default();
         let metrics = Self {
             function,
+            stack: None,
             sink: Sink::Memory(Arc::clone(&captured.0)),
         };
         (metrics, captured)
     }
 
+    /// The same metrics for the stack `stack`: every line carries it as the
+    /// [`STACK_DIMENSION`], in every dimension set.
+    #[must_use]
+    pub fn with_stack(mut self, stack: &str) -> Self {
+        self.stack = Some(Arc::from(stack));
+        self
+    }
+
     /// Counts one occurrence of `metric`. `dimensions` are the values;
     /// `sets` lists which combinations of them CloudWatch aggregates by
-    /// (`Function` is added to every set).
+    /// (`Function`, and the stack when known, are added to every set).
     pub fn count(&self, metric: &str, dimensions: &[Dimension<'_>], sets: &[&[&str]]) {
         self.emit(&[Measure::count(metric, 1)], dimensions, sets);
     }
@@ -216,6 +270,11 @@ impl Metrics {
             } else {
                 ",[\"Function\""
             });
+            if self.stack.is_some() {
+                s.push_str(",\"");
+                s.push_str(STACK_DIMENSION);
+                s.push('"');
+            }
             for name in *set {
                 s.push(',');
                 push_json_str(&mut s, name);
@@ -234,6 +293,12 @@ impl Metrics {
         }
         s.push_str(r#"]}]},"Function":"#);
         push_json_str(&mut s, self.function);
+        if let Some(stack) = &self.stack {
+            s.push_str(",\"");
+            s.push_str(STACK_DIMENSION);
+            s.push_str("\":");
+            push_json_str(&mut s, stack);
+        }
         for (name, value) in dimensions {
             s.push(',');
             push_json_str(&mut s, name);
@@ -357,6 +422,65 @@ mod tests {
             for d in set.as_array().expect("set") {
                 assert!(l.get(d.as_str().expect("name")).is_some(), "{d}");
             }
+        }
+    }
+
+    #[test]
+    fn every_set_of_a_stacks_line_names_the_stack() {
+        let (m, captured) = Metrics::in_memory("authorizer");
+        let m = m.with_stack("form-bridge-prod");
+        m.count(
+            "Authorizations",
+            &[("Decision", "deny"), ("Reason", "expired")],
+            &[&["Decision"], &["Decision", "Reason"]],
+        );
+        m.count("Authorizations", &[], &[&[]]);
+        for l in captured.lines() {
+            assert_eq!(l["Stack"], "form-bridge-prod", "{l}");
+            let sets = l["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+                .as_array()
+                .expect("sets")
+                .clone();
+            assert!(!sets.is_empty());
+            for set in sets {
+                let names: Vec<&str> = set
+                    .as_array()
+                    .expect("set")
+                    .iter()
+                    .filter_map(|d| d.as_str())
+                    .collect();
+                assert_eq!(names[..2], ["Function", "Stack"], "{l}");
+            }
+        }
+        // Without a stack (unset), no dimension names one.
+        let (m, captured) = Metrics::in_memory("ingest");
+        m.count("Submissions", &[], &[&[]]);
+        let l = &captured.lines()[0];
+        assert!(l.get("Stack").is_none(), "{l}");
+        assert_eq!(
+            l["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([["Function"]])
+        );
+    }
+
+    #[test]
+    fn the_stack_name_is_checked_at_start_up() {
+        let map = |v: &str| -> HashMap<String, String> {
+            [(STACK_VARIABLE.to_string(), v.to_string())].into()
+        };
+        let env = map("form-bridge");
+        assert_eq!(
+            stack_name(&Env::from_map(&env)),
+            Ok(Some("form-bridge".to_owned()))
+        );
+        assert_eq!(stack_name(&Env::from_map(&HashMap::new())), Ok(None));
+        assert_eq!(stack_name(&Env::from_map(&map(""))), Ok(None));
+        for bad in ["two words", &"x".repeat(129), "caf\u{e9}"] {
+            let env = map(bad);
+            let err = stack_name(&Env::from_map(&env)).expect_err(bad);
+            assert_eq!(err.variable, "STACK_NAME");
+            let env = map(bad);
+            assert!(init_logging(&Env::from_map(&env)).is_err(), "{bad}");
         }
     }
 
