@@ -173,6 +173,51 @@ ACCOUNT_CONCURRENCY = 1000
 UNRESERVED_MINIMUM = 100
 TARGET_KEYS = {"Id", "Arn", "RetryPolicy", "DeadLetterConfig"}
 MAX_EVENT_BYTES = 1_048_576  # EventBridge PutEvents request size
+# ------------------------------------------------ the largest event on a queue
+# SQS's largest message (1 MiB since 2025; the queues' MaximumMessageSize),
+# which counts the body and the message attributes.
+SQS_MAX_MESSAGE_BYTES = 1_048_576
+# What EventBridge adds around a body on its way to a queue, at its worst.
+# A JSON body is the detail's payload byte for byte (docs/protocol.md,
+# section 5); EventBridge is taken to deliver the detail as it was put
+# (not measured here: no AWS account). The values below are the longest
+# each field can be; a string counts twice where JSON may escape every
+# character of it.
+WORST_DETAIL = {
+    "version": "1",
+    "submission_id": "x" * 128,  # any producer's ID (ingest's are 36)
+    "tenant_id": "t" * 63,
+    "routing": "dedicated",
+    "received_at": "2026-01-01T00:00:00.000Z",
+    "content_type": "application/x-www-form-urlencoded",  # the longest ingest writes
+    "payload": None,  # the body
+    "source": {
+        "id": "s" * 63,
+        "provider": "p" * 32,
+        # Up to 255 printable ASCII characters, each escaped in the worst case.
+        "event_id": '"' * 255,
+        "event_type": '"' * 255,
+    },
+}
+# The event as EventBridge delivers it to an SQS target; the source is
+# EventSource at its longest (MaxLength), filled in by worst_event_overhead.
+WORST_ENVELOPE = {
+    "version": "0",
+    "id": "i" * 36,
+    "detail-type": "form.submission",
+    "source": None,
+    "account": "1" * 12,
+    "time": "2026-01-01T00:00:00Z",
+    "region": "r" * 32,  # the longest Region names are 14
+    "resources": [],
+    "detail": None,
+}
+# What the events dead-letter queue adds to an event it could not put on a
+# queue: the message attributes RULE_ARN, TARGET_ARN, ERROR_CODE,
+# ERROR_MESSAGE, EXHAUSTED_RETRY_CONDITION and RETRY_ATTEMPTS (names,
+# types and values; the ARNs ~450 bytes together, the error message
+# unbounded in the documentation: 1 KiB allowed).
+DLQ_ATTRIBUTE_BYTES = 2_048
 # ---------------------------------------------------------- isolated path
 # The switch, "true" or "false", "false" by default; and the parameters only
 # the isolated path reads (in the template whatever the switch says).
@@ -218,6 +263,19 @@ GATEWAY_RESPONSES = {
 # A REST API's longest integration timeout (29 s by default).
 REST_INTEGRATION_TIMEOUT_MS = 29_000
 DEFAULT_MAX_BODY_BYTES = 262_144  # ingest's default (docs/protocol.md, section 7)
+
+
+def compact_json_bytes(value) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def worst_event_overhead(source_max: int) -> int:
+    """Bytes an event on a dead-letter queue can have beyond its body: the
+    detail's other fields, EventBridge's envelope with a Source of
+    `source_max` characters, and the dead-letter attributes."""
+    envelope = dict(WORST_ENVELOPE, source='"' * source_max)
+    # Both "payload" and "detail" are null above: 4 bytes each to replace.
+    return compact_json_bytes(WORST_DETAIL) - 4 + compact_json_bytes(envelope) - 4 + DLQ_ATTRIBUTE_BYTES
 
 
 class Checker:
@@ -373,15 +431,34 @@ class Checker:
         stage = next(iter(stages.values()), {}).get("Properties", {})
         self.throttling(stage, paths)
         self.check("AccessLogSettings" in stage, "the API's stage has no access logs")
-        max_body = self.params.get("MaxBodyBytes", {})
-        self.check(
-            max_body.get("Default") == DEFAULT_MAX_BODY_BYTES and max_body.get("MaxValue", 1 << 40) <= MAX_EVENT_BYTES,
-            "MaxBodyBytes must default to ingest's 262144 and be at most 1 MiB (an event's size)",
-        )
+        self.largest_event()
         ingest_env = self.res.get("IngestFunction", {}).get("Properties", {}).get("Environment", {}).get("Variables", {})
         self.check(ingest_env.get("MAX_BODY_BYTES") == {"Ref": "MaxBodyBytes"}, "ingest's MAX_BODY_BYTES is not the MaxBodyBytes parameter")
         self.check(ingest_env.get("REPLAY_WINDOW_SECONDS") == {"Ref": "ReplayWindowSeconds"},
                    "ingest's REPLAY_WINDOW_SECONDS is not the ReplayWindowSeconds parameter (its idempotency keys must outlive the authorizer's window)")
+
+    def largest_event(self) -> None:
+        """A body of MaxBodyBytes at its largest, with everything EventBridge
+        and the dead-letter queue add around it at their longest, fits in
+        every queue's largest message: an event that does not is refused by
+        SQS and survives only in the archive."""
+        max_body = self.params.get("MaxBodyBytes", {})
+        largest = max_body.get("MaxValue")
+        self.check(max_body.get("Default") == DEFAULT_MAX_BODY_BYTES, "MaxBodyBytes must default to ingest's 262144")
+        source_max = self.params.get("EventSource", {}).get("MaxLength")
+        if not isinstance(largest, int) or not isinstance(source_max, int):
+            self.check(False, "MaxBodyBytes needs a MaxValue and EventSource a MaxLength (the largest event must be known)")
+            return
+        queues = ("SharedQueue", "SharedDeadLetterQueue", "EventTargetDeadLetterQueue")
+        room = min(self.res.get(q, {}).get("Properties", {}).get("MaximumMessageSize", 262_144) for q in queues)
+        room = min(room, SQS_MAX_MESSAGE_BYTES)
+        overhead = worst_event_overhead(source_max)
+        self.check(
+            largest + overhead <= room,
+            f"MaxBodyBytes' MaxValue {largest} plus the worst envelope {overhead} (the detail's fields, EventBridge's "
+            f"event with a {source_max}-character source, the dead-letter attributes) is {largest + overhead} bytes, "
+            f"over the queues' {room}: such an event would be refused by SQS and kept only in the archive",
+        )
 
     def throttling(self, stage: dict, paths: dict) -> None:
         """The stage's defaults throttle the submissions route from the API's
@@ -1441,6 +1518,12 @@ MUTATIONS = {
     ),
     "the deny alarm on a fixed stack": (
         "          Value: !Ref AWS::StackName\n        - Name: Decision", "          Value: form-bridge\n        - Name: Decision",
+    ),
+    "MaxBodyBytes up to 1 MiB": ("    MaxValue: 1040384\n", "    MaxValue: 1048576\n"),
+    "EventSource without a MaxLength": ("    Default: form-bridge\n    MaxLength: 256\n", "    Default: form-bridge\n"),
+    "a shared queue of 256 KiB messages": (
+        "      MessageRetentionPeriod: 1209600\n      MaximumMessageSize: 1048576\n      SqsManagedSseEnabled: true\n      RedrivePolicy:",
+        "      MessageRetentionPeriod: 1209600\n      MaximumMessageSize: 262144\n      SqsManagedSseEnabled: true\n      RedrivePolicy:",
     ),
     "the slow-delivery alarm without the stack": (
         "          Value: connector\n        - Name: Stack\n          Value: !Ref AWS::StackName\n", "          Value: connector\n",
