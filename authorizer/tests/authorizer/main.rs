@@ -1,16 +1,20 @@
-//! Authorizer integration tests: one binary, three groups.
+//! Authorizer integration tests: one binary, in groups.
 //!
 //! - `handler`: the handler on real event JSON, tenants from a tenants file.
 //! - `rest`: the isolated path's REST API events and each tenant on its own
 //!   API.
 //! - `secrets_manager`: the handler on tenants in a moto server, through the
 //!   real AWS SDK, including the server going away.
+//! - `fault_matrix`: Secrets Manager refusing, hanging, failing,
+//!   throttling, unreadable or cut off, for a cached tenant and an unseen
+//!   one, and the tenant directory failing (docs/fault-matrix.md).
 //! - `bootstrap`: the release `bootstrap` binary under a Lambda Runtime API
 //!   stand-in, configured only by environment variables.
 
 #![allow(clippy::unwrap_used)]
 
 mod bootstrap;
+mod fault_matrix;
 mod handler;
 mod rest;
 mod secrets_manager;
