@@ -32,6 +32,14 @@
 //            submission_ids (`replay_mismatch` 0) and publish nothing. With
 //            INVALID_SHARE (default 5%), deliveries signed with a wrong
 //            secret or 10 minutes old, each refused 401.
+//   soak     RATE/s (default 1000) for DURATION (default 10m), each
+//            submission to a tenant of one class, chosen at random:
+//            FAILING_SHARE (default 10%) to a `failing-*` tenant (its
+//            endpoint answers 5xx), SLOW_SHARE (default 1%) to a `slow-*`
+//            one (its endpoint answers late), the rest to a `fast-*` one;
+//            the class is the tenant ID's prefix (loadtest/run-local names
+//            them so). Every request must be accepted (202): the failures
+//            are the deliveries', which run-local checks.
 //
 // TARGET selects the thresholds (default local):
 //   local     this machine, k6 on the same cores: p99 <= P99_MS (20) ms for
@@ -69,7 +77,7 @@ const TARGET = env('TARGET', 'local');
 const BASE_URL = env('BASE_URL', 'http://127.0.0.1:3000').replace(/\/+$/, '');
 const DEFAULT_RATE = { smoke: 500, large: 50 }[SCENARIO] || (TARGET === 'deployed' ? 500 : 1000);
 const RATE = number('RATE', DEFAULT_RATE);
-const DURATION = env('DURATION', SCENARIO === 'smoke' ? '10s' : '30s');
+const DURATION = env('DURATION', { smoke: '10s', soak: '10m' }[SCENARIO] || '30s');
 const SPIKE_RATE = number('SPIKE_RATE', RATE * 2);
 const HOT_SHARE = number('HOT_SHARE', 0.5);
 const DEFAULT_INVALID = { smoke: 0.05, invalid: 0.1, sources: 0.05 }[SCENARIO] || 0;
@@ -82,8 +90,10 @@ const SLOW_RATE = number('SLOW_RATE', 2);
 const SLOW_BURST = number('SLOW_BURST', 40);
 const JUNK_RATE = number('JUNK_RATE', 150);
 const REPLAY_EVERY = number('REPLAY_EVERY', 10);
+const FAILING_SHARE = number('FAILING_SHARE', 0.1);
+const SLOW_SHARE = number('SLOW_SHARE', 0.01);
 
-const SCENARIOS = ['smoke', 'steady', 'spike', 'tenants', 'large', 'invalid', 'isolation', 'sources'];
+const SCENARIOS = ['smoke', 'steady', 'spike', 'tenants', 'large', 'invalid', 'isolation', 'sources', 'soak'];
 if (!SCENARIOS.includes(SCENARIO)) {
   throw new Error(`SCENARIO must be one of ${SCENARIOS.join(', ')}, not ${SCENARIO}`);
 }
@@ -103,6 +113,9 @@ if (!['local', 'deployed'].includes(TARGET)) {
 }
 if (INVALID_SHARE >= 1 || HOT_SHARE > 1) {
   throw new Error('INVALID_SHARE must be under 1 and HOT_SHARE at most 1');
+}
+if (FAILING_SHARE + SLOW_SHARE > 1) {
+  throw new Error('FAILING_SHARE and SLOW_SHARE together must be at most 1');
 }
 
 // [{id, secret}], from a tenants file or TENANT/SECRET.
@@ -126,6 +139,21 @@ const TENANTS = (() => {
   const secret = env('SECRET', '');
   if (!secret) throw new Error("set TENANTS_FILE, or TENANT and SECRET (the tenant's signing secret)");
   return [{ id: env('TENANT', 'demo'), secret }];
+})();
+
+// The soak scenario's tenants by class, from their IDs' prefixes.
+const SOAK_CLASSES = ['fast', 'slow', 'failing'];
+const SOAK_TENANTS = (() => {
+  if (SCENARIO !== 'soak') return {};
+  const byClass = {};
+  for (const c of SOAK_CLASSES) byClass[c] = TENANTS.filter((t) => t.id.startsWith(`${c}-`));
+  const shares = { fast: 1 - FAILING_SHARE - SLOW_SHARE, slow: SLOW_SHARE, failing: FAILING_SHARE };
+  for (const c of SOAK_CLASSES) {
+    if (shares[c] > 0 && byClass[c].length === 0) {
+      throw new Error(`the soak scenario sends ${shares[c]} of its traffic to ${c}-* tenants, and the tenants file has none`);
+    }
+  }
+  return byClass;
 })();
 
 // Bodies of PAYLOAD_BYTES are built once: a JSON object with a filler
@@ -210,7 +238,7 @@ function validScenario() {
       exec: 'valid',
     };
   }
-  const exec = SCENARIO === 'sources' ? 'stripeDelivery' : 'valid';
+  const exec = { sources: 'stripeDelivery', soak: 'soakSubmission' }[SCENARIO] || 'valid';
   return { executor: 'constant-arrival-rate', rate, timeUnit: '1s', duration: DURATION, ...vus(rate), exec };
 }
 
@@ -229,6 +257,11 @@ const thresholds = {
 if (SCENARIO === 'sources') {
   // A provider's retry answered with other IDs than the first delivery's.
   thresholds.replay_mismatch = ['count==0'];
+}
+if (SCENARIO === 'soak') {
+  // Each class's accepted count in the summary, for run-local to compare
+  // with what each class's receivers got and the dead letters.
+  for (const c of SOAK_CLASSES) thresholds[`submissions_accepted{class:${c}}`] = [];
 }
 if (SCENARIO === 'isolation') {
   // Every class's latency and accepted count in the summary (an empty
@@ -301,6 +334,25 @@ export function valid() {
     responseCallback: accepted202,
   });
   check(response, { 'valid: accepted (202)': (r) => r.status === 202 });
+}
+
+// The soak scenario: one submission to a tenant of a class drawn by share.
+export function soakSubmission() {
+  const draw = Math.random();
+  const role = draw < FAILING_SHARE ? 'failing' : draw < FAILING_SHARE + SLOW_SHARE ? 'slow' : 'fast';
+  const tenants = SOAK_TENANTS[role];
+  const target = tenants[Math.floor(Math.random() * tenants.length)];
+  const payload = body();
+  const response = http.post(url(target), payload, {
+    headers: sign(target, payload, Math.floor(Date.now() / 1000), target.secret),
+    tags: { kind: 'valid', class: role },
+    responseCallback: accepted202,
+  });
+  if (check(response, { 'soak: accepted (202)': (r) => r.status === 202 })) {
+    submissionsAccepted.add(1, { class: role });
+  } else {
+    unexpectedStatus.add(1, { class: role, status: `${response.status}` });
+  }
 }
 
 // Three ways to be wrong, in turn; each has exactly one right answer.
