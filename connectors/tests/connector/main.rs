@@ -1,10 +1,13 @@
-//! Connector integration tests: one binary, four groups.
+//! Connector integration tests: one binary, five groups.
 //!
 //! - `delivery`: single deliveries to real local HTTP servers that succeed,
 //!   fail, stall, redirect, refuse connections or hide behind a name that
 //!   resolves to loopback; the breaker opening and failing fast.
 //! - `batch`: SQS batches mixing all of that, with exact
 //!   `batchItemFailures`; direct EventBridge events; real event fixtures.
+//! - `fault_matrix`: endpoints that hang up, cut their answer short or do
+//!   not speak HTTP, names that do not resolve, and Secrets Manager
+//!   failing or hanging under a deadline (docs/fault-matrix.md).
 //! - `moto`: an event published to an EventBridge bus in moto, routed to
 //!   SQS, read back and delivered with the tenant record from moto's
 //!   Secrets Manager through the real SDK.
@@ -16,6 +19,7 @@
 mod batch;
 mod bootstrap;
 mod delivery;
+mod fault_matrix;
 mod moto;
 
 use std::collections::HashMap;
