@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+// `formbridge dlq` when SQS fails (docs/fault-matrix.md).
+#[cfg(feature = "aws")]
+mod fault_matrix;
 mod harness;
 // The operations on a stack exist only with the `aws` feature.
 #[cfg(feature = "aws")]
