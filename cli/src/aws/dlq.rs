@@ -11,13 +11,23 @@
 //!
 //! Each message is sent to its destination first and deleted from the
 //! dead-letter queue only once sent, so a failure part-way leaves it where
-//! it was (visible again after [`RECEIVE_VISIBILITY_SECONDS`]); at worst an
-//! event is delivered twice, with the same `webhook-id`. SQS's own
-//! `StartMessageMoveTask` cannot route events by tenant, which the events
-//! dead-letter queue needs.
+//! it was; at worst an event is delivered twice, with the same
+//! `webhook-id`. SQS's own `StartMessageMoveTask` cannot route events by
+//! tenant, which the events dead-letter queue needs.
+//!
+//! A run handles each message once, by message ID: a message it leaves in
+//! place stays hidden while the run goes on (for [`count_visibility`] of
+//! the queue's size), and if it comes back anyway (SQS delivers a message
+//! twice now and then, or another reader made it visible) it is neither
+//! counted nor sent again. The run ends when a receive finds the queue
+//! empty or brings only messages it has already handled, at `--max`, or
+//! before the messages it holds would become visible again; then the ones
+//! it left are made visible at once, for the queue's depth alarm and the
+//! next run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use aws_sdk_sqs::types::{
@@ -63,7 +73,11 @@ enum DlqCommand {
         to the shared queue. Each message is sent before it is deleted,\n\
         so an interruption never loses one (at worst one is delivered twice,\n\
         with the same webhook-id). Fix the cause first, or the events come back.\n\
-        Exit status: 0 when everything was moved, 1 when some messages were left.")]
+        Each message is counted once, and what is left is visible again when\n\
+        the run ends. A run stops before the messages it holds would come\n\
+        back (2 minutes, plus a second for each 20 in the queue).\n\
+        Exit status: 0 when everything was moved, 1 when some messages were left\n\
+        or the run stopped before the queue was empty.")]
     Redrive(RedriveArgs),
 }
 
@@ -86,7 +100,7 @@ impl DlqArgs {
         crate::runtime::current_thread()?.block_on(async {
             let (aws, stack) = args.stack.resolve().await?;
             let results = redrive(&aws, &stack, &args.from, args.max).await?;
-            let mut left = 0;
+            let mut done = true;
             for r in &results {
                 output::line(format_args!(
                     "{}: moved {}, left {}",
@@ -95,9 +109,9 @@ impl DlqArgs {
                 for problem in &r.problems {
                     eprintln!("formbridge: {}: {problem}", r.queue);
                 }
-                left += r.left;
+                done &= r.left == 0 && r.complete;
             }
-            Ok(if left == 0 {
+            Ok(if done {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -106,7 +120,9 @@ impl DlqArgs {
     }
 }
 
-/// How long a received message stays hidden while it is being moved.
+/// How long a received message stays hidden while it is being moved (a
+/// redrive or a count hides it longer in a large queue:
+/// [`count_visibility`]).
 pub const RECEIVE_VISIBILITY_SECONDS: i32 = 120;
 /// SQS's largest batch.
 const BATCH: i32 = 10;
@@ -149,10 +165,34 @@ pub struct Redriven {
     pub queue: String,
     /// Messages moved back for delivery.
     pub moved: u64,
-    /// Messages left where they were (no queue to go to, or a failed send).
+    /// Messages left where they were (no queue to go to, or a failed send),
+    /// each counted once.
     pub left: u64,
+    /// Whether the run went through the queue: it found it empty, found
+    /// only messages it had handled, or reached its limit; false when it
+    /// stopped at its time bound with messages not yet received.
+    pub complete: bool,
     /// Why messages were left, once per reason.
     pub problems: Vec<String>,
+}
+
+/// A received message.
+struct Received {
+    /// Its message ID: the same each time it is received.
+    id: String,
+    body: String,
+    /// The receipt of its latest receive, the only one SQS accepts.
+    receipt: String,
+}
+
+impl Received {
+    fn from_sqs(message: aws_sdk_sqs::types::Message) -> Option<Self> {
+        Some(Self {
+            id: message.message_id?,
+            body: message.body?,
+            receipt: message.receipt_handle?,
+        })
+    }
 }
 
 /// Redrives `sources` (every dead-letter queue of the stack when empty),
@@ -350,21 +390,7 @@ impl<'a> Router<'a> {
 /// scan that nears it anyway stops with an error. Only a process killed
 /// mid-scan leaves them hidden, for that long.
 pub async fn count_tenant(aws: &Clients, dlq: &str, tenant: &TenantId) -> anyhow::Result<u64> {
-    let size = aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(dlq)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await
-        .map_err(|e| anyhow!("cannot read {dlq}: {}", describe(&e)))?
-        .attributes
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0);
-    let visibility = count_visibility(size);
+    let visibility = count_visibility(queue_depth(aws, dlq).await?);
     // Each message's latest receipt (the only one SQS accepts).
     let mut held = HashMap::new();
     let counted = scan(aws, dlq, tenant, visibility, &mut held).await;
@@ -381,13 +407,37 @@ pub async fn count_tenant(aws: &Clients, dlq: &str, tenant: &TenantId) -> anyhow
     }
 }
 
+/// About how many messages are visible in the queue at `url`.
+async fn queue_depth(aws: &Clients, url: &str) -> anyhow::Result<u64> {
+    Ok(aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .map_err(|e| anyhow!("cannot read {url}: {}", describe(&e)))?
+        .attributes
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0))
+}
+
+/// How long a run that holds messages for `visibility` seconds may go on:
+/// until [`VISIBILITY_MARGIN`] before the first of them would come back.
+fn hold_deadline(visibility: i32) -> Duration {
+    Duration::from_secs(u64::try_from(visibility).unwrap_or(0)).saturating_sub(VISIBILITY_MARGIN)
+}
+
 /// Messages counted per second that [`count_visibility`] assumes: one
 /// receive of 10 every half second, well below what a receive takes.
 const COUNTED_PER_SECOND: u64 = 20;
 /// SQS's longest visibility timeout (12 hours).
 const MAX_VISIBILITY_SECONDS: u64 = 43_200;
 /// What a scan keeps in hand before its messages' visibility ends.
-const VISIBILITY_MARGIN: std::time::Duration = std::time::Duration::from_secs(30);
+const VISIBILITY_MARGIN: Duration = Duration::from_secs(30);
 
 /// How long a count keeps a queue of about `size` messages hidden:
 /// [`RECEIVE_VISIBILITY_SECONDS`] plus the scan's time at
@@ -408,9 +458,8 @@ async fn scan(
     visibility: i32,
     held: &mut HashMap<String, String>,
 ) -> anyhow::Result<u64> {
-    let started = std::time::Instant::now();
-    let deadline = std::time::Duration::from_secs(u64::try_from(visibility).unwrap_or(0))
-        .saturating_sub(VISIBILITY_MARGIN);
+    let started = Instant::now();
+    let deadline = hold_deadline(visibility);
     let mut count = 0;
     loop {
         if started.elapsed() >= deadline {
@@ -494,6 +543,10 @@ async fn reset_visibility<'a>(
     Ok(())
 }
 
+/// Redrives the dead-letter queue `dlq`: every message once, at most
+/// `limit` (see the module's documentation for when a run ends). The
+/// messages it leaves are made visible again before it returns, whatever
+/// happened.
 async fn drain(
     aws: &Clients,
     dlq: &str,
@@ -505,18 +558,53 @@ async fn drain(
         queue: name,
         ..Redriven::default()
     };
+    // The receipts of the messages left in place, by message ID.
+    let mut held = HashMap::new();
+    let drained = drain_held(aws, dlq, router, limit, &mut result, &mut held).await;
+    let reset = reset_visibility(aws, dlq, held.values()).await;
+    drained?;
+    if let Err(e) = reset {
+        result.problems.push(format!("{e:#}"));
+    }
+    Ok(result)
+}
+
+/// The loop of [`drain`]: each message received is handled once, by its
+/// ID; those left in place are kept in `held` with their latest receipt.
+async fn drain_held(
+    aws: &Clients,
+    dlq: &str,
+    router: &mut Router<'_>,
+    limit: Option<u64>,
+    result: &mut Redriven,
+    held: &mut HashMap<String, String>,
+) -> anyhow::Result<()> {
+    let visibility = count_visibility(queue_depth(aws, dlq).await?);
+    let deadline = hold_deadline(visibility);
+    let started = Instant::now();
+    let mut seen = HashSet::new();
     loop {
-        let seen = result.moved + result.left;
-        let want = limit.map_or(BATCH, |l| l.saturating_sub(seen).min(BATCH as u64) as i32);
+        let handled = result.moved + result.left;
+        let want = limit.map_or(BATCH, |l| {
+            l.saturating_sub(handled).min(BATCH as u64) as i32
+        });
         if want == 0 {
             break;
+        }
+        if started.elapsed() >= deadline {
+            result.problems.push(format!(
+                "stopped after {} s, before the messages it holds become visible again; \
+                 run it again for the rest",
+                started.elapsed().as_secs()
+            ));
+            return Ok(());
         }
         let messages = aws
             .sqs
             .receive_message()
             .queue_url(dlq)
             .max_number_of_messages(want)
-            .visibility_timeout(RECEIVE_VISIBILITY_SECONDS)
+            .visibility_timeout(visibility)
             .wait_time_seconds(1)
             .send()
             .await
@@ -526,22 +614,41 @@ async fn drain(
         if messages.is_empty() {
             break;
         }
-        // Group by destination queue, keeping each message's receipt.
-        let mut batches: HashMap<String, Vec<(String, String)>> = HashMap::new();
-        for message in messages {
-            let (Some(body), Some(receipt)) = (message.body, message.receipt_handle) else {
-                continue;
-            };
-            match router.route(&body).await {
-                Ok(url) => batches.entry(url).or_default().push((body, receipt)),
-                Err(why) => result.leave(why),
+        let mut fresh = Vec::new();
+        for message in messages.into_iter().filter_map(Received::from_sqs) {
+            if seen.insert(message.id.clone()) {
+                fresh.push(message);
+            } else if let Some(receipt) = held.get_mut(&message.id) {
+                *receipt = message.receipt;
+            }
+        }
+        // Only messages it has handled: they came back (their visibility
+        // ran out, or SQS delivered one twice), and nothing new is left
+        // that this run could reach.
+        if fresh.is_empty() {
+            break;
+        }
+        // Group by destination queue.
+        let mut batches: HashMap<String, Vec<Received>> = HashMap::new();
+        for message in fresh {
+            match router.route(&message.body).await {
+                Ok(url) => batches.entry(url).or_default().push(message),
+                Err(why) => {
+                    result.leave(why);
+                    held.insert(message.id, message.receipt);
+                }
             }
         }
         for (url, batch) in batches
             .into_iter()
             .flat_map(|(url, all)| by_size(all).into_iter().map(move |b| (url.clone(), b)))
         {
-            let sent = send(aws, &url, &batch, &mut result).await;
+            let sent = send(aws, &url, &batch, result).await;
+            for (i, message) in batch.iter().enumerate() {
+                if !sent.contains(&i) {
+                    held.insert(message.id.clone(), message.receipt.clone());
+                }
+            }
             if sent.is_empty() {
                 continue;
             }
@@ -549,7 +656,8 @@ async fn drain(
                 .await
                 .map_err(|e| anyhow!("cannot delete moved messages from {}: {e}", result.queue))?;
             // A message sent but not deleted reappears and would be moved
-            // again: report it rather than hide a possible duplicate.
+            // again by a later run: report it rather than hide a possible
+            // duplicate.
             if let Some((count, code)) = failed {
                 result.problems.push(format!(
                     "{} could not be deleted and may be moved again ({code})",
@@ -559,7 +667,8 @@ async fn drain(
             result.moved += sent.len() as u64;
         }
     }
-    Ok(result)
+    result.complete = true;
+    Ok(())
 }
 
 /// Moves every message of the queue `from` (named `name`, for errors) to
@@ -588,9 +697,9 @@ pub async fn move_all(aws: &Clients, from: &str, name: &str, to: &str) -> anyhow
         if messages.is_empty() {
             return Ok(moved);
         }
-        let messages: Vec<(String, String)> = messages
+        let messages: Vec<Received> = messages
             .into_iter()
-            .filter_map(|m| Some((m.body?, m.receipt_handle?)))
+            .filter_map(Received::from_sqs)
             .collect();
         for batch in by_size(messages) {
             let mut outcome = Redriven {
@@ -625,22 +734,23 @@ pub async fn move_all(aws: &Clients, from: &str, name: &str, to: &str) -> anyhow
     }
 }
 
-/// Deletes from the queue at `url` the messages of `batch` (body, receipt
-/// handle) at the indexes `sent`, which were moved elsewhere. Returns how
-/// many could not be deleted and the first one's code, if any; the error
-/// is the service's, described.
+/// Deletes from the queue at `url` the messages of `batch` at the indexes
+/// `sent`, which were moved elsewhere. Returns how many could not be
+/// deleted and the first one's code, if any; the error is the service's,
+/// described.
 async fn delete_moved(
     aws: &Clients,
     url: &str,
-    batch: &[(String, String)],
+    batch: &[Received],
     sent: &[usize],
 ) -> Result<Option<(usize, String)>, String> {
     let entries = sent
         .iter()
-        .map(|&i| {
+        .filter_map(|&i| batch.get(i).map(|m| (i, m)))
+        .map(|(i, message)| {
             DeleteMessageBatchRequestEntry::builder()
                 .id(i.to_string())
-                .receipt_handle(&batch[i].1)
+                .receipt_handle(&message.receipt)
                 .build()
         })
         .collect::<Result<Vec<_>, _>>()
@@ -661,11 +771,11 @@ async fn delete_moved(
 
 /// Splits messages into batches whose bodies add up to at most
 /// [`BATCH_BYTES`] (a larger message alone).
-fn by_size(messages: Vec<(String, String)>) -> Vec<Vec<(String, String)>> {
-    let mut batches: Vec<Vec<(String, String)>> = Vec::new();
+fn by_size(messages: Vec<Received>) -> Vec<Vec<Received>> {
+    let mut batches: Vec<Vec<Received>> = Vec::new();
     let mut bytes = 0;
     for message in messages {
-        let size = message.0.len();
+        let size = message.body.len();
         match batches.last_mut() {
             Some(batch) if bytes + size <= BATCH_BYTES => {
                 bytes += size;
@@ -681,19 +791,14 @@ fn by_size(messages: Vec<(String, String)>) -> Vec<Vec<(String, String)>> {
 }
 
 /// Sends a batch; returns the indexes that were sent.
-async fn send(
-    aws: &Clients,
-    url: &str,
-    batch: &[(String, String)],
-    result: &mut Redriven,
-) -> Vec<usize> {
+async fn send(aws: &Clients, url: &str, batch: &[Received], result: &mut Redriven) -> Vec<usize> {
     let entries: Result<Vec<_>, _> = batch
         .iter()
         .enumerate()
-        .map(|(i, (body, _))| {
+        .map(|(i, message)| {
             SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())
-                .message_body(body)
+                .message_body(&message.body)
                 .build()
         })
         .collect();
@@ -748,10 +853,13 @@ mod tests {
 
     #[test]
     fn batches_stay_under_sqs_size_limit() {
-        let message = |kib: usize| ("x".repeat(kib * 1024), String::new());
-        let sizes = |batches: Vec<Vec<(String, String)>>| -> Vec<usize> {
-            batches.iter().map(Vec::len).collect()
+        let message = |kib: usize| Received {
+            id: String::new(),
+            body: "x".repeat(kib * 1024),
+            receipt: String::new(),
         };
+        let sizes =
+            |batches: Vec<Vec<Received>>| -> Vec<usize> { batches.iter().map(Vec::len).collect() };
         assert_eq!(sizes(by_size((0..10).map(|_| message(1)).collect())), [10]);
         // 300 KiB each: three fit in 1 MB, the fourth starts a new batch.
         assert_eq!(
@@ -771,6 +879,14 @@ mod tests {
         // 100,000 messages at 20 a second: 5,000 s more.
         assert_eq!(count_visibility(100_000), 120 + 5_000);
         assert_eq!(count_visibility(u64::MAX), 43_200);
+    }
+
+    #[test]
+    fn a_run_ends_before_what_it_holds_comes_back() {
+        assert_eq!(hold_deadline(120), Duration::from_secs(90));
+        assert_eq!(hold_deadline(43_200), Duration::from_secs(43_170));
+        assert_eq!(hold_deadline(10), Duration::ZERO);
+        assert_eq!(hold_deadline(-1), Duration::ZERO);
     }
 
     #[test]

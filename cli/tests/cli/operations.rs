@@ -966,6 +966,167 @@ async fn dlq_redrive_moves_each_event_back_to_its_queue() {
     assert!(err.contains("not shared, events or a tenant ID"), "{err}");
 }
 
+/// `count` messages that are not events (no queue takes them) after
+/// `events` events of acme's, as the events dead-letter queue would hold
+/// them.
+fn unroutable_after(events: usize, count: usize) -> Vec<String> {
+    let mut bodies: Vec<String> = (0..events).map(|_| event("acme", "shared")).collect();
+    bodies.extend((0..count).map(|n| format!("not an event {n}")));
+    bodies
+}
+
+/// The approximate numbers of visible and of hidden messages in a queue.
+async fn visible_and_hidden(stack: &Deployed, queue: &str) -> (u64, u64) {
+    let url = stack.queue_url(queue).await.unwrap();
+    let attributes = stack
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let number = |name| attributes[&name].parse::<u64>().unwrap();
+    (
+        number(QueueAttributeName::ApproximateNumberOfMessages),
+        number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+/// The counts in a redrive's line for the events dead-letter queue.
+fn moved_and_left(out: &str) -> (u64, u64) {
+    let rest = out
+        .strip_prefix("events dead-letter queue: moved ")
+        .and_then(|r| r.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("unexpected output {out:?}"));
+    let (moved, left) = rest.split_once(", left ").unwrap();
+    (moved.parse().unwrap(), left.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dlq_redrive_counts_what_it_leaves_once_and_leaves_it_visible() {
+    let stack = Deployed::start().await;
+    stack.ok(&["tenants", "create", "acme"]);
+    // Three receives' worth that no queue takes, two events that go back.
+    stack
+        .send_messages("fb-events-dlq", &unroutable_after(2, 25))
+        .await;
+
+    let (code, out, err) = stack.formbridge(&["dlq", "redrive", "--from", "events"]);
+    assert_eq!(code, 1, "25 messages had nowhere to go: {err}");
+    assert_eq!(out, "events dead-letter queue: moved 2, left 25\n");
+    assert_eq!(stack.bodies("fb-shared", 3).await.len(), 2);
+    // What it left is visible at once, to the queue's depth alarm and to
+    // the next run, which counts the same 25 again, once each.
+    assert_eq!(visible_and_hidden(&stack, "fb-events-dlq").await, (25, 0));
+    let (code, out, _) = stack.formbridge(&["dlq", "redrive", "--from", "events"]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "events dead-letter queue: moved 0, left 25\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dlq_redrive_stops_when_what_it_left_comes_back() {
+    // On SQS a message a run leaves in place is visible again once the
+    // run's visibility timeout ends; a run that takes longer than that
+    // (a large set that no queue takes) received and counted the same
+    // messages again and again, and never ended. Here a stand-in makes
+    // them visible again while the run holds them: moto, unlike SQS,
+    // accepts any receipt handle a message was ever given, so the test's
+    // own receipts work after the run has received the messages.
+    let stack = Deployed::start().await;
+    stack.ok(&["tenants", "create", "acme"]);
+    stack
+        .send_messages("fb-events-dlq", &unroutable_after(2, 25))
+        .await;
+    let url = stack.queue_url("fb-events-dlq").await.unwrap();
+    let sqs = stack.sqs();
+    let mut receipts: std::collections::HashMap<String, String> = Default::default();
+    while receipts.len() < 27 {
+        let messages = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        assert!(
+            !messages.is_empty(),
+            "only {} of 27 received",
+            receipts.len()
+        );
+        for m in messages {
+            receipts.insert(m.message_id.unwrap(), m.receipt_handle.unwrap());
+        }
+    }
+    let receipts: Vec<String> = receipts.into_values().collect();
+    let show = {
+        let (sqs, url, receipts) = (sqs.clone(), url.clone(), receipts.clone());
+        move || {
+            let (sqs, url, receipts) = (sqs.clone(), url.clone(), receipts.clone());
+            async move {
+                for receipt in &receipts {
+                    // A message the run deleted has no receipt any more.
+                    let _ = sqs
+                        .change_message_visibility()
+                        .queue_url(&url)
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .send()
+                        .await;
+                }
+            }
+        }
+    };
+    show().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let showing = tokio::spawn({
+        let stop = std::sync::Arc::clone(&stop);
+        async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                show().await;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    });
+
+    let mut command = std::process::Command::new(crate::harness::BINARY);
+    command
+        .args(["dlq", "redrive", "--from", "events"])
+        .env("FORMBRIDGE_STACK", STACK)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in stack.moto.aws_env() {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = exit_within(&mut child, 60);
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        (status, out)
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    showing.await.unwrap();
+    let (status, out) = status.unwrap();
+
+    assert_eq!(status.code(), Some(1), "{out}");
+    // The two events were the first received and moved, once each; each
+    // message left was counted once however often it came back, and the
+    // run stopped when all it received was what it had already seen.
+    let (moved, left) = moved_and_left(&out);
+    assert_eq!(moved, 2, "{out}");
+    assert!((1..=25).contains(&left), "{out}");
+    assert_eq!(stack.bodies("fb-shared", 3).await.len(), 2);
+    assert_eq!(visible_and_hidden(&stack, "fb-events-dlq").await, (25, 0));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn names_come_from_flags_without_a_stack_and_errors_say_which() {
     let moto = MotoServer::start();
