@@ -334,28 +334,27 @@ async fn a_release_that_fails_makes_the_retry_wait_for_the_lease() {
 /// retry a 5xx on their own schedule).
 #[tokio::test]
 async fn a_source_route_is_a_503_when_its_record_cannot_be_read() {
+    let status = |code: u16, kind: &str| {
+        Fault::status(
+            code,
+            SM_JSON,
+            json!({"__type": kind, "message": "injected"}).to_string(),
+        )
+    };
     let cases: Vec<(&str, Option<Fault>)> = vec![
         ("down (connection refused)", None),
+        ("slow (never answers)", Some(Fault::hang())),
+        ("5xx", Some(status(500, "InternalServiceError"))),
+        ("throttled", Some(status(400, "ThrottlingException"))),
         (
-            "5xx",
-            Some(Fault::status(
-                500,
-                SM_JSON,
-                r#"{"__type":"InternalServiceError","message":"injected"}"#,
-            )),
-        ),
-        (
-            "throttled",
-            Some(Fault::status(
-                400,
-                SM_JSON,
-                r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
-            )),
+            "malformed answer (200, not JSON)",
+            Some(Fault::status(200, SM_JSON, "<html>gateway</html>")),
         ),
         (
             "reset mid-answer",
             Some(Fault::truncated_json(SM_JSON, r#"{"Name":"x"}"#)),
         ),
+        ("hang-up before any answer", Some(Fault::hang_up())),
     ];
     let body = r#"{"id":"evt_1","object":"event","type":"checkout.session.completed"}"#;
     for (name, fault) in cases {
