@@ -19,15 +19,21 @@
 //! checks the tenant and the source; ingest verifies the provider's
 //! signature over the body.
 //!
-//! Also served: `GET /healthz` and `GET /v1/dead-letters`.
+//! Also served: `GET /healthz`, `{"status":"ok"}` (liveness, for load
+//! balancers and load tests). The bus's counts and the dead letters are on
+//! the operations listener ([`super::operations`]), not here.
+//!
+//! An allowed request's body must arrive within the body read timeout,
+//! else the answer is 408 and the connection is closed: a sender that
+//! stalls cannot hold a connection (the header and idle timeouts are the
+//! listener's, [`super::connections`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use authorizer::{Authorizer, AuthorizerEvent, Request as AuthorizerRequest};
 use base64::Engine as _;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use ingest::Ingest;
@@ -38,8 +44,9 @@ use ingest::event::{
 use shared::idempotency::MemoryIdempotencyStore;
 use shared::signature::{CONTENT_DIGEST_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, unix_now};
 use shared::store::{CachedTenantStore, MemoryTenantStore};
+use tracing::info;
 
-use super::bus::{Bus, BusPublisher};
+use super::bus::BusPublisher;
 use crate::http::{Body, Handler, json_response, read_body};
 
 /// API Gateway's answer when an identity source header is missing.
@@ -50,34 +57,37 @@ const FORBIDDEN: &str = r#"{"message":"Forbidden"}"#;
 const NOT_FOUND: &str = r#"{"message":"Not Found"}"#;
 /// The header API Gateway puts its request ID in.
 const REQUEST_ID_HEADER: &str = "apigw-requestid";
+/// `GET /healthz` here: up, and nothing more.
+const HEALTHY: &str = r#"{"status":"ok"}"#;
 
 /// The local gateway: the authorizer and ingest handlers in front of the
 /// in-process bus.
 pub struct Gateway {
     authorizer: Authorizer<MemoryTenantStore>,
     ingest: Ingest<BusPublisher, MemoryIdempotencyStore, CachedTenantStore<MemoryTenantStore>>,
-    bus: Arc<Bus>,
     /// Bodies are read up to one byte more than ingest accepts, so that
     /// ingest itself answers 413 for a longer one.
     body_limit: usize,
+    /// How long an allowed request's body may take to arrive.
+    body_timeout: Duration,
     request_ids: AtomicU64,
     id_prefix: u32,
 }
 
 impl Gateway {
-    /// A gateway over the two handlers and the bus; `max_body_bytes` is
-    /// ingest's `MAX_BODY_BYTES`.
+    /// A gateway over the two handlers; `max_body_bytes` is ingest's
+    /// `MAX_BODY_BYTES`, `body_timeout` the time a body may take.
     pub fn new(
         authorizer: Authorizer<MemoryTenantStore>,
         ingest: Ingest<BusPublisher, MemoryIdempotencyStore, CachedTenantStore<MemoryTenantStore>>,
-        bus: Arc<Bus>,
         max_body_bytes: usize,
+        body_timeout: Duration,
     ) -> Self {
         Self {
             authorizer,
             ingest,
-            bus,
             body_limit: max_body_bytes.saturating_add(1),
+            body_timeout,
             request_ids: AtomicU64::new(0),
             id_prefix: uuid::Uuid::new_v4().as_fields().0,
         }
@@ -137,11 +147,21 @@ impl Gateway {
             return with_request_id(json_response(StatusCode::FORBIDDEN, FORBIDDEN), &request_id);
         };
         let (parts, body) = request.into_parts();
-        let body = match read_body(body, self.body_limit).await {
-            Ok(body) => body,
-            Err(_) => {
+        let body = match tokio::time::timeout(self.body_timeout, read_body(body, self.body_limit))
+            .await
+        {
+            Ok(Ok(body)) => body,
+            Ok(Err(_)) => {
                 let body = r#"{"error":{"code":"malformed_body","message":"the request body could not be read"}}"#;
                 return with_request_id(json_response(StatusCode::BAD_REQUEST, body), &request_id);
+            }
+            Err(_) => {
+                info!(
+                    tenant_id = %tenant_id,
+                    request_id,
+                    "the request body did not arrive within the body read timeout"
+                );
+                return with_request_id(body_timeout(self.body_timeout), &request_id);
             }
         };
         // API Gateway passes text as it is and base64-encodes the rest.
@@ -200,11 +220,19 @@ impl Gateway {
         }
         response
     }
+}
 
-    fn health(&self) -> Response<Body> {
-        let body = serde_json::json!({ "status": "ok", "bus": self.bus.snapshot() });
-        json_response(StatusCode::OK, body.to_string())
-    }
+/// 408, and the connection closed: what is left of the body is not read.
+fn body_timeout(timeout: Duration) -> Response<Body> {
+    let body = format!(
+        r#"{{"error":{{"code":"body_timeout","message":"the request body did not arrive within {} s"}}}}"#,
+        timeout.as_secs_f64()
+    );
+    let mut response = json_response(StatusCode::REQUEST_TIMEOUT, body);
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 impl Handler for Gateway {
@@ -220,14 +248,8 @@ impl Handler for Gateway {
                 let (tenant_id, source_id) = (tenant_id.to_owned(), source_id.to_owned());
                 return self.source(&tenant_id, &source_id, request).await;
             }
-        } else if request.method() == Method::GET {
-            match path {
-                "/healthz" => return self.health(),
-                "/v1/dead-letters" => {
-                    return json_response(StatusCode::OK, self.bus.dead_letters_json());
-                }
-                _ => {}
-            }
+        } else if request.method() == Method::GET && path == "/healthz" {
+            return json_response(StatusCode::OK, HEALTHY);
         }
         json_response(StatusCode::NOT_FOUND, NOT_FOUND)
     }

@@ -7,9 +7,16 @@
 //!   the authorizer's payload 2.0 event, ingest's proxy event.
 //! - [`bus`]: EventBridge, the rule, SQS and its dead-letter queue in
 //!   memory, feeding the connector's delivery code.
+//! - [`operations`]: the operator's routes (the bus's counts, the dead
+//!   letters), on a listener of their own, loopback by default;
+//!   [`dead_letters`] indexes the dead-letter file for them.
+//! - [`connections`]: both listeners' connection cap and timeouts.
 
 pub mod bus;
+pub mod connections;
+pub mod dead_letters;
 pub mod front;
+pub mod operations;
 pub mod serve;
 
 pub use serve::ServeArgs;

@@ -3,7 +3,11 @@
 //! The authorizer, ingest and connector are the Lambdas' own handlers
 //! (built from the same environment variables), joined by the in-process
 //! bus ([`super::bus`]) in place of EventBridge and SQS, behind an HTTP
-//! front that does what API Gateway does ([`super::front`]).
+//! front that does what API Gateway does ([`super::front`]). The bus's
+//! counts and its dead letters are served on a listener of their own
+//! ([`super::operations`]), on loopback unless told otherwise; both
+//! listeners cap their connections and time out slow ones
+//! ([`super::connections`]).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -29,7 +33,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::bus::{Bus, BusPublisher, Limits, Redelivery, Snapshot};
+use super::connections::{self, Connections, Policy};
+use super::dead_letters::DeadLetters;
 use super::front::Gateway;
+use super::operations::Operations;
 use crate::output::{self, count};
 use crate::sender::receive::Receiver;
 
@@ -44,6 +51,15 @@ const DEMO_TENANT: &str = "demo";
 const IDEMPOTENCY_KEYS: usize = 100_000;
 /// How long requests in progress may take to finish at shutdown.
 const REQUEST_GRACE: Duration = Duration::from_secs(10);
+/// Connections the operations listener holds at once: a few operators and
+/// a monitor. Each may be reading one dead letter (up to 1 MiB).
+const OPERATIONS_CONNECTIONS: usize = 16;
+/// Open files kept for the gateway itself when fitting `--max-connections`
+/// under the open-files limit (standard streams, the runtime, listeners,
+/// the dead-letter file, the demo receiver). The operations listener's
+/// connections and two per delivery slot (a connection and a spare in the
+/// pool) are kept besides.
+const RESERVED_FILES: usize = 64;
 
 /// `formbridge serve`: run the whole pipeline (authorizer, ingest, bus,
 /// connector) in one process.
@@ -55,8 +71,10 @@ const REQUEST_GRACE: Duration = Duration::from_secs(10);
     formbridge serve --tenants examples/tenants.json --allow-private-destinations\n      \
         your tenants (a JSON array of tenant records, or one record),\n      \
         delivering to endpoints on this machine\n  \
-    formbridge serve --listen 0.0.0.0:8080 --tenants tenants.json \\\n      \
-        --dead-letters dead.jsonl\n\n\
+    formbridge serve --listen 0.0.0.0:8080 --admin-listen 127.0.0.1:8081 \\\n      \
+        --tenants tenants.json --dead-letters dead.jsonl\n      \
+        senders reach port 8080; the bus's counts and the dead letters are\n      \
+        on 127.0.0.1:8081 only (GET /healthz, GET /v1/dead-letters)\n\n\
     The functions' environment variables apply (REPLAY_WINDOW_SECONDS,\n\
     MAX_BODY_BYTES, DELIVERY_TIMEOUT_MS, DELIVERY_ATTEMPTS,\n\
     DELIVERY_CONCURRENCY, BREAKER_*, LOG_LEVEL). Ctrl-C or SIGTERM: stop\n\
@@ -70,6 +88,14 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:3000"
     )]
     pub listen: SocketAddr,
+    /// Address of the operational routes (GET /healthz with the bus's counts, GET /v1/dead-letters); the default is a free loopback port, printed at start.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "FORMBRIDGE_ADMIN_LISTEN",
+        default_value = "127.0.0.1:0"
+    )]
+    pub admin_listen: SocketAddr,
     /// Tenants file: a JSON array of tenant records, or one record. Without it: a demo tenant and a built-in receiver.
     #[arg(long, value_name = "FILE")]
     pub tenants: Option<PathBuf>,
@@ -88,9 +114,21 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for accepted events to be delivered before dead-lettering the rest.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3_600))]
     pub shutdown_timeout: u64,
-    /// Append dead letters to this file, as JSON lines (they are also listed by GET /v1/dead-letters).
+    /// Append dead letters to this file, as JSON lines, created readable by its owner only (without it they are kept in an unnamed temporary file until exit); listed by GET /v1/dead-letters on --admin-listen.
     #[arg(long, value_name = "FILE")]
     pub dead_letters: Option<PathBuf>,
+    /// Connections open at once on --listen; beyond it, new connections wait until one closes. Lowered to fit the open-files limit (ulimit -n).
+    #[arg(long, value_name = "N", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Seconds a connection has to send a request's headers (from its start, or from the first byte of its next request).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub header_read_timeout: u64,
+    /// Seconds a signed request's body has to arrive once its headers are in and the request is authorized; then 408 and the connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub body_read_timeout: u64,
+    /// Seconds a kept-alive connection may wait for its next request (or a client take to read an answer) before it is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub idle_timeout: u64,
     /// Seconds between progress lines (0: none).
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub progress_interval: u64,
@@ -134,6 +172,17 @@ pub async fn run(options: ServeArgs) -> anyhow::Result<Snapshot> {
         )
     })?;
     let address = listener.local_addr().context("the listening address")?;
+    let admin_listener = TcpListener::bind(options.admin_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (--admin-listen, the operational routes): choose another address, or 127.0.0.1:0 for any free port",
+                options.admin_listen
+            )
+        })?;
+    let admin_address = admin_listener
+        .local_addr()
+        .context("the operations listener's address")?;
 
     let (store, demo) = match &options.tenants {
         Some(path) => {
@@ -170,12 +219,17 @@ pub async fn run(options: ServeArgs) -> anyhow::Result<Snapshot> {
         concurrency: connector_config.concurrency,
         per_destination: connector_config.per_destination,
     };
+    // The bus appends dead letters to this file; the operations listener
+    // indexes it, so that no payload is kept in memory for listing.
+    let (dead_letters, shared_file) = DeadLetters::open(options.dead_letters.as_deref())?;
     let bus = Arc::new(Bus::new(
         connector,
         limits,
         redelivery,
-        options.dead_letters.as_deref(),
+        Some(dead_letters.path()),
     )?);
+    dead_letters.unlink_temporary();
+    let dead_letters = Arc::new(dead_letters);
     let publisher = BusPublisher::new(Arc::clone(&bus));
     let dispatcher = tokio::spawn(Arc::clone(&bus).run());
 
@@ -201,23 +255,63 @@ pub async fn run(options: ServeArgs) -> anyhow::Result<Snapshot> {
                 store.clone(),
                 CachePolicy::with_ttl(authorizer_config.secret_cache_ttl),
             )),
-        Arc::clone(&bus),
         ingest_config.max_body_bytes,
+        Duration::from_secs(options.body_read_timeout),
+    ));
+
+    let timeouts = Policy {
+        max_connections: OPERATIONS_CONNECTIONS,
+        header_read_timeout: Duration::from_secs(options.header_read_timeout),
+        idle_timeout: Duration::from_secs(options.idle_timeout),
+    };
+    let requested = options.max_connections as usize;
+    let reserve = RESERVED_FILES + OPERATIONS_CONNECTIONS + 2 * connector_config.concurrency.max(1);
+    let (max_connections, open_files) = connections::fit_to_open_files(requested, reserve);
+    let gateway_connections = Arc::new(Connections::new(Policy {
+        max_connections,
+        ..timeouts
+    }));
+    let operations_connections = Arc::new(Connections::new(timeouts));
+    let operations = Arc::new(Operations::new(
+        Arc::clone(&bus),
+        Arc::clone(&dead_letters),
+        Arc::clone(&gateway_connections),
+        Arc::clone(&operations_connections),
     ));
 
     banner(
         address,
+        admin_address,
         &store,
         demo.as_ref(),
-        &bus,
+        &dead_letters,
         connector_config.allow_private_destinations,
     );
+    if let Some(warning) = shared_file {
+        output::line(format_args!("formbridge: warning: {warning}"));
+    }
+    if let Some(limit) = open_files {
+        output::line(format_args!(
+            "formbridge: note: at most {max_connections} connections at once, not {requested}: the open-files limit is {limit} (raise it with ulimit -n)"
+        ));
+    }
 
     let (stop, stopped) = watch::channel(false);
-    let server = tokio::spawn(crate::http::serve(
+    let server = tokio::spawn(connections::serve(
         listener,
         gateway,
-        stopped.clone(),
+        gateway_connections,
+        stopped,
+        REQUEST_GRACE,
+    ));
+    // The operations listener stays up while the bus drains, so that its
+    // progress can be watched.
+    let (operations_stop, operations_stopped) = watch::channel(false);
+    let operations_server = tokio::spawn(connections::serve(
+        admin_listener,
+        operations,
+        operations_connections,
+        operations_stopped,
         REQUEST_GRACE,
     ));
     let (receiver_stop, receiver_stopped) = watch::channel(false);
@@ -246,13 +340,15 @@ pub async fn run(options: ServeArgs) -> anyhow::Result<Snapshot> {
     let shutdown_timeout = Duration::from_secs(options.shutdown_timeout);
     let last = bus.drain(shutdown_timeout, dispatcher).await;
     progress.abort();
+    let _ = operations_stop.send(true);
+    let _ = operations_server.await;
     let _ = receiver_stop.send(true);
     if let Some(receiver_server) = receiver_server {
         let _ = receiver_server.await;
     }
     output::line(format_args!("formbridge: stopped. {}", summary(&last)));
     if last.dead_lettered > 0 {
-        match bus.dead_letter_file() {
+        match dead_letters.file() {
             Some(path) => output::line(format_args!(
                 "formbridge: {} {} in {}",
                 count(last.dead_lettered, "dead letter"),
@@ -355,16 +451,26 @@ fn warn_about_tenants(store: &MemoryTenantStore, rules: GuardRules) {
 
 fn banner(
     address: SocketAddr,
+    admin_address: SocketAddr,
     store: &MemoryTenantStore,
     demo: Option<&Demo>,
-    bus: &Bus,
+    dead_letters: &DeadLetters,
     allow_private: bool,
 ) {
     let url = format!("http://{address}");
     output::line(format_args!("formbridge: local gateway listening on {url}"));
     output::line(format_args!(
-        "formbridge: POST {url}/v1/tenants/{{tenant_id}}/submissions · POST {url}/v1/tenants/{{tenant_id}}/sources/{{source_id}} · GET {url}/healthz · GET {url}/v1/dead-letters"
+        "formbridge: POST {url}/v1/tenants/{{tenant_id}}/submissions · POST {url}/v1/tenants/{{tenant_id}}/sources/{{source_id}} · GET {url}/healthz"
     ));
+    let admin = format!("http://{admin_address}");
+    output::line(format_args!(
+        "formbridge: operations on {admin}: GET {admin}/healthz (the bus's counts) · GET {admin}/v1/dead-letters · GET {admin}/v1/dead-letters/{{submission_id}}"
+    ));
+    if !admin_address.ip().is_loopback() {
+        output::line(format_args!(
+            "formbridge: warning: the operational routes, dead letters and their payloads included, are served on {admin_address} to anyone who can reach it; the default is a loopback port"
+        ));
+    }
     match demo {
         Some(demo) => {
             output::line(format_args!(
@@ -432,7 +538,7 @@ fn banner(
             "formbridge: private and plain-http destinations are allowed (local use only)"
         ));
     }
-    if let Some(path) = bus.dead_letter_file() {
+    if let Some(path) = dead_letters.file() {
         output::line(format_args!(
             "formbridge: dead letters are appended to {}",
             path.display()

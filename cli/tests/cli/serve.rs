@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use testkit::{HttpServer, RecordedRequest, Reply};
 
 use crate::harness::{
-    Gateway, SIGNING_SECRET, Submission, WEBHOOK_SECRET, answer, get_json, get_json_when,
-    health_when, ids, record, run, scratch_dir, sigterm, tenant, tenants_file, wait_until,
+    Gateway, SIGNING_SECRET, Submission, WEBHOOK_SECRET, answer, get_json, get_json_when, ids,
+    record, run, scratch_dir, sigterm, tenant, tenants_file, wait_until,
 };
 
 /// Checks a delivery as a receiver using the official Standard Webhooks
@@ -21,6 +21,32 @@ fn verified(request: &RecordedRequest) -> Value {
         request.text()
     );
     serde_json::from_slice(&request.body).unwrap()
+}
+
+/// The operations listener's URL (`--admin-listen`), from the start-up
+/// lines.
+fn operations_url(lines: &[String]) -> Option<String> {
+    let line = lines
+        .iter()
+        .find(|l| l.contains("formbridge: operations on "))?;
+    let url = line.split("operations on ").nth(1)?.split(':').take(3);
+    Some(url.collect::<Vec<_>>().join(":"))
+}
+
+/// The operations listener of a gateway the harness started.
+fn operations(gateway: &Gateway) -> String {
+    gateway.wait_for_line("the operations line", |l| l.contains("operations on "));
+    operations_url(&gateway.stdout()).unwrap()
+}
+
+/// `GET /healthz` on the operations listener until `done` holds for its
+/// body (the bus counts a delivery just after the receiver has seen it).
+async fn health_when(
+    client: &reqwest::Client,
+    gateway: &Gateway,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    get_json_when(client, &format!("{}/healthz", operations(gateway)), done).await
 }
 
 fn gateway_for(receiver: &HttpServer, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
@@ -241,7 +267,7 @@ async fn every_refusal_has_the_deployed_status_and_body() {
         assert_eq!(response.status(), 404, "{method} {path}");
     }
     // Only the rate-limited tenant's first request was accepted.
-    let health: Value = get_json(&client, &format!("{}/healthz", gateway.url)).await;
+    let health: Value = get_json(&client, &format!("{}/healthz", operations(&gateway))).await;
     assert_eq!(health["bus"]["accepted"], 1);
     assert!(receiver.requests().is_empty());
     // Denials are logged with their reason; no secret or signature is.
@@ -444,7 +470,7 @@ async fn failed_deliveries_are_retried_then_dead_lettered_for_inspection() {
         assert_eq!(status, 202, "{body}");
         sent.push(ids(&body)[0].clone());
     }
-    let dead_letters = format!("{}/v1/dead-letters", gateway.url);
+    let dead_letters = format!("{}/v1/dead-letters", operations(&gateway));
     let listed = get_json_when(&client, &dead_letters, |l| l["total"] == 3).await;
     assert_eq!(listed["total"], 3, "{listed}");
     let by_tenant = |t: &str| {
@@ -466,7 +492,11 @@ async fn failed_deliveries_are_retried_then_dead_lettered_for_inspection() {
         (Some("http_4xx"), Some("permanent"), Some(1))
     );
     assert_eq!(gone["submission_id"], sent[0]);
-    assert_eq!(gone["event"]["detail"]["submission_id"], sent[0]);
+    // The listing summarises; the dead letter whole is fetched by its ID.
+    assert!(gone.get("event").is_none(), "{gone}");
+    let whole = get_json(&client, &format!("{dead_letters}/{}", sent[0])).await;
+    assert_eq!(whole["event"]["detail"]["submission_id"], sent[0]);
+    assert_eq!(whole["reason"], "http_4xx");
     let down = by_tenant("down");
     assert_eq!(
         (
@@ -511,7 +541,7 @@ async fn private_destinations_are_refused_unless_allowed() {
     let (status, _) =
         answer(Submission::json("acme", "{}").request(&client, &gateway.submissions("acme"))).await;
     assert_eq!(status, 202);
-    let dead_letters = format!("{}/v1/dead-letters", gateway.url);
+    let dead_letters = format!("{}/v1/dead-letters", operations(&gateway));
     let listed = get_json_when(&client, &dead_letters, |l| l["total"] == 1).await;
     assert_eq!(
         listed["dead_letters"][0]["reason"], "destination_not_allowed",
@@ -994,4 +1024,308 @@ async fn an_isolated_tenant_is_served_on_the_same_routes_as_the_others() {
             .iter()
             .any(|d| d["data"]["source"]["id"] == "jot" && d["data"]["payload"]["q1"] == "yes")
     );
+}
+
+// ---- Hostile operators and clients: dead letters, connections, timeouts.
+
+/// A `formbridge serve` started here rather than by the harness: under a
+/// lower open-files limit when asked, its process ID known (for its peak
+/// memory).
+struct Served {
+    child: std::process::Child,
+    url: String,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Served {
+    /// Starts `serve ARGS` on a free port, under `ulimit -n NOFILE` when
+    /// given, and waits until it listens.
+    fn start(nofile: Option<u32>, args: &[&str]) -> Self {
+        use std::io::{BufRead as _, Read as _};
+        let port = testkit::free_port();
+        let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{limit}exec \"$0\" serve \"$@\""))
+            .arg(crate::harness::BINARY)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .env("LOG_LEVEL", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = std::sync::Arc::clone(&stdout);
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let text = std::sync::Arc::clone(&stderr);
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buffer = [0; 4096];
+            while let Ok(n @ 1..) = err.read(&mut buffer) {
+                text.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        let served = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            stdout,
+            stderr,
+        };
+        wait_until("the gateway to listen", || {
+            operations_url(&served.stdout()).is_some() || served.stderr().contains("error")
+        });
+        assert!(
+            operations_url(&served.stdout()).is_some(),
+            "{}",
+            served.stderr()
+        );
+        served
+    }
+
+    fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Where the operational routes are served.
+    fn operations(&self) -> String {
+        operations_url(&self.stdout()).unwrap()
+    }
+
+    fn peak_rss_mib(&self) -> u64 {
+        testkit::cold_start::peak_rss_kib(self.child.id()).unwrap() / 1024
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dead_letter_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = scratch_dir();
+    let tenants = tenants_file(&dir, &[tenant("nowhere", None)]);
+    let file = dir.join("dead.jsonl");
+    let gateway = Gateway::start(
+        &[
+            "--tenants",
+            tenants.to_str().unwrap(),
+            "--dead-letters",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let client = reqwest::Client::new();
+    let (status, _) = answer(
+        Submission::json("nowhere", r#"{"card":"4111"}"#)
+            .request(&client, &gateway.submissions("nowhere")),
+    )
+    .await;
+    assert_eq!(status, 202);
+    wait_until("the dead letter", || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t.contains("4111"))
+    });
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the dead-letter file holds payloads: {mode:o}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_as_summaries_in_bounded_memory() {
+    let dir = scratch_dir();
+    let tenants = tenants_file(&dir, &[tenant("nowhere", None)]);
+    let served = Served::start(None, &["--tenants", tenants.to_str().unwrap()]);
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/tenants/nowhere/submissions", served.url);
+    // 100 dead letters of 256 KiB each (just under MAX_BODY_BYTES).
+    let pad = "x".repeat(262_000);
+    for i in 0..100 {
+        let body = format!(r#"{{"i":{i},"pad":"{pad}"}}"#);
+        let (status, answer_body) =
+            answer(Submission::json("nowhere", &body).request(&client, &url)).await;
+        assert_eq!(status, 202, "{answer_body}");
+    }
+    let listing = format!("{}/v1/dead-letters", served.operations());
+    get_json_when(&client, &listing, |l| l["total"] == 100).await;
+    let before = served.peak_rss_mib();
+    // Eight listings at once, five times over.
+    let mut sizes = Vec::new();
+    for _ in 0..5 {
+        let lists = (0..8).map(|_| {
+            let (client, listing) = (client.clone(), listing.clone());
+            tokio::spawn(async move {
+                let response = client.get(&listing).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                response.bytes().await.unwrap().len()
+            })
+        });
+        for list in lists.collect::<Vec<_>>() {
+            sizes.push(list.await.unwrap());
+        }
+    }
+    let after = served.peak_rss_mib();
+    eprintln!("peak RSS {before} MiB before the listings, {after} MiB after");
+    assert!(
+        after < before + 32,
+        "peak RSS {before} MiB before the listings, {after} MiB after"
+    );
+    assert!(
+        sizes.iter().all(|s| *s < 1 << 20),
+        "listings of {sizes:?} bytes"
+    );
+    // Pages of summaries: IDs, tenant, reason, time and size, no payload.
+    let listed = get_json(&client, &format!("{listing}?limit=40")).await;
+    let page = listed["dead_letters"].as_array().unwrap();
+    assert_eq!((page.len(), listed["next"].as_u64()), (40, Some(40)));
+    let first = &page[0];
+    assert_eq!(first["tenant_id"], "nowhere");
+    assert_eq!(first["reason"], "no_destination");
+    assert!(first["size"].as_u64().unwrap() > 262_000, "{first}");
+    assert!(first["dead_lettered_at"].is_string(), "{first}");
+    assert!(first.get("event").is_none(), "no payload in a listing");
+    let last = get_json(&client, &format!("{listing}?after=80&limit=40")).await;
+    assert_eq!(last["dead_letters"].as_array().unwrap().len(), 20);
+    assert_eq!(last["next"], Value::Null);
+    // One dead letter whole, by its ID, when asked for.
+    let id = first["submission_id"].as_str().unwrap();
+    let whole = get_json(&client, &format!("{listing}/{id}")).await;
+    assert_eq!(whole["event"]["detail"]["payload"]["pad"], pad);
+    let unknown = client.get(format!("{listing}/nope")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let too_many = client
+        .get(format!("{listing}?limit=5000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_many.status(), 400);
+    // Nothing of it where senders post.
+    let public = client
+        .get(format!("{}/v1/dead-letters", served.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+    let health = get_json(&client, &format!("{}/healthz", served.url)).await;
+    assert_eq!(health, json!({"status": "ok"}));
+}
+
+/// A request's headers, signed for `body`, as raw HTTP/1.1.
+fn raw_signed_head(host: &str, tenant: &str, body: &[u8]) -> String {
+    let signed = shared::signature::sign_request(
+        &shared::Secret::new(SIGNING_SECRET.to_owned()),
+        &shared::tenant_id::TenantId::parse(tenant).unwrap(),
+        body,
+        shared::signature::unix_now(),
+    );
+    format!(
+        "POST /v1/tenants/{tenant}/submissions HTTP/1.1\r\nhost: {host}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\
+         content-digest: {}\r\nx-formbridge-timestamp: {}\r\n\
+         x-formbridge-signature: {}\r\n\r\n",
+        body.len(),
+        signed.content_digest,
+        signed.timestamp,
+        signed.signature
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_is_answered_408_within_the_body_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let receiver = HttpServer::start(|_, _| Reply::json(204, ""));
+    let gateway = gateway_for(&receiver, &["--body-read-timeout", "1"], &[]);
+    let host = gateway.url.trim_start_matches("http://").to_owned();
+    let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(998));
+    assert_eq!(body.len(), 1_008);
+    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    stream
+        .write_all(raw_signed_head(&host, "acme", body.as_bytes()).as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(&body.as_bytes()[..10]).await.unwrap();
+    // Generous: the answer is due after the configured second.
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut reply)).await;
+    assert!(read.is_ok(), "the connection is still held after 20 s");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#""code":"body_timeout""#), "{text}");
+    assert!(receiver.requests().is_empty());
+    // The gateway still takes the whole request.
+    let client = reqwest::Client::new();
+    let (status, _) =
+        answer(Submission::json("acme", &body).request(&client, &gateway.submissions("acme")))
+            .await;
+    assert_eq!(status, 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_open_files_limit_do_not_starve_the_health_check() {
+    let dir = scratch_dir();
+    let tenants = tenants_file(&dir, &[tenant("nowhere", None)]);
+    let served = Served::start(
+        Some(128),
+        &[
+            "--tenants",
+            tenants.to_str().unwrap(),
+            "--header-read-timeout",
+            "2",
+        ],
+    );
+    let host = served.url.trim_start_matches("http://").to_owned();
+    // 150 connections that never send a byte.
+    let mut idle = Vec::new();
+    for _ in 0..150 {
+        idle.push(tokio::net::TcpStream::connect(&host).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let health = client
+        .get(format!("{}/healthz", served.operations()))
+        .send()
+        .await;
+    let health = health.expect("/healthz answers while 150 connections idle");
+    assert_eq!(health.status(), 200);
+    let health: Value = serde_json::from_str(&health.text().await.unwrap()).unwrap();
+    let (open, limit) = (
+        health["connections"]["gateway"]["open"].as_u64().unwrap(),
+        health["connections"]["gateway"]["limit"].as_u64().unwrap(),
+    );
+    assert!(limit < 128 && open <= limit, "{health}");
+    let out = served.stdout().join("\n");
+    assert!(
+        out.contains(&format!("at most {limit} connections")),
+        "{out}"
+    );
+    // The idle ones are closed after the header timeout; a sender that
+    // waited in the queue is then served.
+    let (status, body) = answer(Submission::json("nowhere", "{}").request(
+        &client,
+        &format!("{}/v1/tenants/nowhere/submissions", served.url),
+    ))
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let storms = served.stderr().matches("Too many open files").count();
+    assert_eq!(storms, 0, "{}", served.stderr());
+    drop(idle);
 }
