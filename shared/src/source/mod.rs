@@ -425,7 +425,8 @@ impl SourceKeys {
     /// or without `\/`, percent-encoded, and as the query carried it)
     /// becomes `REDACTED`. `None` when
     /// there is nothing to remove; [`TokenInBody`] when the result would
-    /// not be JSON (the token written outside a string).
+    /// not be JSON (the token written outside a string) or a string still
+    /// holds the token once its escapes are decoded (`\u0074ok_...`).
     pub fn redact_presented_secret(
         &self,
         query: &str,
@@ -464,7 +465,17 @@ impl SourceKeys {
             Some(text) if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err() => {
                 Err(TokenInBody)
             }
-            other => Ok(other),
+            // A string may spell the token with escapes no list can hold
+            // (`\u0074` for `t`, any mix): a receiver decoding the JSON
+            // would read it. Such a body is refused, as a token outside a
+            // string is. Only text with an escape needs the decoding pass.
+            other => {
+                let text = other.as_deref().unwrap_or(payload);
+                if text.contains('\\') && !decoded_strings_lack(text, &token) {
+                    return Err(TokenInBody);
+                }
+                Ok(other)
+            }
         }
     }
 
@@ -484,8 +495,26 @@ impl fmt::Debug for SourceKeys {
     }
 }
 
-/// A body that holds the source's token where it cannot be redacted (not
-/// inside a JSON string).
+/// Whether no string and no object key of JSON `text`, once decoded,
+/// contains `needle`; `false` when `text` cannot be decoded (a lone
+/// surrogate, a number serde_json cannot hold), so that what cannot be
+/// checked is not kept.
+fn decoded_strings_lack(text: &str, needle: &str) -> bool {
+    fn lacks(value: &serde_json::Value, needle: &str) -> bool {
+        match value {
+            serde_json::Value::String(s) => !s.contains(needle),
+            serde_json::Value::Array(items) => items.iter().all(|v| lacks(v, needle)),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .all(|(key, v)| !key.contains(needle) && lacks(v, needle)),
+            _ => true,
+        }
+    }
+    serde_json::from_str(text).is_ok_and(|value| lacks(&value, needle))
+}
+
+/// A body that holds the source's token where it cannot be redacted: not
+/// inside a JSON string, or spelt there with JSON escapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
     "the body holds the source's token outside a JSON string; it is refused rather than stored"

@@ -794,6 +794,37 @@ fn a_token_presented_in_the_url_is_redacted_from_the_payload_in_every_spelling()
     );
 }
 
+/// Found by fuzzing (fuzz/fuzz_targets/ingest_event.rs): a token spelt
+/// with a JSON escape inside a string passed redaction, and a receiver
+/// decoding the event read the token.
+#[test]
+fn a_token_spelt_with_json_escapes_in_the_payload_is_refused() {
+    let token = "tok_fuzz_token_secret_00000000000000000000";
+    let keys = SourceKeys::new(
+        Provider::parse("token").expect("known"),
+        &[Secret::new(token)],
+    )
+    .expect("valid");
+    let query = format!("token={token}");
+    let escaped = format!("\\u0074{}", &token[1..]);
+    for payload in [
+        format!(r#"{{"q1":"{escaped}"}}"#),
+        format!(r#"{{"rawRequest":{{"url":"https:\/\/x\/?token={escaped}"}}}}"#),
+        format!(r#"{{"{escaped}":1}}"#),
+        // The plain spelling beside it is redacted; the escaped one stays.
+        format!(r#"["{token}","{escaped}"]"#),
+    ] {
+        assert_eq!(
+            keys.redact_presented_secret(&query, &payload),
+            Err(TokenInBody),
+            "{payload}"
+        );
+    }
+    // Escapes that do not spell the token change nothing.
+    let payload = r#"{"a":"caf\u00e9 \/ \"q\"","b":"tok_other"}"#;
+    assert_eq!(keys.redact_presented_secret(&query, payload), Ok(None));
+}
+
 #[test]
 fn no_provider_accepts_a_timestamp_further_than_the_widest_window() {
     for provider in PROVIDERS {
