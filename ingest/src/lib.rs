@@ -266,7 +266,7 @@ pub enum Rejection {
     #[error(transparent)]
     Body(#[from] BodyError),
     /// One event would exceed what the bus takes in one entry.
-    #[error("submission {} makes a {}-byte event; the bus takes at most {} bytes", .0.index, .0.size, publish::MAX_CALL_BYTES)]
+    #[error("submission {} makes a {}-byte event; the delivery queues take events of at most {} bytes", .0.index, .0.size, publish::MAX_ENTRY_BYTES)]
     EventTooLarge(EntryTooLarge),
     /// `Idempotency-Key` is not 1 to 255 printable ASCII characters.
     #[error(transparent)]

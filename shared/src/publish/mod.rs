@@ -37,6 +37,13 @@ pub const MAX_ENTRIES_PER_CALL: usize = 10;
 /// PutEvents takes at most this many bytes per call (1 MiB), counted as in
 /// [`BusEntry::size`].
 pub const MAX_CALL_BYTES: usize = 1_048_576;
+/// The largest entry published: what the queues behind the bus can still
+/// hold once EventBridge wraps it. An SQS message holds 1 MiB, body and
+/// attributes; EventBridge's envelope (739 bytes at most) and the
+/// dead-letter queue's attributes (2,048 bytes allowed) take some of it,
+/// so 8 KiB are kept for them. A larger event would reach the archive and
+/// no queue (docs/deploying.md, "The largest body").
+pub const MAX_ENTRY_BYTES: usize = MAX_CALL_BYTES - 8_192;
 /// What a `Time` field adds to an entry's size.
 pub const TIME_BYTES: usize = 14;
 /// Calls of one request in flight at once.
@@ -181,9 +188,9 @@ impl EntryError {
     }
 }
 
-/// An entry that alone exceeds [`MAX_CALL_BYTES`].
+/// An entry over [`MAX_ENTRY_BYTES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("event {index} is {size} bytes; the bus takes at most {MAX_CALL_BYTES}")]
+#[error("event {index} is {size} bytes; events of at most {MAX_ENTRY_BYTES} fit the queues")]
 pub struct EntryTooLarge {
     /// Its position in the request.
     pub index: usize,
@@ -203,13 +210,14 @@ pub struct PublishReport {
 }
 
 /// Splits entries into calls, in order: a call ends when the next entry
-/// would make it exceed [`MAX_ENTRIES_PER_CALL`] or [`MAX_CALL_BYTES`].
+/// would make it exceed [`MAX_ENTRIES_PER_CALL`] or [`MAX_CALL_BYTES`]. An
+/// entry over [`MAX_ENTRY_BYTES`] is refused.
 pub fn plan_calls(entries: &[BusEntry]) -> Result<Vec<Range<usize>>, EntryTooLarge> {
     let mut calls = Vec::with_capacity(entries.len().div_ceil(MAX_ENTRIES_PER_CALL));
     let (mut start, mut bytes) = (0, 0);
     for (index, entry) in entries.iter().enumerate() {
         let size = entry.size();
-        if size > MAX_CALL_BYTES {
+        if size > MAX_ENTRY_BYTES {
             return Err(EntryTooLarge { index, size });
         }
         if index - start == MAX_ENTRIES_PER_CALL || bytes + size > MAX_CALL_BYTES {

@@ -137,12 +137,32 @@ fn calls_are_split_by_size() {
     // 300,000-byte details: three fit in 1 MiB, a fourth does not.
     let plan = plan_calls(&entries(10, 300_000)).expect("fits");
     assert_eq!(plan, vec![0..3, 3..6, 6..9, 9..10]);
-    // An entry of exactly the limit travels alone.
+    // An entry of exactly the largest size shares its call with what
+    // still fits in 1 MiB beside it, and no more.
     let overhead = TIME_BYTES + "form-bridge".len() + "form.submission".len();
-    let exact = entry(1, MAX_CALL_BYTES - overhead);
-    assert_eq!(exact.size(), MAX_CALL_BYTES);
-    let plan = plan_calls(&[entry(0, 10), exact, entry(2, 10)]).expect("fits");
-    assert_eq!(plan, vec![0..1, 1..2, 2..3]);
+    let exact = entry(1, MAX_ENTRY_BYTES - overhead);
+    assert_eq!(exact.size(), MAX_ENTRY_BYTES);
+    let plan = plan_calls(&[entry(0, 10), exact, entry(2, 10_000)]).expect("fits");
+    assert_eq!(plan, vec![0..2, 2..3]);
+}
+
+/// An event EventBridge takes but the queues behind it cannot hold once
+/// wrapped (SQS: 1 MiB for body and attributes) would live only in the
+/// archive: it is refused like one over the call's limit.
+#[test]
+fn an_entry_too_large_for_the_queues_is_refused() {
+    let overhead = TIME_BYTES + "form-bridge".len() + "form.submission".len();
+    let fits = entry(0, MAX_ENTRY_BYTES - overhead);
+    let plan = plan_calls(std::slice::from_ref(&fits)).expect("fits");
+    assert_eq!((plan.len(), plan.first()), (1, Some(&(0..1))));
+    for size in [MAX_ENTRY_BYTES + 1, MAX_CALL_BYTES - 100, MAX_CALL_BYTES] {
+        let over = entry(0, size - overhead);
+        assert_eq!(
+            plan_calls(&[over]),
+            Err(EntryTooLarge { index: 0, size }),
+            "{size}"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
