@@ -118,6 +118,14 @@ fn failing(moto: &MotoServer, operation_name: &'static str, fault: Fault) -> Fau
     })
 }
 
+fn throttled() -> Fault {
+    Fault::status(
+        400,
+        SQS_JSON,
+        r#"{"__type":"com.amazonaws.sqs#ThrottlingException","message":"Rate exceeded"}"#,
+    )
+}
+
 /// An operation and how it fails.
 type FailedCall = (&'static str, Fault);
 
@@ -129,7 +137,8 @@ fn server_error() -> Fault {
     )
 }
 
-/// Every fault, and where the three dead letters are afterwards: (in the
+/// Every fault (refused, 5xx, throttled, never answering, unreadable) of
+/// the call it hits, and where the three dead letters are afterwards: (in the
 /// dead-letter queue, on the delivery queue). Each ends with the command
 /// failing and every dead letter in at least one queue.
 #[tokio::test(flavor = "multi_thread")]
@@ -144,6 +153,16 @@ async fn a_redrive_that_sqs_fails_loses_no_dead_letter() {
             (3, 0),
         ),
         (
+            "ReceiveMessage throttled",
+            Some(("ReceiveMessage", throttled())),
+            (3, 0),
+        ),
+        (
+            "ReceiveMessage slow",
+            Some(("ReceiveMessage", Fault::hang())),
+            (3, 0),
+        ),
+        (
             "ReceiveMessage unreadable",
             Some((
                 "ReceiveMessage",
@@ -155,6 +174,16 @@ async fn a_redrive_that_sqs_fails_loses_no_dead_letter() {
         (
             "SendMessageBatch 5xx",
             Some(("SendMessageBatch", server_error())),
+            (3, 0),
+        ),
+        (
+            "SendMessageBatch throttled",
+            Some(("SendMessageBatch", throttled())),
+            (3, 0),
+        ),
+        (
+            "SendMessageBatch slow",
+            Some(("SendMessageBatch", Fault::hang())),
             (3, 0),
         ),
         // Sent, not deleted: in both queues.
