@@ -366,3 +366,32 @@ async fn a_completion_that_fails_leaves_the_key_claimed_not_free() {
         Claim::InProgress
     );
 }
+
+/// Every test docs/fault-matrix.md cites (`path::function`) is defined in
+/// the file it names, so the page cannot point at a test that was renamed
+/// or removed.
+#[test]
+fn every_test_the_fault_matrix_cites_exists() {
+    let root = testkit::workspace_root();
+    let page = std::fs::read_to_string(root.join("docs/fault-matrix.md")).unwrap();
+    let mut cited = 0;
+    // Code spans are the odd pieces between backticks.
+    for span in page.split('`').skip(1).step_by(2) {
+        let Some((path, name)) = span.split_once("::") else {
+            continue;
+        };
+        if !(path.ends_with(".rs") || path.ends_with(".py")) {
+            continue;
+        }
+        let source = std::fs::read_to_string(root.join(path))
+            .unwrap_or_else(|e| panic!("docs/fault-matrix.md cites {path}: {e}"));
+        assert!(
+            [format!("fn {name}("), format!("def {name}(")]
+                .iter()
+                .any(|definition| source.contains(definition.as_str())),
+            "docs/fault-matrix.md cites {path}::{name}, which {path} does not define"
+        );
+        cited += 1;
+    }
+    assert!(cited >= 50, "only {cited} tests cited: is the page still there?");
+}
