@@ -393,5 +393,8 @@ fn every_test_the_fault_matrix_cites_exists() {
         );
         cited += 1;
     }
-    assert!(cited >= 50, "only {cited} tests cited: is the page still there?");
+    assert!(
+        cited >= 50,
+        "only {cited} tests cited: is the page still there?"
+    );
 }
