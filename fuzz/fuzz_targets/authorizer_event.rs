@@ -80,9 +80,16 @@ fn allowed(event: &AuthorizerEvent, api: Option<Api>) {
         None => {
             let timestamp = event.timestamp.as_deref().expect("a timestamp");
             let digest = event.content_digest.as_deref().expect("a digest");
-            let signature = event.signature.as_deref().expect("a signature").to_ascii_lowercase();
+            let signature = event
+                .signature
+                .as_deref()
+                .expect("a signature")
+                .to_ascii_lowercase();
             let ts: i64 = timestamp.parse().expect("a decimal timestamp");
-            assert!((ts - fuzz::NOW).abs() <= 300, "a stale or future timestamp allowed");
+            assert!(
+                (ts - fuzz::NOW).abs() <= 300,
+                "a stale or future timestamp allowed"
+            );
             let signed = record["signing_secrets"]
                 .as_array()
                 .expect("secrets")
@@ -92,7 +99,10 @@ fn allowed(event: &AuthorizerEvent, api: Option<Api>) {
                     let mac = SigningKey::new(&Secret::new(secret)).sign(timestamp, &id, digest);
                     signature.contains(&mac["v1=".len()..])
                 });
-            assert!(signed, "allowed without a signature by one of the tenant's secrets");
+            assert!(
+                signed,
+                "allowed without a signature by one of the tenant's secrets"
+            );
         }
         Some(source) => {
             let provider = record["sources"][source]["provider"]

@@ -62,7 +62,10 @@ fn round_trips(data: &[u8]) {
         .collect();
     // `rawRequest` holding a JSON object is embedded, not a string: the
     // raw reading above covers it.
-    if fields.iter().any(|(name, _)| *name == body::RAW_REQUEST_FIELD) {
+    if fields
+        .iter()
+        .any(|(name, _)| *name == body::RAW_REQUEST_FIELD)
+    {
         return;
     }
     let mut expected: BTreeMap<&str, Vec<&str>> = BTreeMap::new();

@@ -25,8 +25,8 @@ fuzz_target!(|data: &[u8]| {
                 let text = payload.get();
                 assert!(text.starts_with('{'), "{text:?}");
                 let start = text.as_ptr() as usize;
-                let inside = start >= range.start as usize
-                    && start + text.len() <= range.end as usize;
+                let inside =
+                    start >= range.start as usize && start + text.len() <= range.end as usize;
                 assert!(inside, "a JSON payload is not the received text");
                 in_envelopes(text);
             }

@@ -48,14 +48,18 @@ fuzz_target!(|data: &[u8]| {
     };
     let config = Config::from_env(&Env::new(|_| None)).expect("the default configuration");
     let receiver = Receiver::default();
-    let connector = Connector::new(fuzz::tenants(), &receiver, &config, Metrics::off("connector"));
+    let connector = Connector::new(
+        fuzz::tenants(),
+        &receiver,
+        &config,
+        Metrics::off("connector"),
+    );
     let outcome = fuzz::block_on(connector.handle(&event, None));
 
     // Which events a destination takes: submissions for acme, the only
     // fixture tenant with one.
-    let deliverable = |json: &str| {
-        Submission::parse(json).is_ok_and(|s| s.detail.tenant_id.as_str() == "acme")
-    };
+    let deliverable =
+        |json: &str| Submission::parse(json).is_ok_and(|s| s.detail.tenant_id.as_str() == "acme");
     let expected_deliveries = match (event.input(), &outcome) {
         (Some(Input::Batch(records)), Ok(Output::Batch(response))) => {
             let expected: Vec<&str> = records
@@ -68,7 +72,10 @@ fuzz_target!(|data: &[u8]| {
                 .iter()
                 .map(|f| f.item_identifier.as_str())
                 .collect();
-            assert_eq!(failed, expected, "batchItemFailures is not exactly the undelivered records");
+            assert_eq!(
+                failed, expected,
+                "batchItemFailures is not exactly the undelivered records"
+            );
             records.iter().filter(|r| deliverable(&r.body)).count()
         }
         (Some(Input::Direct(json)), Ok(Output::Delivered { delivered })) => {
@@ -86,7 +93,11 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let sent = receiver.0.lock().expect("not poisoned");
-    assert_eq!(sent.len(), expected_deliveries, "each deliverable record sent once");
+    assert_eq!(
+        sent.len(),
+        expected_deliveries,
+        "each deliverable record sent once"
+    );
     let secret = WebhookSecret::parse("whsec_ng92kwaaHpqmcSvHrvdxunLgtGKdZvCIHJL9a3IZxJE=")
         .expect("the fixture's destination secret");
     for request in sent.iter() {

@@ -40,8 +40,12 @@ fuzz_target!(|data: &[u8]| {
         secret_cache_ttl: Duration::from_secs(300),
     };
     let (publisher, mut bus) = MemoryPublisher::channel(1_000);
-    let records = CachedTenantStore::new(fuzz::tenants(), CachePolicy::with_ttl(Duration::from_secs(300)));
-    let ingest = Ingest::new(publisher, &config, Metrics::off("ingest")).with_tenant_records(records);
+    let records = CachedTenantStore::new(
+        fuzz::tenants(),
+        CachePolicy::with_ttl(Duration::from_secs(300)),
+    );
+    let ingest =
+        Ingest::new(publisher, &config, Metrics::off("ingest")).with_tenant_records(records);
 
     let response = fuzz::block_on(ingest.handle(&event, fuzz::now()));
     let status = response.status_code;
@@ -59,8 +63,16 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .map(|id| id.as_str().expect("IDs are strings"))
             .collect();
-        assert_eq!(published.len(), ids.len(), "a 202 published other than its IDs");
-        let context = event.request_context.authorizer.as_ref().expect("an authorizer context");
+        assert_eq!(
+            published.len(),
+            ids.len(),
+            "a 202 published other than its IDs"
+        );
+        let context = event
+            .request_context
+            .authorizer
+            .as_ref()
+            .expect("an authorizer context");
         let tenant = context.tenant_and_routing().0.expect("a tenant");
         for (entry, id) in published.iter().zip(&ids) {
             serde_json::from_str::<IgnoredAny>(&entry.detail).expect("events parse");
@@ -72,25 +84,41 @@ fuzz_target!(|data: &[u8]| {
         if context.source_id() == Some("token") {
             for secret in fuzz::source_secrets(tenant, "token") {
                 for entry in &published {
-                    assert!(!entry.detail.contains(secret), "a token source's token published");
+                    assert!(
+                        !entry.detail.contains(secret),
+                        "a token source's token published"
+                    );
+                    assert!(
+                        fuzz::decoded_strings_lack(&entry.detail, secret),
+                        "a token source's token published, spelt with escapes"
+                    );
                 }
             }
         }
     } else {
-        assert!(published.is_empty(), "{status} but published {}", published.len());
+        assert!(
+            published.is_empty(),
+            "{status} but published {}",
+            published.len()
+        );
     }
 
     // Secrets the request did not carry never show in the answer.
     if status != 200 {
         let decoded = match (&event.body, event.is_base64_encoded) {
-            (Some(b), true) => base64::engine::general_purpose::STANDARD.decode(b).unwrap_or_default(),
+            (Some(b), true) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .unwrap_or_default(),
             (Some(b), false) => b.clone().into_bytes(),
             (None, _) => Vec::new(),
         };
         let carried = |s: &str| contains(data, s.as_bytes()) || contains(&decoded, s.as_bytes());
         for secret in fuzz::fixture_secrets() {
             if !carried(secret) {
-                assert!(!response.body.contains(secret.as_str()), "a secret in the answer");
+                assert!(
+                    !response.body.contains(secret.as_str()),
+                    "a secret in the answer"
+                );
             }
         }
     }

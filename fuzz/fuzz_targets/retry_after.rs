@@ -20,15 +20,22 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(wait, Some(Duration::from_secs(seconds)));
     } else if let Some(wait) = wait {
         // An IMF-fixdate: at most year 9999, 8,000 years from now.
-        assert!(wait <= Duration::from_secs(8_000 * 366 * 86_400), "{wait:?}");
+        assert!(
+            wait <= Duration::from_secs(8_000 * 366 * 86_400),
+            "{wait:?}"
+        );
     }
 
     let mut bytes = [0u8; 12];
     for (slot, b) in bytes.iter_mut().zip(data) {
         *slot = *b;
     }
-    let base = Duration::from_millis(u64::from(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])));
-    let max = Duration::from_millis(u64::from(u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]])));
+    let base = Duration::from_millis(u64::from(u32::from_le_bytes([
+        bytes[0], bytes[1], bytes[2], bytes[3],
+    ])));
+    let max = Duration::from_millis(u64::from(u32::from_le_bytes([
+        bytes[4], bytes[5], bytes[6], bytes[7],
+    ])));
     let retry = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     assert!(full_jitter(base, max, retry) <= max);
     assert!(equal_jitter(base, max, retry) <= max);

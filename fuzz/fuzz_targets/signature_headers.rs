@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use shared::signature::{
-    self, DEFAULT_REPLAY_WINDOW, RequestHeaders, SigningKey, VerifyError, check_headers, content_digest,
-    verify_content_digest,
+    self, DEFAULT_REPLAY_WINDOW, RequestHeaders, SigningKey, VerifyError, check_headers,
+    content_digest, verify_content_digest,
 };
 use shared::{Secret, TenantId};
 
@@ -39,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some(id) = &tenant_id {
         let s = id.as_str();
         assert!((1..=63).contains(&s.len()), "{s:?}");
-        assert!(s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+        assert!(
+            s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        );
         assert!(!s.starts_with('-') && !s.ends_with('-'), "{s:?}");
         assert_eq!(s, tenant);
     }
@@ -47,7 +50,9 @@ fuzz_target!(|data: &[u8]| {
     match check_headers(headers, fuzz::NOW, DEFAULT_REPLAY_WINDOW) {
         Ok(fresh) => {
             assert!(!timestamp.is_empty() && timestamp.bytes().all(|b| b.is_ascii_digit()));
-            let ts: i64 = timestamp.parse().expect("accepted timestamps are i64 seconds");
+            let ts: i64 = timestamp
+                .parse()
+                .expect("accepted timestamps are i64 seconds");
             assert!((ts - fuzz::NOW).abs() <= 300, "{ts} outside the window");
             assert!(!digest.is_empty() && digest.len() <= signature::MAX_DIGEST_HEADER_LEN);
             assert!(digest.bytes().all(|b| (0x20..0x7f).contains(&b)));
@@ -70,7 +75,10 @@ fuzz_target!(|data: &[u8]| {
             if matches!(e, VerifyError::Stale { .. } | VerifyError::Future { .. }) {
                 let wide = check_headers(headers, fuzz::NOW, Duration::MAX);
                 assert!(
-                    !matches!(wide, Err(VerifyError::Stale { .. } | VerifyError::Future { .. })),
+                    !matches!(
+                        wide,
+                        Err(VerifyError::Stale { .. } | VerifyError::Future { .. })
+                    ),
                     "{wide:?}"
                 );
             }
@@ -86,9 +94,16 @@ fuzz_target!(|data: &[u8]| {
 
     // What a sender signs verifies, and its digest matches its body.
     if let Some(id) = &tenant_id {
-        let signed = signature::sign_request(&Secret::new(fuzz::VECTOR_SECRET), id, body, fuzz::NOW);
-        signature::verify(signed.as_request(), id, &[key], fuzz::NOW, DEFAULT_REPLAY_WINDOW)
-            .expect("a request signed as documented verifies");
+        let signed =
+            signature::sign_request(&Secret::new(fuzz::VECTOR_SECRET), id, body, fuzz::NOW);
+        signature::verify(
+            signed.as_request(),
+            id,
+            &[key],
+            fuzz::NOW,
+            DEFAULT_REPLAY_WINDOW,
+        )
+        .expect("a request signed as documented verifies");
         verify_content_digest(&signed.content_digest, body).expect("its digest matches");
     }
 });

@@ -43,7 +43,11 @@ fuzz_target!(|data: &[u8]| {
     match keys.verify(&parts, fuzz::NOW) {
         Ok(verified) => {
             if let Some(id) = verified.delivery_id() {
-                assert!((1..=255).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "{id:?}");
+                assert!(
+                    (1..=255).contains(&id.len())
+                        && id.bytes().all(|b| b.is_ascii_graphic() || b == b' '),
+                    "{id:?}"
+                );
             }
             if let Some(ts) = verified.signed_timestamp() {
                 let seconds = (ts - fuzz::NOW).abs() <= 300;
@@ -98,16 +102,31 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(text) = std::str::from_utf8(&request.body) {
         if let Some(id) = provider.body_event_id(text) {
-            assert!((1..=255).contains(&id.len()) && id.bytes().all(|b| (0x20..0x7f).contains(&b)), "{id:?}");
+            assert!(
+                (1..=255).contains(&id.len()) && id.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                "{id:?}"
+            );
         }
         if let Some((_, value)) = provider.challenge(text) {
             assert!((1..=255).contains(&value.len()), "{value:?}");
         }
-        if token && keys.verify(&parts, fuzz::NOW).is_ok() {
-            if let Ok(Some(redacted)) = keys.redact_presented_secret(&request.query, text) {
-                for secret in &secrets {
-                    assert!(!redacted.contains(secret.expose()), "the token left in the payload");
-                }
+        // What a verified token source's payload becomes: the token gone
+        // in every spelling, or the body refused.
+        let kept = match keys.redact_presented_secret(&request.query, text) {
+            Ok(Some(redacted)) => Some(redacted),
+            Ok(None) => Some(text.to_owned()),
+            Err(_) => None,
+        };
+        if let Some(kept) = kept.filter(|_| token && keys.verify(&parts, fuzz::NOW).is_ok()) {
+            for secret in &secrets {
+                assert!(
+                    !kept.contains(secret.expose()),
+                    "the token left in the payload"
+                );
+                assert!(
+                    fuzz::decoded_strings_lack(&kept, secret.expose()),
+                    "the token left in the payload, spelt with escapes"
+                );
             }
         }
     }
