@@ -73,15 +73,32 @@ impl Operations {
         json(StatusCode::OK, &health)
     }
 
-    fn list(&self, query: &str) -> Response<Body> {
-        match Query::parse(query) {
-            Ok(query) => json(StatusCode::OK, &self.dead_letters.page(query)),
-            Err(e) => error_response(StatusCode::BAD_REQUEST, "bad_query", &e.to_string()),
+    async fn list(&self, query: &str) -> Response<Body> {
+        let query = match Query::parse(query) {
+            Ok(query) => query,
+            Err(e) => return error_response(StatusCode::BAD_REQUEST, "bad_query", &e.to_string()),
+        };
+        let dead_letters = Arc::clone(&self.dead_letters);
+        // Reading what the bus appended since the last listing is file I/O:
+        // off the runtime's workers.
+        let page =
+            tokio::task::spawn_blocking(move || serde_json::to_vec(&dead_letters.page(query)))
+                .await;
+        match page {
+            Ok(Ok(body)) => json_response(StatusCode::OK, body),
+            // A panic while indexing, or a path that is not text: neither
+            // happens; say so rather than guess.
+            _ => unreadable(),
         }
     }
 
-    fn letter(&self, submission_id: &str) -> Response<Body> {
-        match self.dead_letters.letter(submission_id) {
+    async fn letter(&self, submission_id: &str) -> Response<Body> {
+        let dead_letters = Arc::clone(&self.dead_letters);
+        let id = submission_id.to_owned();
+        let letter = tokio::task::spawn_blocking(move || dead_letters.letter(&id))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match letter {
             Ok(Some(letter)) => json_response(StatusCode::OK, letter),
             Ok(None) => error_response(
                 StatusCode::NOT_FOUND,
@@ -92,14 +109,18 @@ impl Operations {
             ),
             Err(e) => {
                 error!(error = %e, "cannot read the dead-letter file");
-                error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "dead_letter_file_unreadable",
-                    "cannot read the dead-letter file; see the gateway's log",
-                )
+                unreadable()
             }
         }
     }
+}
+
+fn unreadable() -> Response<Body> {
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "dead_letter_file_unreadable",
+        "cannot read the dead-letter file; see the gateway's log",
+    )
 }
 
 impl Handler for Operations {
@@ -110,13 +131,13 @@ impl Handler for Operations {
                 return self.health();
             }
             if path == "/v1/dead-letters" {
-                return self.list(request.uri().query().unwrap_or_default());
+                return self.list(request.uri().query().unwrap_or_default()).await;
             }
             if let Some(id) = path.strip_prefix("/v1/dead-letters/")
                 && !id.is_empty()
                 && !id.contains('/')
             {
-                return self.letter(id);
+                return self.letter(id).await;
             }
         }
         json_response(StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#)
