@@ -804,10 +804,20 @@ async fn send(aws: &Clients, url: &str, batch: &[Received], result: &mut Redrive
         .collect();
     let answer = match entries {
         Ok(entries) => {
+            // Never sent again by the SDK: a send whose answer was lost may
+            // have taken effect, and a retry would put each message on the
+            // queue once more. The messages stay in the dead-letter queue
+            // (they are deleted only after a send's answer says so), so the
+            // next redrive moves them, at worst one delivered twice.
             aws.sqs
                 .send_message_batch()
                 .queue_url(url)
                 .set_entries(Some(entries))
+                .customize()
+                .config_override(
+                    aws_sdk_sqs::config::Builder::default()
+                        .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled()),
+                )
                 .send()
                 .await
         }

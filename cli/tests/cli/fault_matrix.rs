@@ -247,9 +247,9 @@ async fn a_send_whose_answer_is_lost_leaves_each_dead_letter_in_both_queues() {
 /// What the command's help promises ("at worst one is delivered twice"):
 /// a send whose answer is lost is not sent again by the SDK, so each dead
 /// letter is on the delivery queue once (and once more after the next
-/// redrive). Fails today: the SDK's retries send the batch three times.
+/// redrive). Failed before the SDK's retries were turned off for the send:
+/// they sent the batch three times.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "defect: SendMessageBatch is retried by the SDK after a lost answer (docs/fault-matrix.md, SQS)"]
 async fn a_send_whose_answer_is_lost_is_not_sent_again() {
     let (moto, sqs) = deployed_with_dead_letters().await;
     let proxy = failing(&moto, "SendMessageBatch", Fault::Lost);
