@@ -133,6 +133,10 @@ pub enum BodyError {
     /// Nested deeper than [`MAX_DEPTH`].
     #[error("a submission nests objects and arrays deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// Valid JSON that strict parsers refuse (see [`strict_json`]). Says
+    /// what and where, never the text.
+    #[error("the body is JSON that strict parsers refuse (RFC 7493): {0}")]
+    NotStrictJson(NotStrict),
     /// An array element is not an object.
     #[error("batch item {0} is not a JSON object")]
     InvalidBatchItem(usize),
@@ -179,7 +183,7 @@ impl BodyError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Empty => "empty_body",
-            Self::MalformedJson(_) | Self::TooDeep => "malformed_json",
+            Self::MalformedJson(_) | Self::TooDeep | Self::NotStrictJson(_) => "malformed_json",
             Self::NotAnObject => "not_an_object",
             Self::InvalidBatchItem(_) => "invalid_batch_item",
             Self::EmptyBatch => "empty_batch",
@@ -220,6 +224,7 @@ pub fn submissions(
 fn json(body: &[u8]) -> Result<Vec<Cow<'_, RawValue>>, BodyError> {
     let malformed = |e: serde_json::Error| BodyError::MalformedJson(e.to_string());
     let value: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
+    strict_json(body).map_err(BodyError::NotStrictJson)?;
     let within_depth = |payload: &RawValue| depth_within(payload.get().as_bytes(), MAX_DEPTH);
     match value.get().as_bytes().first() {
         Some(b'{') if within_depth(value) => Ok(vec![Cow::Borrowed(value)]),
@@ -281,6 +286,172 @@ fn depth_within(text: &[u8], max: usize) -> bool {
         }
     }
     true
+}
+
+/// What valid JSON holds that a strict parser refuses, and where (line
+/// and column, from 1, of the escape's backslash or the number's first
+/// character), as [`BodyError::NotStrictJson`] says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotStrict {
+    /// Which rule the text breaks.
+    pub kind: NotStrictKind,
+    /// The line, from 1.
+    pub line: usize,
+    /// The column (in bytes), from 1.
+    pub column: usize,
+}
+
+/// The rules of [`strict_json`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStrictKind {
+    /// A `\u` escape of half a UTF-16 surrogate pair without its other
+    /// half: a high one not followed by a low one, or a low one alone.
+    LoneSurrogate,
+    /// A number whose nearest binary64 value is infinite.
+    NumberOutOfRange,
+}
+
+impl std::fmt::Display for NotStrict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.kind {
+            NotStrictKind::LoneSurrogate => {
+                "a string holds a lone surrogate escape (half of a UTF-16 pair, without the other half)"
+            }
+            NotStrictKind::NumberOutOfRange => "a number is beyond the range of a 64-bit float",
+        };
+        write!(f, "{what} at line {} column {}", self.line, self.column)
+    }
+}
+
+/// Checks valid JSON `text` (serde_json has parsed it) for what I-JSON
+/// (RFC 7493, sections 2.1 and 2.2) rules out: a lone surrogate escape,
+/// such as `"\ud800"`, and a number that overflows a binary64, such as
+/// `1e999`. serde_json refuses both (into a `String`, an `f64` or a
+/// `Value`); Go's encoding/json refuses the number and turns the escape
+/// into U+FFFD, so the tenant would not get what was sent either.
+/// serde_json's `RawValue` checks neither: it only delimits values,
+/// decoding no escape and no number. Refusing them here tells the sender,
+/// instead of the tenant's receiver failing on each delivery (the payload
+/// is delivered byte for byte, so it would get the same text).
+///
+/// One pass, cheaper than a second parse: string content (most of a body)
+/// is skipped 8 bytes at a time up to the next quote or backslash, each
+/// `\u` escape is read, and a number is parsed as an `f64` only when it is
+/// long enough, or has an exponent, to overflow. Underflow (`1e-400` is 0)
+/// and precision beyond binary64 are accepted, as strict parsers accept
+/// them; so are noncharacters and duplicate member names, which they
+/// accept too.
+fn strict_json(text: &[u8]) -> Result<(), NotStrict> {
+    let refused = |kind, offset| Err(NotStrict::at(text, kind, offset));
+    let mut i = 0;
+    while let Some(&b) = text.get(i) {
+        match b {
+            b'"' => {
+                // To the closing quote, reading each escape on the way.
+                i += 1;
+                loop {
+                    i = next_quote_or_backslash(text, i);
+                    match text.get(i) {
+                        Some(b'\\') if text.get(i + 1) == Some(&b'u') => {
+                            let unit = |at: usize| hex4(text.get(at..at + 4));
+                            match unit(i + 2) {
+                                Some(0xd800..=0xdbff)
+                                    if text.get(i + 6..i + 8) == Some(b"\\u")
+                                        && matches!(unit(i + 8), Some(0xdc00..=0xdfff)) =>
+                                {
+                                    i += 12;
+                                }
+                                Some(0xd800..=0xdfff) => {
+                                    return refused(NotStrictKind::LoneSurrogate, i);
+                                }
+                                _ => i += 6,
+                            }
+                        }
+                        Some(b'\\') => i += 2,
+                        _ => break,
+                    }
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let len = text[i..]
+                    .iter()
+                    .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .unwrap_or(text.len() - i);
+                let number = &text[i..i + len];
+                // Without an exponent a number under 1e308 has at most 308
+                // digits before its point: only longer ones, or exponents,
+                // can overflow.
+                let may_overflow = len > 308 || number.iter().any(|&b| b | 0x20 == b'e');
+                if may_overflow && !finite(number) {
+                    return refused(NotStrictKind::NumberOutOfRange, i);
+                }
+                i += len;
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+/// The index of the first `"` or `\` at or after `from`, or `text.len()`.
+/// Most strings in a form are short: up to [`SHORT_STRING_WORDS`] words
+/// of 8 bytes are tested in place (the zero-byte test of each XOR, whose
+/// lowest set bit is exact, as serde_json skips string content); a longer
+/// string is searched with memchr's vector search, which costs more to
+/// start than a word test but less per byte.
+fn next_quote_or_backslash(text: &[u8], mut from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    for _ in 0..SHORT_STRING_WORDS {
+        let Some(Ok(word)) = text.get(from..from + 8).map(<[u8; 8]>::try_from) else {
+            break;
+        };
+        let word = u64::from_le_bytes(word);
+        let found = zero_bytes(word ^ (ONES * u64::from(b'"')))
+            | zero_bytes(word ^ (ONES * u64::from(b'\\')));
+        if found != 0 {
+            return from + (found.trailing_zeros() / 8) as usize;
+        }
+        from += 8;
+    }
+    text.get(from..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+        .map_or(text.len(), |at| from + at)
+}
+
+/// How many words of a string [`next_quote_or_backslash`] tests before
+/// it searches.
+const SHORT_STRING_WORDS: usize = 4;
+
+impl NotStrict {
+    /// The rule broken at byte `offset` of `text`, with its line and
+    /// column.
+    fn at(text: &[u8], kind: NotStrictKind, offset: usize) -> Self {
+        let before = &text[..offset.min(text.len())];
+        let line_start = memchr::memrchr(b'\n', before).map_or(0, |i| i + 1);
+        Self {
+            kind,
+            line: 1 + memchr::memchr_iter(b'\n', before).count(),
+            column: 1 + offset - line_start,
+        }
+    }
+}
+
+/// The four hex digits of a `\u` escape as a UTF-16 code unit.
+fn hex4(digits: Option<&[u8]>) -> Option<u16> {
+    let digits = std::str::from_utf8(digits?).ok()?;
+    u16::from_str_radix(digits, 16).ok()
+}
+
+/// Whether a JSON number's nearest binary64 is finite (Rust's `f64`
+/// parsing rounds correctly, as Go's `strconv.ParseFloat` does).
+fn finite(number: &[u8]) -> bool {
+    std::str::from_utf8(number)
+        .ok()
+        .and_then(|n| n.parse::<f64>().ok())
+        .is_none_or(f64::is_finite)
 }
 
 fn form(body: &[u8]) -> Result<Box<RawValue>, BodyError> {
@@ -455,6 +626,7 @@ impl SourceMedia {
 fn source_json(body: &[u8]) -> Result<Cow<'_, RawValue>, BodyError> {
     let value: &RawValue =
         serde_json::from_slice(body).map_err(|e| BodyError::MalformedJson(e.to_string()))?;
+    strict_json(body).map_err(BodyError::NotStrictJson)?;
     match value.get().as_bytes().first() {
         Some(b'{' | b'[') if depth_within(value.get().as_bytes(), MAX_DEPTH) => {
             Ok(Cow::Borrowed(value))
@@ -594,14 +766,20 @@ fn multipart(boundary: &[u8], body: &[u8]) -> Result<Box<RawValue>, BodyError> {
 /// A `rawRequest` value's JSON object text (without surrounding
 /// whitespace), if that is what it holds, nested so that it stays within
 /// [`MAX_DEPTH`] once embedded (in the payload, and in an array if the
-/// field is repeated).
+/// field is repeated), and [`strict_json`]. Anything else stays text, as
+/// any other field's value: a valid JSON string the tenant can read,
+/// rather than a delivery refused whole for one field the sender (a form
+/// builder, which cannot be asked to change) wrote.
 fn embedded_json<'t>(name: &str, text: &'t str) -> Option<&'t str> {
     if name != RAW_REQUEST_FIELD {
         return None;
     }
     let value: &RawValue = serde_json::from_str(text).ok()?;
     let json = value.get();
-    (json.starts_with('{') && depth_within(json.as_bytes(), MAX_DEPTH - 2)).then_some(json)
+    (json.starts_with('{')
+        && depth_within(json.as_bytes(), MAX_DEPTH - 2)
+        && strict_json(json.as_bytes()).is_ok())
+    .then_some(json)
 }
 
 /// A text part's field name, from its header lines (`Name: value`, CRLF
@@ -1498,6 +1676,162 @@ mod tests {
             (err, "too_many_parts"),
             (BodyError::TooManyParts, BodyError::TooManyParts.code())
         );
+    }
+
+    /// Valid JSON (RFC 8259) that strict parsers refuse (I-JSON, RFC
+    /// 7493; serde_json into a `String` or `f64`, Go): what each holds,
+    /// and where.
+    const NOT_STRICT: &[(&str, &str, &str)] = &[
+        (r#"{"a":"\ud800"}"#, "surrogate", "line 1 column 7"),
+        (r#"{"a":"\udc00"}"#, "surrogate", "line 1 column 7"),
+        (r#"{"a":"\udfff\ud800"}"#, "surrogate", "line 1 column 7"),
+        (r#"{"a":"x\uDBFFy"}"#, "surrogate", "line 1 column 8"),
+        (r#"{"a":"\ud800\u0041"}"#, "surrogate", "line 1 column 7"),
+        (r#"{"a":"\ud800\\udc00"}"#, "surrogate", "line 1 column 7"),
+        (r#"{"a":"\\\udbff"}"#, "surrogate", "line 1 column 9"),
+        (r#"{"\uDBFF":1}"#, "surrogate", "line 1 column 3"),
+        (
+            r#"{"a":"\ud83d\ude00\ude00"}"#,
+            "surrogate",
+            "line 1 column 19",
+        ),
+        (r#"{"a":"\ud83d\"\ude00"}"#, "surrogate", "line 1 column 7"),
+        (r#"{"a":1e999999}"#, "number", "line 1 column 6"),
+        (r#"{"a":-1e400}"#, "number", "line 1 column 6"),
+        (r#"{"a":1E309}"#, "number", "line 1 column 6"),
+        (r#"{"a":1.8e+308}"#, "number", "line 1 column 6"),
+        (r#"{"a":0.001e312}"#, "number", "line 1 column 6"),
+        (r#"{"a":[1,2,1e+400]}"#, "number", "line 1 column 11"),
+        (
+            "{\"a\":0.5,\n\"e\":\"1e999\",\n  \"c\":-2e999}",
+            "number",
+            "line 3 column 7",
+        ),
+        (
+            r#"[{"a":1},{"b":"\udfff"}]"#,
+            "surrogate",
+            "line 1 column 16",
+        ),
+    ];
+
+    /// Valid JSON strict parsers accept: kept byte for byte.
+    const STRICT: &[&str] = &[
+        r#"{"a":"\ud83d\ude00","b":"\uD83D\uDE00x","c":"\u00e9\ud800\udc00"}"#,
+        r#"{"a":"\\ud800","b":"\\\\udfff","c":"\\\ud83d\ude00","d":"\"\\"}"#,
+        r#"{"a":1.7976931348623157e308,"b":-1.7976931348623157e308}"#,
+        r#"{"a":1e-999999,"b":-0.0e-400,"c":4.9e-324,"d":123456789012345678901234567890e-10}"#,
+        r#"{"a":"1e999999","b":"-1e400","e":true,"f":false,"n":null,"x":1e308}"#,
+        r#"[{"a":1E+2},{"b":-0.5e-3}]"#,
+    ];
+
+    /// `n` nines: an integer of `n` digits.
+    fn nines(n: usize) -> String {
+        "9".repeat(n)
+    }
+
+    #[test]
+    fn json_strict_parsers_refuse_is_refused_with_where() {
+        let long = format!(r#"{{"a":{}}}"#, nines(309));
+        let mut cases: Vec<(&str, &str, &str)> = NOT_STRICT.to_vec();
+        cases.push((&long, "number", "line 1 column 6"));
+        for (body, what, at) in cases {
+            // A strict parser refuses it too.
+            assert!(
+                serde_json::from_str::<serde_json::Value>(body).is_err(),
+                "{body}"
+            );
+            let errors = [
+                submissions(ContentType::Json, body.as_bytes()).expect_err(body),
+                source_err(Some("application/json"), body.as_bytes()),
+            ];
+            for err in errors {
+                assert_eq!(
+                    (err.code(), err.status()),
+                    ("malformed_json", 400),
+                    "{body}"
+                );
+                let message = err.to_string();
+                assert!(
+                    message.contains(what) && message.ends_with(at),
+                    "{body}: {message}"
+                );
+                for quoted in ["\\u", "ud", "uD", "99", "e4", "E3", "e3", "e+"] {
+                    assert!(!message.contains(quoted), "{body}: {message}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn json_strict_parsers_accept_is_kept_as_sent() {
+        let long = format!(r#"{{"a":{},"b":-{}.5}}"#, nines(308), nines(300));
+        let mut cases = STRICT.to_vec();
+        cases.push(&long);
+        for body in cases {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(body).is_ok(),
+                "{body}"
+            );
+            let texts = texts(ContentType::Json, body.as_bytes()).expect(body);
+            assert_eq!(
+                texts.concat(),
+                body.replace("},{", "}{").trim_matches(['[', ']'])
+            );
+            let (json, _) = source("application/json", body.as_bytes()).expect(body);
+            assert_eq!(json, body);
+        }
+    }
+
+    #[test]
+    fn a_raw_request_strict_parsers_refuse_stays_text() {
+        for (value, _, _) in NOT_STRICT.iter().filter(|(v, _, _)| v.starts_with('{')) {
+            let body = multipart_body("b", &[("name=rawRequest", value.as_bytes())]);
+            let (json, _) = source(&multipart_type("b"), &body).expect(value);
+            assert_eq!(
+                json,
+                format!(
+                    r#"{{"rawRequest":{}}}"#,
+                    serde_json::to_string(value).expect("text")
+                ),
+                "{value}"
+            );
+        }
+        let body = multipart_body("b", &[("name=rawRequest", STRICT[0].as_bytes())]);
+        let (json, _) = source(&multipart_type("b"), &body).expect("embedded");
+        assert_eq!(json, format!(r#"{{"rawRequest":{}}}"#, STRICT[0]));
+    }
+
+    #[test]
+    fn strictness_agrees_with_serde_json_on_random_escapes_and_numbers() {
+        let escapes = [
+            r"\ud800", r"\udbff", r"\udc00", r"\udfff", r"\ud83d", r"\ude00", r"\u0041", r"\\",
+            r#"\""#, "u", "d800", "x", r"\n", "é",
+        ];
+        let numbers = [
+            "1e308", "1e309", "-1e400", "1e-400", "0.1e309", "10e307", "1E+999", "-0", "12.5e2",
+        ];
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        for _ in 0..20_000 {
+            let mut body = String::from("{\"k\":[");
+            for i in 0..rng.below(5) {
+                if i > 0 {
+                    body.push(',');
+                }
+                if rng.below(3) == 0 {
+                    body.push_str(numbers[rng.below(numbers.len())]);
+                } else {
+                    body.push('"');
+                    for _ in 0..rng.below(5) {
+                        body.push_str(escapes[rng.below(escapes.len())]);
+                    }
+                    body.push('"');
+                }
+            }
+            body.push_str("]}");
+            let strict = serde_json::from_str::<serde_json::Value>(&body).is_ok();
+            let ours = submissions(ContentType::Json, body.as_bytes());
+            assert_eq!(ours.is_ok(), strict, "{body}: {ours:?}");
+        }
     }
 
     /// A small deterministic generator, so a failure can be replayed.

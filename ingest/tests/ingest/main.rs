@@ -1,4 +1,4 @@
-//! Ingest integration tests: one binary, seven groups.
+//! Ingest integration tests: one binary, eight groups.
 //!
 //! - `handler`: the handler on real event JSON with the in-memory bus,
 //!   every rejection, and conformance with `aws_lambda_events`.
@@ -16,6 +16,8 @@
 //!   or cut off, and what the sender is told (docs/fault-matrix.md).
 //! - `bootstrap`: the `bootstrap` binary under a Lambda Runtime API
 //!   stand-in, configured only by environment variables.
+//! - `strict_json`: JSON that strict receivers refuse is refused on both
+//!   routes, and nothing of it is published.
 
 #![allow(clippy::unwrap_used)]
 
@@ -26,6 +28,7 @@ mod faults;
 mod handler;
 mod idempotency;
 mod moto;
+mod strict_json;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
