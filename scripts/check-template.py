@@ -348,6 +348,12 @@ class Checker:
         timeouts = {n: fns.get(n, {}).get("Properties", {}).get("Timeout", 3) for n in FUNCTIONS}
         self.check(timeouts["AuthorizerFunction"] <= 10, "authorizer timeout over 10 s")
         self.check(timeouts["IngestFunction"] < 30, "ingest timeout not under the API's 30 s integration timeout")
+        # Ingest's slowest request: record 5 s + claim 2 s + publishing 7 s
+        # + completion 2 s, every service slow at once on a source route.
+        self.check(
+            timeouts["IngestFunction"] >= 16,
+            "ingest timeout under 16 s, the sum of its own bounds (docs/fault-matrix.md)",
+        )
         if self.isolated:
             self.check(
                 timeouts[ISOLATED_FUNCTION] * 1000 < REST_INTEGRATION_TIMEOUT_MS,
