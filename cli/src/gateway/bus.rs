@@ -21,20 +21,27 @@
 //! Every event accepted counts against the bus's capacity and its tenant's
 //! share until it is delivered or dead-lettered, waiting retries included:
 //! memory stays bounded, and intake answers 503 rather than growing, to the
-//! tenant whose share is full first. Dead letters are kept for
-//! `GET /v1/dead-letters` and, with `--dead-letters FILE`, appended to that
-//! file as JSON lines.
+//! tenant whose share is full first. Dead letters are appended to the
+//! dead-letter file as JSON lines, which the operations listener indexes
+//! (`dead_letters.rs`); none is kept in memory here.
+//!
+//! Every event accepted is in one place at a time, and the counts
+//! ([`Snapshot`]) change together under one lock: at any moment `accepted
+//! = delivered + dead_lettered + retrying + in_flight + queue_depth`.
 //!
 //! Shutdown ([`Bus::drain`]): retries waiting on a delay are tried at once
-//! and then every second at most, queued events are still delivered, and
-//! whatever is not done by the deadline is dead-lettered: nothing accepted
-//! is dropped.
+//! and then every second at most, queued events are still delivered; at
+//! the deadline, whatever is left is dead-lettered as `shutdown_timeout`
+//! with the receives it had: queued events, events waiting for a retry,
+//! and deliveries still in flight, which are stopped (the request may
+//! have reached the endpoint, as when a Lambda times out mid-delivery;
+//! receivers drop duplicates by `webhook-id`). Nothing accepted is dropped,
+//! and nothing is both delivered and dead-lettered.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -46,15 +53,20 @@ use shared::event::received_at;
 use shared::publish::{BusEntry, EntryFailure, EventPublisher, MAX_ENTRIES_PER_CALL, PublishError};
 use shared::store::MemoryTenantStore;
 use tokio::sync::{Notify, watch};
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
 /// The connector as the local gateway runs it.
 pub type LocalConnector = Connector<MemoryTenantStore, HttpDeliveryClient>;
 
-/// Dead letters kept in memory for `GET /v1/dead-letters` (the newest).
-const DEAD_LETTERS_IN_MEMORY: usize = 1_000;
 /// The longest wait between receives once shutdown has begun.
 const SHUTDOWN_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// How long [`Bus::drain`] waits, after the deadline, for deliveries in
+/// flight and retries waiting to dead-letter their events (they do so as
+/// soon as they see the deadline).
+const DEADLINE_GRACE: Duration = Duration::from_secs(5);
+/// The dead-letter reason and class of events left at the deadline.
+const SHUTDOWN_REASON: &str = "shutdown_timeout";
+const SHUTDOWN_CLASS: &str = "shutdown";
 
 /// When a failed event is received again: like SQS's visibility timeout,
 /// growing with each receive, and its receive limit.
@@ -115,8 +127,8 @@ enum Phase {
     Expired,
 }
 
-/// One event dead-lettered, as listed by `GET /v1/dead-letters` and written
-/// to the dead-letter file.
+/// One event dead-lettered, as written to the dead-letter file (and
+/// listed from it by the operations listener).
 #[derive(Debug, Serialize)]
 struct DeadLetter<'a> {
     submission_id: Option<&'a str>,
@@ -132,12 +144,6 @@ struct DeadLetter<'a> {
     dead_lettered_at: String,
     /// The EventBridge event, as an SQS dead-letter queue would hold it.
     event: &'a RawValue,
-}
-
-/// The dead-letter queue: the newest in memory, all in the file if any.
-struct DeadLetters {
-    recent: Mutex<VecDeque<Box<RawValue>>>,
-    file: Option<(PathBuf, Mutex<File>)>,
 }
 
 /// How much the bus holds and delivers at once.
@@ -175,22 +181,62 @@ struct Lane {
     ready: bool,
 }
 
-/// The tenants' lanes and the round-robin list of those that may start a
-/// delivery now.
+/// The tenants' lanes, the round-robin list of those that may start a
+/// delivery now, and the counts: every change of an event's place and of
+/// the counts happens under the one lock that guards this, so a
+/// [`Snapshot`] always adds up.
 #[derive(Default)]
 struct Lanes {
     by_tenant: HashMap<Arc<str>, Lane>,
     ready: VecDeque<Arc<str>>,
+    /// Accepted and not yet delivered or dead-lettered: `queued +
+    /// in_flight + waiting`.
     held: usize,
     queued: usize,
     in_flight: usize,
-    /// The shutdown deadline passed: nothing more is taken.
+    /// Waiting to be received again after a retryable failure.
+    waiting: usize,
+    /// Since start.
+    accepted: u64,
+    delivered: u64,
+    dead_lettered: u64,
+    /// The shutdown deadline passed: nothing more is taken or queued.
     closed: bool,
+}
+
+/// Where an event the bus holds, and not queued, is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    InFlight,
+    Waiting,
+}
+
+/// Where it goes next.
+enum Next {
+    Delivered,
+    DeadLettered,
+    /// Off its delivery slot, to be received again after a delay.
+    Waiting,
+    /// Back on its tenant's queue.
+    Queued(Job),
 }
 
 impl Lanes {
     fn lane(&mut self, tenant: &Arc<str>) -> &mut Lane {
         self.by_tenant.entry(Arc::clone(tenant)).or_default()
+    }
+
+    /// Takes a new event for `tenant`, at the back of its queue.
+    fn accept(&mut self, tenant: &Arc<str>, event: Arc<String>, limits: &Limits) {
+        let job = Job {
+            key: self.accepted,
+            event,
+            receives: 0,
+        };
+        self.accepted += 1;
+        self.lane(tenant).held += 1;
+        self.held += 1;
+        self.push(tenant, job, limits);
     }
 
     /// Queues `job` at the back of its tenant's lane.
@@ -216,7 +262,7 @@ impl Lanes {
     /// that tenant going to the back of the list; with no tenant ready, an
     /// event of a tenant over its cap ([`Lanes::overflow`]).
     fn next(&mut self, limits: &Limits) -> Option<(Arc<str>, Job)> {
-        while self.in_flight < limits.concurrency {
+        while !self.closed && self.in_flight < limits.concurrency {
             let Some(tenant) = self.ready.pop_front() else {
                 return self.overflow(limits);
             };
@@ -258,25 +304,57 @@ impl Lanes {
         Some((Arc::clone(tenant), job))
     }
 
-    /// A delivery of `tenant`'s ended (`in_flight`) or an event waiting to
-    /// retry was given up; `done`: the event leaves the bus.
-    fn settle(&mut self, tenant: &Arc<str>, in_flight: bool, done: bool, limits: &Limits) {
+    /// Moves one of `tenant`'s events from `from` to `to`, counting it.
+    fn settle(&mut self, tenant: &Arc<str>, from: Stage, to: Next, limits: &Limits) {
         let Some(lane) = self.by_tenant.get_mut(tenant) else {
             return;
         };
-        if in_flight {
-            lane.in_flight -= 1;
-            self.in_flight -= 1;
+        match from {
+            Stage::InFlight => {
+                lane.in_flight -= 1;
+                self.in_flight -= 1;
+            }
+            Stage::Waiting => self.waiting -= 1,
         }
-        if done {
-            lane.held -= 1;
-            self.held -= 1;
+        match to {
+            Next::Delivered => {
+                lane.held -= 1;
+                self.held -= 1;
+                self.delivered += 1;
+            }
+            Next::DeadLettered => {
+                lane.held -= 1;
+                self.held -= 1;
+                self.dead_lettered += 1;
+            }
+            Next::Waiting => self.waiting += 1,
+            Next::Queued(job) => {
+                lane.queue.push_back(job);
+                self.queued += 1;
+            }
         }
         if lane.held == 0 && !lane.ready {
             self.by_tenant.remove(tenant);
         } else {
             self.mark_ready(tenant, limits);
         }
+    }
+
+    /// Takes every queued event off the bus, counted as dead-lettered
+    /// (the caller writes them): the shutdown deadline.
+    fn sweep(&mut self) -> Vec<Job> {
+        let mut swept = Vec::with_capacity(self.queued);
+        for lane in self.by_tenant.values_mut() {
+            lane.held -= lane.queue.len();
+            lane.ready = false;
+            swept.extend(lane.queue.drain(..));
+        }
+        self.queued -= swept.len();
+        self.held -= swept.len();
+        self.dead_lettered += swept.len() as u64;
+        self.ready.clear();
+        self.by_tenant.retain(|_, lane| lane.held > 0);
+        swept
     }
 }
 
@@ -288,17 +366,11 @@ pub struct Bus {
     lanes: Mutex<Lanes>,
     /// Wakes the dispatcher: an event was queued or a delivery ended.
     wake: Notify,
-    /// Events accepted and not yet delivered or dead-lettered, by key:
-    /// what the shutdown deadline dead-letters.
-    outstanding: Mutex<HashMap<u64, Arc<String>>>,
-    next_key: AtomicU64,
-    accepted: AtomicU64,
-    delivered: AtomicU64,
-    dead_lettered: AtomicU64,
-    retrying: AtomicUsize,
+    /// Wakes [`Bus::drain`]: the bus may hold nothing now.
+    emptied: Notify,
     phase: watch::Sender<Phase>,
-    drained: Notify,
-    dead_letters: DeadLetters,
+    /// Where dead letters are appended, when given.
+    dead_letter_file: Option<(PathBuf, Mutex<File>)>,
 }
 
 impl Bus {
@@ -310,7 +382,7 @@ impl Bus {
         redelivery: Redelivery,
         dead_letter_file: Option<&Path>,
     ) -> anyhow::Result<Self> {
-        let file = match dead_letter_file {
+        let dead_letter_file = match dead_letter_file {
             None => None,
             Some(path) => {
                 let file = File::options()
@@ -335,18 +407,9 @@ impl Bus {
             redelivery,
             lanes: Mutex::new(Lanes::default()),
             wake: Notify::new(),
-            outstanding: Mutex::new(HashMap::new()),
-            next_key: AtomicU64::new(0),
-            accepted: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            dead_lettered: AtomicU64::new(0),
-            retrying: AtomicUsize::new(0),
+            emptied: Notify::new(),
             phase: watch::Sender::new(Phase::Running),
-            drained: Notify::new(),
-            dead_letters: DeadLetters {
-                recent: Mutex::new(VecDeque::new()),
-                file,
-            },
+            dead_letter_file,
         })
     }
 
@@ -355,47 +418,17 @@ impl Bus {
         self.limits
     }
 
-    /// The current counts.
+    /// The current counts, read together: they add up.
     pub fn snapshot(&self) -> Snapshot {
-        let (queued, in_flight) = {
-            let lanes = lock(&self.lanes);
-            (lanes.queued, lanes.in_flight)
-        };
+        let lanes = lock(&self.lanes);
         Snapshot {
-            accepted: self.accepted.load(Relaxed),
-            delivered: self.delivered.load(Relaxed),
-            dead_lettered: self.dead_lettered.load(Relaxed),
-            retrying: self.retrying.load(Relaxed) as u64,
-            in_flight: in_flight as u64,
-            queue_depth: queued as u64,
+            accepted: lanes.accepted,
+            delivered: lanes.delivered,
+            dead_lettered: lanes.dead_lettered,
+            retrying: lanes.waiting as u64,
+            in_flight: lanes.in_flight as u64,
+            queue_depth: lanes.queued as u64,
         }
-    }
-
-    /// The dead-letter file, when there is one.
-    pub fn dead_letter_file(&self) -> Option<&Path> {
-        self.dead_letters
-            .file
-            .as_ref()
-            .map(|(path, _)| path.as_path())
-    }
-
-    /// `GET /v1/dead-letters`: the count, the file, and the newest dead
-    /// letters (oldest first).
-    pub fn dead_letters_json(&self) -> String {
-        let file = serde_json::to_string(&self.dead_letter_file()).unwrap_or_default();
-        let recent = lock(&self.dead_letters.recent);
-        let mut json = format!(
-            r#"{{"total":{},"file":{file},"dead_letters":["#,
-            self.dead_lettered.load(Relaxed)
-        );
-        for (i, letter) in recent.iter().enumerate() {
-            if i > 0 {
-                json.push(',');
-            }
-            json.push_str(letter.get());
-        }
-        json.push_str("]}");
-        json
     }
 
     /// Takes a call's entries, all or none: none when the bus, or a
@@ -432,23 +465,10 @@ impl Bus {
                 )));
             }
         }
-        let mut outstanding = lock(&self.outstanding);
         for (tenant, event) in events {
-            let key = self.next_key.fetch_add(1, Relaxed);
-            let event = Arc::new(event);
-            outstanding.insert(key, Arc::clone(&event));
-            lanes.lane(&tenant).held += 1;
-            lanes.held += 1;
-            let job = Job {
-                key,
-                event,
-                receives: 0,
-            };
-            lanes.push(&tenant, job, &self.limits);
+            lanes.accept(&tenant, Arc::new(event), &self.limits);
         }
-        drop(outstanding);
         drop(lanes);
-        self.accepted.fetch_add(entries.len() as u64, Relaxed);
         self.wake.notify_one();
         Ok(())
     }
@@ -458,25 +478,16 @@ impl Bus {
     pub async fn run(self: Arc<Self>) {
         let mut phase = self.phase.subscribe();
         loop {
-            let mut started = Vec::new();
-            let all_done = {
+            let started: Vec<(Arc<str>, Job)> = {
                 let mut lanes = lock(&self.lanes);
-                while let Some(next) = lanes.next(&self.limits) {
-                    started.push(next);
-                }
-                lanes.held == 0
+                std::iter::from_fn(|| lanes.next(&self.limits)).collect()
             };
             for (tenant, job) in started {
                 tokio::spawn(Arc::clone(&self).deliver(tenant, job));
             }
-            let current = *phase.borrow();
-            if current == Phase::Draining && all_done {
-                self.drained.notify_one();
-            }
-            let next = if current == Phase::Running {
-                Phase::Draining
-            } else {
-                Phase::Expired
+            let next = match *phase.borrow() {
+                Phase::Running => Phase::Draining,
+                Phase::Draining | Phase::Expired => Phase::Expired,
             };
             tokio::select! {
                 () = self.wake.notified() => {}
@@ -487,102 +498,102 @@ impl Bus {
                 }
             }
         }
-        lock(&self.lanes).closed = true;
     }
 
     /// Delivers one event; after a retryable failure, waits and queues it
-    /// again in its tenant's lane.
+    /// again in its tenant's lane. At the shutdown deadline, stops and
+    /// dead-letters it.
     async fn deliver(self: Arc<Self>, tenant: Arc<str>, mut job: Job) {
+        let mut phase = self.phase.subscribe();
+        if *phase.borrow() == Phase::Expired {
+            // Taken as the deadline came: not received this time.
+            self.shut_out(&tenant, Stage::InFlight, &job);
+            return;
+        }
         job.receives += 1;
-        let result = self.connector.deliver_event(&job.event, None).await;
+        let result = tokio::select! {
+            result = self.connector.deliver_event(&job.event, None) => result,
+            () = reached(&mut phase, Phase::Expired) => {
+                // The request may have reached the endpoint: this receive
+                // counts, as when a Lambda times out mid-delivery.
+                self.shut_out(&tenant, Stage::InFlight, &job);
+                return;
+            }
+        };
         let error = match result {
             Ok(_) => {
-                if lock(&self.outstanding).remove(&job.key).is_some() {
-                    self.delivered.fetch_add(1, Relaxed);
-                } else {
-                    // Dead-lettered at the shutdown deadline meanwhile.
-                    info!(
-                        key = job.key,
-                        "delivered after being dead-lettered at shutdown"
-                    );
-                }
-                self.settle(&tenant, true, true);
+                self.settle(&tenant, Stage::InFlight, Next::Delivered);
                 return;
             }
             Err(error) => error,
         };
         if error.class() == Class::Permanent || job.receives >= self.redelivery.max_receives {
-            self.dead_letter(
-                Some(job.key),
-                &job.event,
-                error.code(),
-                class(&error),
-                job.receives,
-            );
-            self.settle(&tenant, true, true);
+            self.write_dead_letter(&job, error.code(), class(&error));
+            self.settle(&tenant, Stage::InFlight, Next::DeadLettered);
             return;
         }
         // Off the delivery slot while waiting, but still held: waiting
         // events count against the bounds.
-        self.settle(&tenant, true, false);
-        self.retrying.fetch_add(1, Relaxed);
+        self.settle(&tenant, Stage::InFlight, Next::Waiting);
         let delay = self.redelivery.delay(job.receives);
-        let mut phase = self.phase.subscribe();
-        if *phase.borrow() == Phase::Running {
-            // Shutdown cuts the wait short: one more try at once.
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = reached(&mut phase, Phase::Draining) => {}
-            }
-        } else {
-            // While shutting down, retries come quickly until the deadline.
-            tokio::time::sleep(delay.min(SHUTDOWN_RETRY_DELAY)).await;
+        // Shutdown cuts a wait short, for one more try at once; while
+        // shutting down, retries come quickly until the deadline.
+        let (delay, until) = match *phase.borrow() {
+            Phase::Running => (delay, Phase::Draining),
+            Phase::Draining | Phase::Expired => (delay.min(SHUTDOWN_RETRY_DELAY), Phase::Expired),
+        };
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = reached(&mut phase, until) => {}
         }
-        self.retrying.fetch_sub(1, Relaxed);
         let mut lanes = lock(&self.lanes);
         if lanes.closed {
-            lanes.settle(&tenant, false, true, &self.limits);
             drop(lanes);
-            self.dead_letter(
-                Some(job.key),
-                &job.event,
-                error.code(),
-                class(&error),
-                job.receives,
-            );
+            self.shut_out(&tenant, Stage::Waiting, &job);
             return;
         }
-        lanes.push(&tenant, job, &self.limits);
+        lanes.settle(&tenant, Stage::Waiting, Next::Queued(job), &self.limits);
         drop(lanes);
         self.wake.notify_one();
     }
 
-    /// Records that a delivery ended or an event left the bus, and wakes
-    /// the dispatcher.
-    fn settle(&self, tenant: &Arc<str>, in_flight: bool, done: bool) {
-        lock(&self.lanes).settle(tenant, in_flight, done, &self.limits);
+    /// Moves one of `tenant`'s events and wakes the dispatcher (and
+    /// [`Bus::drain`] when the bus is empty).
+    fn settle(&self, tenant: &Arc<str>, from: Stage, to: Next) {
+        let empty = {
+            let mut lanes = lock(&self.lanes);
+            lanes.settle(tenant, from, to, &self.limits);
+            lanes.held == 0
+        };
         self.wake.notify_one();
+        if empty {
+            self.emptied.notify_one();
+        }
     }
 
-    /// Moves an event to the dead letters. With a key, only if it is still
-    /// outstanding (the shutdown deadline may have dead-lettered it).
-    fn dead_letter(&self, key: Option<u64>, event: &str, reason: &str, class: &str, receives: u32) {
-        if let Some(key) = key
-            && lock(&self.outstanding).remove(&key).is_none()
-        {
-            return;
-        }
-        let ids = EventIds::read(event);
+    /// Dead-letters an event the shutdown deadline caught in `from`.
+    fn shut_out(&self, tenant: &Arc<str>, from: Stage, job: &Job) {
+        self.write_dead_letter(job, SHUTDOWN_REASON, SHUTDOWN_CLASS);
+        self.settle(tenant, from, Next::DeadLettered);
+    }
+
+    /// Logs a dead letter and appends it to the file, if any. The caller
+    /// counts it (after, so that the file never has fewer lines than the
+    /// count).
+    fn write_dead_letter(&self, job: &Job, reason: &str, class: &str) {
+        let ids = EventIds::read(&job.event);
         warn!(
             tenant_id = ids.tenant_id,
             submission_id = ids.submission_id,
             reason,
-            receives,
+            receives = job.receives,
             "dead-lettered"
         );
-        let Ok(event) = RawValue::from_string(event.to_owned()) else {
-            // Built by `eventbridge_event`: always JSON.
-            self.dead_lettered.fetch_add(1, Relaxed);
+        let Some((path, file)) = &self.dead_letter_file else {
+            return;
+        };
+        // Built by `eventbridge_event`: always JSON, so neither fails.
+        let Ok(event) = RawValue::from_string(job.event.as_str().to_owned()) else {
             return;
         };
         let letter = DeadLetter {
@@ -590,36 +601,35 @@ impl Bus {
             tenant_id: ids.tenant_id,
             reason,
             class,
-            receives,
+            receives: job.receives,
             dead_lettered_at: received_at(SystemTime::now()),
             event: &event,
         };
-        let Ok(line) = serde_json::value::to_raw_value(&letter) else {
-            self.dead_lettered.fetch_add(1, Relaxed); // strings and JSON only: cannot fail
+        let Ok(mut line) = serde_json::to_vec(&letter) else {
             return;
         };
-        if let Some((path, file)) = &self.dead_letters.file {
-            let mut file = lock(file);
-            let written = file
-                .write_all(line.get().as_bytes())
-                .and_then(|()| file.write_all(b"\n"));
-            if let Err(e) = written {
-                error!(file = %path.display(), error = %e, "cannot write the dead-letter file");
+        line.push(b'\n');
+        if let Err(e) = lock(file).write_all(&line) {
+            error!(file = %path.display(), error = %e, "cannot write the dead-letter file");
+        }
+    }
+
+    /// Until the bus holds nothing.
+    async fn until_empty(&self) {
+        loop {
+            let held = lock(&self.lanes).held;
+            if held == 0 {
+                return;
             }
+            // A notification since the check is kept: not missed.
+            self.emptied.notified().await;
         }
-        let mut recent = lock(&self.dead_letters.recent);
-        if recent.len() == DEAD_LETTERS_IN_MEMORY {
-            recent.pop_front();
-        }
-        recent.push_back(line);
-        // Counted under the list's lock, so a listing's total and its
-        // entries agree.
-        self.dead_lettered.fetch_add(1, Relaxed);
     }
 
     /// Shutdown: delivers what was accepted, for up to `timeout`; then
     /// stops the dispatcher (`dispatcher` is its task) and dead-letters
-    /// whatever is left. Returns the final counts.
+    /// whatever is left (module docs). Returns the final counts: every
+    /// event accepted delivered or dead-lettered.
     pub async fn drain(
         &self,
         timeout: Duration,
@@ -627,20 +637,31 @@ impl Bus {
     ) -> Snapshot {
         self.phase.send_replace(Phase::Draining);
         self.wake.notify_one();
-        let _ = tokio::time::timeout(timeout, self.drained.notified()).await;
+        let _ = tokio::time::timeout(timeout, self.until_empty()).await;
         self.phase.send_replace(Phase::Expired);
-        let _ = dispatcher.await;
-        let left: Vec<(u64, Arc<String>)> = lock(&self.outstanding)
-            .iter()
-            .map(|(key, event)| (*key, Arc::clone(event)))
-            .collect();
-        for (key, event) in left {
-            self.dead_letter(Some(key), &event, "shutdown_timeout", "shutdown", 0);
+        {
+            let mut lanes = lock(&self.lanes);
+            lanes.closed = true;
+            // Written under the lock that counted them: a snapshot taken
+            // meanwhile waits, and then matches the file.
+            for job in lanes.sweep() {
+                self.write_dead_letter(&job, SHUTDOWN_REASON, SHUTDOWN_CLASS);
+            }
         }
-        let mut snapshot = self.snapshot();
-        // Dead-lettered at the deadline: no longer queued.
-        snapshot.queue_depth = 0;
-        snapshot
+        self.wake.notify_one();
+        let _ = dispatcher.await;
+        // Deliveries in flight and retries waiting see the deadline at once
+        // and dead-letter their events themselves.
+        if tokio::time::timeout(DEADLINE_GRACE, self.until_empty())
+            .await
+            .is_err()
+        {
+            error!(
+                held = lock(&self.lanes).held,
+                "events still held after the shutdown deadline"
+            );
+        }
+        self.snapshot()
     }
 }
 
@@ -728,6 +749,10 @@ impl<'a> EventIds<'a> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+    use testkit::Reply;
+
     use super::*;
 
     #[test]
@@ -805,18 +830,216 @@ mod tests {
         assert_eq!(next(&mut lanes), Some(101));
         assert_eq!(next(&mut lanes), None);
         // other's two end: its third goes next, under its cap.
-        lanes.settle(&other, true, true, &LIMITS);
-        lanes.settle(&other, true, true, &LIMITS);
+        lanes.settle(&other, Stage::InFlight, Next::Delivered, &LIMITS);
+        lanes.settle(&other, Stage::InFlight, Next::Delivered, &LIMITS);
         assert_eq!(next(&mut lanes), Some(202));
         assert_eq!(next(&mut lanes), None);
         // fastco's end: its lane is forgotten, and slowco's backlog takes
         // the freed slots beyond the reserve.
-        lanes.settle(&fast, true, true, &LIMITS);
-        lanes.settle(&fast, true, true, &LIMITS);
+        lanes.settle(&fast, Stage::InFlight, Next::Delivered, &LIMITS);
+        lanes.settle(&fast, Stage::InFlight, Next::Delivered, &LIMITS);
         assert!(!lanes.by_tenant.contains_key(&fast));
         assert_eq!((next(&mut lanes), next(&mut lanes)), (Some(3), Some(4)));
         assert_eq!(next(&mut lanes), None);
         assert_eq!((lanes.in_flight, lanes.held), (6, 101));
+    }
+
+    /// A bus delivering acme's events to `url`, `concurrency` at once,
+    /// holding at most 10, dead letters appended to `file`.
+    fn bus_to(url: &str, concurrency: usize, redelivery: Redelivery, file: &Path) -> Arc<Bus> {
+        // One attempt per receive, and no breaker: every failure is the
+        // bus's to retry.
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("DELIVERY_ATTEMPTS", "1"),
+            ("BREAKER_FAILURE_THRESHOLD", "1000"),
+            ("BREAKER_FAILURE_RATE_PERCENT", "100"),
+        ]);
+        let lookup = |name: &str| env.get(name).map(|v| (*v).to_owned());
+        let mut config = connectors::Config::from_env(&shared::config::Env::new(lookup)).unwrap();
+        config.allow_private_destinations = true;
+        let record = testkit::TenantRecordBuilder::new("acme")
+            .secret(testkit::VECTOR.secret)
+            .destination(url, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .json();
+        let store = MemoryTenantStore::from_json(&format!("[{record}]")).unwrap();
+        let client = connectors::HttpDeliveryClient::new(config.client_options()).unwrap();
+        let connector = Connector::new(
+            store,
+            client,
+            &config,
+            shared::telemetry::Metrics::off("connector"),
+        );
+        let limits = Limits {
+            capacity: 10,
+            tenant_capacity: 10,
+            concurrency,
+            per_destination: concurrency,
+        };
+        Arc::new(Bus::new(connector, limits, redelivery, Some(file)).unwrap())
+    }
+
+    /// `n` submissions of acme's, as ingest publishes them.
+    fn entries(n: usize) -> Vec<BusEntry> {
+        let ids = shared::event::SubmissionIds::default();
+        (0..n)
+            .map(|i| BusEntry {
+                source: Arc::from("form-bridge"),
+                detail_type: "form.submission",
+                time: SystemTime::now(),
+                detail: format!(
+                    r#"{{"version":"1","submission_id":"{}","tenant_id":"acme","routing":"shared","received_at":"2026-01-01T00:00:00.000Z","content_type":"application/json","payload":{{"n":{i}}}}}"#,
+                    ids.next(SystemTime::now())
+                ),
+            })
+            .collect()
+    }
+
+    /// Whether the counts add up: every event accepted is in exactly one
+    /// place.
+    fn adds_up(s: &Snapshot) -> bool {
+        s.accepted == s.delivered + s.dead_lettered + s.retrying + s.in_flight + s.queue_depth
+    }
+
+    /// Reads the bus's counts over and over, on another thread, until
+    /// stopped; returns the snapshots that did not add up.
+    fn watch_counts(bus: &Arc<Bus>) -> (Arc<AtomicBool>, std::thread::JoinHandle<Vec<Snapshot>>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (bus, stopped) = (Arc::clone(bus), Arc::clone(&stop));
+        let sampler = std::thread::spawn(move || {
+            let mut wrong = Vec::new();
+            while !stopped.load(Relaxed) {
+                let snapshot = bus.snapshot();
+                if !adds_up(&snapshot) && wrong.len() < 10 {
+                    wrong.push(snapshot);
+                }
+                std::thread::yield_now();
+            }
+            wrong
+        });
+        (stop, sampler)
+    }
+
+    /// The dead-letter file's lines, as JSON.
+    fn dead_letters(file: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    fn scratch_file(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("formbridge-bus-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(name);
+        let _ = std::fs::remove_file(&file);
+        file
+    }
+
+    async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+        for _ in 0..3_000 {
+            if condition() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_the_deadline_a_full_queue_is_dead_lettered_and_the_counts_add_up() {
+        // One delivery at a time, to an endpoint that hangs: one event in
+        // flight, nine queued, when the shutdown deadline comes.
+        let endpoint =
+            testkit::HttpServer::start(|_, _| Reply::json(200, "").after(Duration::from_secs(120)));
+        let file = scratch_file("deadline.jsonl");
+        let bus = bus_to(&endpoint.url(), 1, Redelivery::default(), &file);
+        let (stop, sampler) = watch_counts(&bus);
+        let dispatcher = tokio::spawn(Arc::clone(&bus).run());
+        bus.publish(&entries(10)).unwrap();
+        wait_for("the first delivery", || endpoint.requests().len() == 1).await;
+        let last = bus.drain(Duration::from_millis(300), dispatcher).await;
+        stop.store(true, Relaxed);
+        assert_eq!(sampler.join().unwrap(), [], "counts that did not add up");
+        assert_eq!(
+            last,
+            Snapshot {
+                accepted: 10,
+                dead_lettered: 10,
+                ..Snapshot::default()
+            }
+        );
+        assert_eq!(bus.snapshot(), last, "nothing moves after the drain");
+        // The event in flight was received once; the queued ones never.
+        let letters = dead_letters(&file);
+        let mut receives: Vec<u64> = letters
+            .iter()
+            .map(|l| l["receives"].as_u64().unwrap())
+            .collect();
+        receives.sort_unstable();
+        assert_eq!(receives, [0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert!(
+            letters
+                .iter()
+                .all(|l| l["reason"] == "shutdown_timeout" && l["class"] == "shutdown")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retries_add_up_while_running_and_at_the_deadline() {
+        // Every other answer a 503: events fail, wait, are received again;
+        // the counts add up at every moment. Then the endpoint fails for
+        // good and the retry delay is long: at the deadline events wait for
+        // a retry, and are dead-lettered with the receives they had.
+        let failing = Arc::new(AtomicBool::new(false));
+        let endpoint = {
+            let failing = Arc::clone(&failing);
+            testkit::HttpServer::start(move |_, n| {
+                if failing.load(Relaxed) || n % 2 == 0 {
+                    Reply::json(503, "")
+                } else {
+                    Reply::json(200, "")
+                }
+            })
+        };
+        let file = scratch_file("retries.jsonl");
+        let redelivery = Redelivery {
+            max_receives: 1_000,
+            first_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+        };
+        let bus = bus_to(&endpoint.url(), 2, redelivery, &file);
+        let (stop, sampler) = watch_counts(&bus);
+        let dispatcher = tokio::spawn(Arc::clone(&bus).run());
+        for round in 1..=5 {
+            bus.publish(&entries(10)).unwrap();
+            wait_for("every event delivered", || {
+                bus.snapshot().delivered == 10 * round
+            })
+            .await;
+        }
+        failing.store(true, Relaxed);
+        bus.publish(&entries(10)).unwrap();
+        // Received and failed a few times each (the breaker may open: its
+        // refusals are retried the same way).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let last = bus.drain(Duration::from_millis(200), dispatcher).await;
+        stop.store(true, Relaxed);
+        assert_eq!(sampler.join().unwrap(), [], "counts that did not add up");
+        assert_eq!(
+            (last.accepted, last.delivered, last.dead_lettered),
+            (60, 50, 10)
+        );
+        assert!(
+            adds_up(&last) && last.retrying + last.in_flight + last.queue_depth == 0,
+            "{last:?}"
+        );
+        let letters = dead_letters(&file);
+        assert_eq!(letters.len(), 10);
+        assert!(
+            letters.iter().all(|l| l["receives"].as_u64().unwrap() >= 1),
+            "{letters:?}"
+        );
     }
 
     #[test]
