@@ -446,7 +446,12 @@ fn hex4(digits: Option<&[u8]>) -> Option<u16> {
 }
 
 /// Whether a JSON number's nearest binary64 is finite (Rust's `f64`
-/// parsing rounds correctly, as Go's `strconv.ParseFloat` does).
+/// parsing rounds correctly, as Go's `strconv.ParseFloat` does). Within
+/// about one unit in the last place of `f64::MAX` serde_json's default
+/// (not `float_roundtrip`) parsing is not exact: it refuses some numbers
+/// that round to `f64::MAX` (`1.7976931348623158e308`, or `f64::MAX`
+/// written out in full) and accepts some above it; no rule on the number
+/// can match that band, so the exact one is kept.
 fn finite(number: &[u8]) -> bool {
     std::str::from_utf8(number)
         .ok()
