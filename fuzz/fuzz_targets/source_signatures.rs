@@ -74,7 +74,12 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Signed the provider's way, the same request verifies.
-    let delivery_id = request.header("x-fuzz-delivery-id").unwrap_or("evt_fuzz_1");
+    // A delivery ID as its callers give one (`formbridge send` refuses
+    // any other): 1 to 255 printable ASCII characters.
+    let delivery_id = request
+        .header("x-fuzz-delivery-id")
+        .filter(|id| (1..=255).contains(&id.len()) && id.bytes().all(|b| (0x20..0x7f).contains(&b)))
+        .unwrap_or("evt_fuzz_1");
     let sign = SignRequest {
         method: &request.method,
         url: &request.url,
