@@ -794,9 +794,10 @@ fn a_token_presented_in_the_url_is_redacted_from_the_payload_in_every_spelling()
     );
 }
 
-/// Found by fuzzing (fuzz/fuzz_targets/ingest_event.rs): a token spelt
-/// with a JSON escape inside a string passed redaction, and a receiver
-/// decoding the event read the token.
+/// Found while writing the fuzz targets' check that no event holds the
+/// token once its strings are decoded (fuzz/fuzz_targets/ingest_event.rs):
+/// a token spelt with a JSON escape inside a string passed redaction, and
+/// a receiver decoding the event read the token.
 #[test]
 fn a_token_spelt_with_json_escapes_in_the_payload_is_refused() {
     let token = "tok_fuzz_token_secret_00000000000000000000";
