@@ -552,11 +552,14 @@ class Gateway:
 
     def __init__(self, binary, args, env):
         self.port = free_port()
+        # The bus's counts are on the operations listener.
+        self.admin_port = free_port()
         self.log = tempfile.TemporaryFile()
         clean = {k: v for k, v in os.environ.items() if not k.startswith(GATEWAY_ENV_PREFIXES)}
         clean.update(env)
         self.command = [
             str(binary), "serve", "--listen", f"127.0.0.1:{self.port}",
+            "--admin-listen", f"127.0.0.1:{self.admin_port}",
             "--tenants", str(TENANTS), "--allow-private-destinations",
             # Quick exits: what is not delivered at once (examples/tenants.json
             # delivers to 127.0.0.1:8080, where nothing may listen) is
@@ -574,8 +577,8 @@ class Gateway:
         text = self.log.read().decode(errors="replace").splitlines()
         return " | ".join(text[-lines:])
 
-    def request(self, method, path, body=None, headers=None):
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+    def request(self, method, path, body=None, headers=None, port=None):
+        connection = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=30)
         try:
             connection.request(method, path, body=body, headers=headers or {})
             response = connection.getresponse()
@@ -590,14 +593,18 @@ class Gateway:
                 return check(f"gateway ({self.label}) starts", False,
                              f"exited with {self.process.returncode}: {self.output()}")
             try:
-                status, _, body = self.request("GET", "/healthz")
+                answers = [self.request("GET", "/healthz", port=port) for port in (self.port, self.admin_port)]
             except OSError:
                 time.sleep(0.02)
                 continue
             schema = spec["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
-            errors = list(schema_validator(spec, schema).iter_errors(json.loads(body))) if status == 200 else []
-            return check(f"gateway ({self.label}) answers GET /healthz as documented",
-                         status == 200 and not errors, f"{status} {errors[:1]} {body[:200]!r}")
+            errors = [e for status, _, body in answers if status == 200
+                      for e in schema_validator(spec, schema).iter_errors(json.loads(body))]
+            (status, _, body), (admin_status, _, admin_body) = answers
+            counted = "bus" in json.loads(admin_body) if admin_status == 200 else False
+            return check(f"gateway ({self.label}) answers GET /healthz as documented, the bus's counts on --admin-listen",
+                         status == admin_status == 200 and not errors and counted,
+                         f"{status} {admin_status} {errors[:1]} {body[:200]!r} {admin_body[:200]!r}")
         return check(f"gateway ({self.label}) starts", False, f"no answer on /healthz in 15 s: {self.output()}")
 
     def terminate(self):
@@ -870,7 +877,7 @@ def main():
             if setup_of(ex) == ((), ()):
                 accepted.update(ids)
         accepted.update(check_senders(gateways[((), ())]))
-        status, _, health = gateways[((), ())].request("GET", "/healthz")
+        status, _, health = gateways[((), ())].request("GET", "/healthz", port=gateways[((), ())].admin_port)
         bus = json.loads(health).get("bus", {}) if status == 200 else {}
         check(f"the gateway's bus holds exactly the {len(accepted)} submissions answered 202",
               bus.get("accepted") == len(accepted), f"healthz: {health[:300]!r}")

@@ -385,13 +385,14 @@ impl Bus {
         let dead_letter_file = match dead_letter_file {
             None => None,
             Some(path) => {
-                let file = File::options()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .with_context(|| {
-                        format!("cannot open the dead-letter file {}", path.display())
-                    })?;
+                let mut options = File::options();
+                options.create(true).append(true);
+                // It holds submissions' payloads: its owner's only.
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let file = options.open(path).with_context(|| {
+                    format!("cannot open the dead-letter file {}", path.display())
+                })?;
                 Some((path.to_owned(), Mutex::new(file)))
             }
         };

@@ -141,6 +141,16 @@ impl Gateway {
         found.unwrap_or_else(|| panic!("{what}: the gateway failed: {}", self.stderr()))
     }
 
+    /// The operations listener's URL (`--admin-listen`: the bus's counts
+    /// and the dead letters), from the start-up lines.
+    pub(crate) fn operations_url(&self) -> String {
+        let line = self.wait_for_line("the operations line", |l| {
+            l.contains("formbridge: operations on ")
+        });
+        let url = line.split("operations on ").nth(1).unwrap_or_default();
+        url.split(':').take(3).collect::<Vec<_>>().join(":")
+    }
+
     /// The submissions URL of a tenant.
     pub(crate) fn submissions(&self, tenant: &str) -> String {
         format!("{}/v1/tenants/{tenant}/submissions", self.url)
@@ -287,14 +297,20 @@ pub(crate) async fn get_json_when(
     }
 }
 
-/// `GET /healthz` until `done` holds for its body (the bus counts a
-/// delivery just after the receiver has seen it); returns that body.
+/// `GET /healthz` on the operations listener until `done` holds for its
+/// body (the bus counts a delivery just after the receiver has seen it);
+/// returns that body.
 pub(crate) async fn health_when(
     client: &reqwest::Client,
     gateway: &Gateway,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    get_json_when(client, &format!("{}/healthz", gateway.url), done).await
+    get_json_when(
+        client,
+        &format!("{}/healthz", gateway.operations_url()),
+        done,
+    )
+    .await
 }
 
 /// Sends SIGTERM to a process.

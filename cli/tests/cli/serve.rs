@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use testkit::{HttpServer, RecordedRequest, Reply};
 
 use crate::harness::{
-    Gateway, SIGNING_SECRET, Submission, WEBHOOK_SECRET, answer, get_json, get_json_when, ids,
-    record, run, scratch_dir, sigterm, tenant, tenants_file, wait_until,
+    Gateway, SIGNING_SECRET, Submission, WEBHOOK_SECRET, answer, get_json, get_json_when,
+    health_when, ids, record, run, scratch_dir, sigterm, tenant, tenants_file, wait_until,
 };
 
 /// Checks a delivery as a receiver using the official Standard Webhooks
@@ -31,22 +31,6 @@ fn operations_url(lines: &[String]) -> Option<String> {
         .find(|l| l.contains("formbridge: operations on "))?;
     let url = line.split("operations on ").nth(1)?.split(':').take(3);
     Some(url.collect::<Vec<_>>().join(":"))
-}
-
-/// The operations listener of a gateway the harness started.
-fn operations(gateway: &Gateway) -> String {
-    gateway.wait_for_line("the operations line", |l| l.contains("operations on "));
-    operations_url(&gateway.stdout()).unwrap()
-}
-
-/// `GET /healthz` on the operations listener until `done` holds for its
-/// body (the bus counts a delivery just after the receiver has seen it).
-async fn health_when(
-    client: &reqwest::Client,
-    gateway: &Gateway,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    get_json_when(client, &format!("{}/healthz", operations(gateway)), done).await
 }
 
 fn gateway_for(receiver: &HttpServer, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
@@ -267,7 +251,7 @@ async fn every_refusal_has_the_deployed_status_and_body() {
         assert_eq!(response.status(), 404, "{method} {path}");
     }
     // Only the rate-limited tenant's first request was accepted.
-    let health: Value = get_json(&client, &format!("{}/healthz", operations(&gateway))).await;
+    let health: Value = get_json(&client, &format!("{}/healthz", gateway.operations_url())).await;
     assert_eq!(health["bus"]["accepted"], 1);
     assert!(receiver.requests().is_empty());
     // Denials are logged with their reason; no secret or signature is.
@@ -470,7 +454,7 @@ async fn failed_deliveries_are_retried_then_dead_lettered_for_inspection() {
         assert_eq!(status, 202, "{body}");
         sent.push(ids(&body)[0].clone());
     }
-    let dead_letters = format!("{}/v1/dead-letters", operations(&gateway));
+    let dead_letters = format!("{}/v1/dead-letters", gateway.operations_url());
     let listed = get_json_when(&client, &dead_letters, |l| l["total"] == 3).await;
     assert_eq!(listed["total"], 3, "{listed}");
     let by_tenant = |t: &str| {
@@ -541,7 +525,7 @@ async fn private_destinations_are_refused_unless_allowed() {
     let (status, _) =
         answer(Submission::json("acme", "{}").request(&client, &gateway.submissions("acme"))).await;
     assert_eq!(status, 202);
-    let dead_letters = format!("{}/v1/dead-letters", operations(&gateway));
+    let dead_letters = format!("{}/v1/dead-letters", gateway.operations_url());
     let listed = get_json_when(&client, &dead_letters, |l| l["total"] == 1).await;
     assert_eq!(
         listed["dead_letters"][0]["reason"], "destination_not_allowed",
