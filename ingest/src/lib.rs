@@ -296,7 +296,7 @@ pub enum Rejection {
     InvalidSignature(SourceError),
     /// A token source's body holds its token where it cannot be redacted.
     #[error(
-        "the body holds the source's token outside a JSON string; it is refused rather than stored"
+        "the body holds the source's token outside a JSON string, or spelt with escapes; it is refused rather than stored"
     )]
     TokenInBody,
     /// The tenant's record could not be read.

@@ -517,7 +517,7 @@ fn decoded_strings_lack(text: &str, needle: &str) -> bool {
 /// inside a JSON string, or spelt there with JSON escapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the body holds the source's token outside a JSON string; it is refused rather than stored"
+    "the body holds the source's token outside a JSON string, or spelt with escapes; it is refused rather than stored"
 )]
 pub struct TokenInBody;
 
