@@ -536,17 +536,6 @@ impl Bus {
         // Off the delivery slot while waiting, but still held: waiting
         // events count against the bounds.
         self.settle(&tenant, Stage::InFlight, Next::Waiting);
-        // The wait is a task of its own: this one's state is sized for a
-        // whole delivery (the HTTP client's futures, about 8 KiB), and a
-        // waiting event should hold only itself (the soak measured 8.8 KiB
-        // per waiting event when the wait stayed here).
-        tokio::spawn(self.wait_and_requeue(tenant, job));
-    }
-
-    /// Waits for `job`'s next receive, then queues it again in its tenant's
-    /// lane (at the shutdown deadline, dead-letters it instead).
-    async fn wait_and_requeue(self: Arc<Self>, tenant: Arc<str>, job: Job) {
-        let mut phase = self.phase.subscribe();
         let delay = self.redelivery.delay(job.receives);
         // Shutdown cuts a wait short, for one more try at once; while
         // shutting down, retries come quickly until the deadline.
