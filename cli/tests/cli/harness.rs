@@ -91,6 +91,14 @@ impl Gateway {
         for (name, value) in env {
             command.env(name, value);
         }
+        let gateway = Self::spawn(&mut command, port);
+        gateway.wait_for_line("the gateway to listen", |l| l.contains("listening on"));
+        gateway
+    }
+
+    /// Spawns `command`, a `formbridge serve` listening on `port` with its
+    /// output piped, and collects its output; does not wait for it.
+    pub(crate) fn spawn(command: &mut Command, port: u16) -> Self {
         let mut child = command.spawn().unwrap();
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let lines = Arc::clone(&stdout);
@@ -111,17 +119,20 @@ impl Gateway {
                     .push_str(&String::from_utf8_lossy(&buffer[..n]));
             }
         });
-        let gateway = Self {
+        Self {
             child: Some(child),
             url: format!("http://127.0.0.1:{port}"),
             stdout,
             stderr,
-        };
-        gateway.wait_for_line("the gateway to listen", |l| l.contains("listening on"));
-        gateway
+        }
     }
 
     /// Every line printed on stdout so far.
+    /// The process ID (for its peak memory).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub(crate) fn stdout(&self) -> Vec<String> {
         self.stdout.lock().unwrap().clone()
     }

@@ -23,16 +23,6 @@ fn verified(request: &RecordedRequest) -> Value {
     serde_json::from_slice(&request.body).unwrap()
 }
 
-/// The operations listener's URL (`--admin-listen`), from the start-up
-/// lines.
-fn operations_url(lines: &[String]) -> Option<String> {
-    let line = lines
-        .iter()
-        .find(|l| l.contains("formbridge: operations on "))?;
-    let url = line.split("operations on ").nth(1)?.split(':').take(3);
-    Some(url.collect::<Vec<_>>().join(":"))
-}
-
 fn gateway_for(receiver: &HttpServer, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
     let dir = scratch_dir();
     let tenants = tenants_file(&dir, &[tenant("acme", Some(&receiver.url()))]);
@@ -1012,94 +1002,31 @@ async fn an_isolated_tenant_is_served_on_the_same_routes_as_the_others() {
 
 // ---- Hostile operators and clients: dead letters, connections, timeouts.
 
-/// A `formbridge serve` started here rather than by the harness: under a
-/// lower open-files limit when asked, its process ID known (for its peak
-/// memory).
-struct Served {
-    child: std::process::Child,
-    url: String,
-    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+/// A `formbridge serve` started here rather than by the harness: under
+/// `ulimit -n NOFILE` when given, waited for until its operations listener
+/// is up.
+fn serve_limited(nofile: Option<u32>, args: &[&str]) -> Gateway {
+    let port = testkit::free_port();
+    let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("{limit}exec \"$0\" serve \"$@\""))
+        .arg(crate::harness::BINARY)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .env("LOG_LEVEL", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let served = Gateway::spawn(&mut command, port);
+    served.operations_url();
+    served
 }
 
-impl Served {
-    /// Starts `serve ARGS` on a free port, under `ulimit -n NOFILE` when
-    /// given, and waits until it listens.
-    fn start(nofile: Option<u32>, args: &[&str]) -> Self {
-        use std::io::{BufRead as _, Read as _};
-        let port = testkit::free_port();
-        let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("{limit}exec \"$0\" serve \"$@\""))
-            .arg(crate::harness::BINARY)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(args)
-            .env("LOG_LEVEL", "info")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let lines = std::sync::Arc::clone(&stdout);
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let text = std::sync::Arc::clone(&stderr);
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buffer = [0; 4096];
-            while let Ok(n @ 1..) = err.read(&mut buffer) {
-                text.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
-        });
-        let served = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            stdout,
-            stderr,
-        };
-        wait_until("the gateway to listen", || {
-            operations_url(&served.stdout()).is_some() || served.stderr().contains("error")
-        });
-        assert!(
-            operations_url(&served.stdout()).is_some(),
-            "{}",
-            served.stderr()
-        );
-        served
-    }
-
-    fn stdout(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Where the operational routes are served.
-    fn operations(&self) -> String {
-        operations_url(&self.stdout()).unwrap()
-    }
-
-    fn peak_rss_mib(&self) -> u64 {
-        testkit::cold_start::peak_rss_kib(self.child.id()).unwrap() / 1024
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A gateway's peak memory so far.
+fn peak_rss_mib(gateway: &Gateway) -> u64 {
+    testkit::cold_start::peak_rss_kib(gateway.pid()).unwrap() / 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1135,7 +1062,7 @@ async fn the_dead_letter_file_is_readable_by_its_owner_only() {
 async fn dead_letters_are_listed_as_summaries_in_bounded_memory() {
     let dir = scratch_dir();
     let tenants = tenants_file(&dir, &[tenant("nowhere", None)]);
-    let served = Served::start(None, &["--tenants", tenants.to_str().unwrap()]);
+    let served = serve_limited(None, &["--tenants", tenants.to_str().unwrap()]);
     let client = reqwest::Client::new();
     let url = format!("{}/v1/tenants/nowhere/submissions", served.url);
     // 100 dead letters of 256 KiB each (just under MAX_BODY_BYTES).
@@ -1146,9 +1073,9 @@ async fn dead_letters_are_listed_as_summaries_in_bounded_memory() {
             answer(Submission::json("nowhere", &body).request(&client, &url)).await;
         assert_eq!(status, 202, "{answer_body}");
     }
-    let listing = format!("{}/v1/dead-letters", served.operations());
+    let listing = format!("{}/v1/dead-letters", served.operations_url());
     get_json_when(&client, &listing, |l| l["total"] == 100).await;
-    let before = served.peak_rss_mib();
+    let before = peak_rss_mib(&served);
     // Eight listings at once, five times over.
     let mut sizes = Vec::new();
     for _ in 0..5 {
@@ -1164,7 +1091,7 @@ async fn dead_letters_are_listed_as_summaries_in_bounded_memory() {
             sizes.push(list.await.unwrap());
         }
     }
-    let after = served.peak_rss_mib();
+    let after = peak_rss_mib(&served);
     eprintln!("peak RSS {before} MiB before the listings, {after} MiB after");
     assert!(
         after < before + 32,
@@ -1264,7 +1191,7 @@ async fn a_stalled_body_is_answered_408_within_the_body_timeout() {
 async fn idle_connections_beyond_the_open_files_limit_do_not_starve_the_health_check() {
     let dir = scratch_dir();
     let tenants = tenants_file(&dir, &[tenant("nowhere", None)]);
-    let served = Served::start(
+    let served = serve_limited(
         Some(128),
         &[
             "--tenants",
@@ -1285,7 +1212,7 @@ async fn idle_connections_beyond_the_open_files_limit_do_not_starve_the_health_c
         .build()
         .unwrap();
     let health = client
-        .get(format!("{}/healthz", served.operations()))
+        .get(format!("{}/healthz", served.operations_url()))
         .send()
         .await;
     let health = health.expect("/healthz answers while 150 connections idle");
