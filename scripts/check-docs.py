@@ -104,6 +104,11 @@ NO_AUTHORIZER = (
     "a stack deployed without its authorizer; the local gateway always passes "
     "the authorizer's context"
 )
+AUTHORIZER_FAILS = (
+    "the authorizer could not read the tenant's record (Secrets Manager failing); the "
+    "local gateway's records are in memory and cannot fail (exercised by "
+    "authorizer/tests/authorizer/bootstrap.rs)"
+)
 STORE_FAILS = (
     "a failing idempotency store; the local gateway's is in memory and cannot fail "
     "(exercised by ingest/tests/ingest/dynamodb.rs)"
@@ -120,6 +125,7 @@ NOT_EXERCISED = {
     ),
     ("submissions", 429, "Too Many Requests"): THROTTLED,
     ("submissions", 500, "missing_authorizer_context"): NO_AUTHORIZER,
+    ("submissions", 500, "Internal Server Error"): AUTHORIZER_FAILS,
     ("submissions", 503, "idempotency_unavailable"): STORE_FAILS,
     ("sources", 400, "malformed_body"): NOT_BASE64,
     ("sources", 400, "token_in_body"): (
@@ -147,6 +153,7 @@ NOT_EXERCISED = {
     ),
     ("sources", 429, "Too Many Requests"): THROTTLED,
     ("sources", 500, "missing_authorizer_context"): NO_AUTHORIZER,
+    ("sources", 500, "Internal Server Error"): AUTHORIZER_FAILS,
     ("sources", 503, "bus_unavailable"): (
         "a delivery is one event and the local gateway's queue holds at least 10, so "
         "filling it takes concurrent requests; the queue-full answer is exercised on "

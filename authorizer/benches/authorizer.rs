@@ -29,7 +29,7 @@ fn bench(c: &mut Criterion) {
     // running runtime, response serialised.
     let invoke = async |bytes: &[u8]| {
         let payload: AuthorizerEvent = serde_json::from_slice(bytes).unwrap();
-        let response = authorizer.handle(&payload, NOW).await;
+        let response = authorizer.handle(&payload, NOW).await.unwrap();
         serde_json::to_vec(&response).unwrap()
     };
     assert!(

@@ -42,7 +42,7 @@ fn main() {
     rt.block_on(async {
         for _ in 0..n {
             let payload: AuthorizerEvent = serde_json::from_slice(&event).unwrap();
-            let response = authorizer.handle(&payload, NOW).await;
+            let response = authorizer.handle(&payload, NOW).await.unwrap();
             black_box(serde_json::to_vec(&response).unwrap());
             allowed += usize::from(response.is_authorized());
         }

@@ -28,7 +28,12 @@
 //!
 //! Allowed requests carry `{"tenant_id", "routing"}` (and `"source_id"` on
 //! the source route) to ingest in the authorizer context. Everything else
-//! is a deny with a logged reason code and an EMF metric; the handler never fails and never panics on input.
+//! is a deny with a logged reason code and an EMF metric; the handler never
+//! panics and never fails on input. It fails in one case only, an outage:
+//! when the tenant's record cannot be read (Secrets Manager down or slow,
+//! and no last good record in this environment), the invocation fails
+//! ([`Unavailable`]), so API Gateway answers 500, which senders retry,
+//! rather than a 403 that a sender takes as final.
 //! [`Authorizer::handle`] is what the Lambda runs on an [`AuthorizerEvent`];
 //! [`Authorizer::authorize`] is the same decision for callers that already
 //! hold the parts (the local gateway).
@@ -93,6 +98,19 @@ impl Config {
         })
     }
 }
+
+/// The handler's failure: the tenant's record could not be read (the
+/// store is unavailable and this environment holds no last good record).
+/// Nothing was decided about the sender, so the invocation fails and API
+/// Gateway answers 500 (`{"message":"Internal Server Error"}`), which a
+/// sender retries; a deny would be a 403, which looks final. The message
+/// is fixed: the store's own error, logged at error with the request, is
+/// never part of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the tenant's record could not be read (tenant store unavailable); nothing was accepted, retrying is safe"
+)]
+pub struct Unavailable;
 
 /// The authorizer's answer, in the format of the API that asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -238,6 +256,15 @@ impl Denial {
             Self::WrongApi(_) => "wrong_api",
         }
     }
+
+    /// Whether this is an outage rather than a verdict on the request: the
+    /// tenant's record could not be read. Callers answer it as a server
+    /// error (API Gateway: 500), never as a 403, so that senders retry. A
+    /// record that is malformed, or a lookup refused by the budget for new
+    /// tenant IDs (`lookup_throttled`), is a deny.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Store(StoreError::Unavailable(_)))
+    }
 }
 
 /// The outcome of one authorization, with what is known about the tenant.
@@ -382,11 +409,18 @@ impl<S: TenantStore> Authorizer<S> {
     /// format of the API that sent it out (a simple deny for anything that
     /// is not an authorizer event). Logs the decision and writes its
     /// metric. `now` is Unix seconds.
-    pub async fn handle(&self, event: &AuthorizerEvent, now: i64) -> Response {
+    ///
+    /// # Errors
+    ///
+    /// [`Unavailable`] when the tenant's record could not be read (see
+    /// [`Denial::is_unavailable`]): the invocation fails, API Gateway
+    /// answers 500. Logged and counted like a deny, reason
+    /// `store_unavailable`.
+    pub async fn handle(&self, event: &AuthorizerEvent, now: i64) -> Result<Response, Unavailable> {
         let Some(api) = event.api() else {
             let decision = Decision::denied(None, false, Denial::MalformedEvent);
             self.record(&decision, event.request_id.as_deref());
-            return Response::Simple(decision.into());
+            return Ok(Response::Simple(decision.into()));
         };
         let request = Request {
             isolation: Some(match api {
@@ -397,10 +431,13 @@ impl<S: TenantStore> Authorizer<S> {
         };
         let decision = self.decide(request, now).await;
         self.record(&decision, request.request_id);
-        match (api, event.method_arn.as_deref()) {
+        if decision.verdict.as_ref().is_err_and(Denial::is_unavailable) {
+            return Err(Unavailable);
+        }
+        Ok(match (api, event.method_arn.as_deref()) {
             (Api::Rest, Some(method_arn)) => Response::Policy(decision.policy(method_arn)),
             _ => Response::Simple(decision.into()),
-        }
+        })
     }
 
     /// Decides on a request and records the decision (logs and metrics).

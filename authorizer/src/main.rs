@@ -4,11 +4,9 @@
 // The SDK and runtime futures nest deeper than the default layout limit.
 #![recursion_limit = "256"]
 
-use std::convert::Infallible;
-
 use anyhow::Context as _;
 use authorizer::{Authorizer, AuthorizerEvent, Config};
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use shared::config::Env;
 use shared::signature::unix_now;
 use shared::store::SecretsManagerStore;
@@ -25,10 +23,18 @@ async fn main() -> anyhow::Result<()> {
     let authorizer = &authorizer;
     // AuthorizerEvent deserialises from any JSON, so every event, even one
     // that is not an authorizer request, reaches the handler and is denied
-    // there instead of failing in the runtime.
+    // there instead of failing in the runtime. The one failure is an
+    // unreadable tenant record: API Gateway answers it 500, so the sender
+    // retries.
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<AuthorizerEvent>| async move {
-            Ok::<_, Infallible>(authorizer.handle(&event.payload, unix_now()).await)
+            authorizer
+                .handle(&event.payload, unix_now())
+                .await
+                .map_err(|e| Diagnostic {
+                    error_type: "TenantStoreUnavailable".to_owned(),
+                    error_message: e.to_string(),
+                })
         },
     ))
     .await

@@ -58,6 +58,52 @@ async fn the_bootstrap_serves_invocations_and_never_returns_an_error() {
     testkit::assert_json_logs(&stdout, &[ACME_SECRET, &signature[3..]]);
 }
 
+/// Secrets Manager unreachable and nothing cached: the tenant's record
+/// cannot be read, so the invocation fails (API Gateway then answers the
+/// sender 500, which it retries) instead of denying (a 403 looks final to
+/// a sender and would drop the submission). Other requests are still
+/// answered: an event that is not an authorizer request is denied, and a
+/// stale signature is denied before any lookup.
+#[tokio::test]
+async fn an_unreadable_record_fails_the_invocation_instead_of_denying() {
+    let moto = MotoServer::start();
+    let now = shared::signature::unix_now();
+    let events = [
+        signed_event("acme", ACME_SECRET, b"{}", now).to_string(),
+        super::sources::source_event("acme", "stripe-live", "").to_string(),
+        signed_event("acme", ACME_SECRET, b"{}", now - 3_600).to_string(),
+        "{}".to_string(),
+    ];
+    let runtime = FakeRuntimeApi::start(events);
+    let closed = format!("http://127.0.0.1:{}", testkit::free_port());
+    let extra = [("AWS_ENDPOINT_URL", closed.as_str())];
+    let (answers, stdout) = runtime.run(&mut bootstrap(&runtime, &moto, &extra), 4);
+
+    for (i, answer) in answers[..2].iter().enumerate() {
+        let Answer::Error(body) = answer else {
+            panic!("event {i}: answered {answer:?} instead of failing\n{stdout}");
+        };
+        let error: Value = serde_json::from_str(body).unwrap();
+        let message = error["errorMessage"].as_str().unwrap_or_default();
+        assert!(message.contains("could not be read"), "{body}");
+        assert!(!message.contains("127.0.0.1"), "{body}");
+    }
+    assert_eq!(
+        answers[2..],
+        [
+            Answer::Response(r#"{"isAuthorized":false}"#.into()),
+            Answer::Response(r#"{"isAuthorized":false}"#.into()),
+        ],
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches(r#""reason":"store_unavailable""#).count(),
+        2,
+        "logged once each, at error: {stdout}"
+    );
+    testkit::assert_json_logs(&stdout, &[ACME_SECRET]);
+}
+
 fn events_signature(event: &str) -> String {
     let v: Value = serde_json::from_str(event).unwrap();
     v["headers"]["x-formbridge-signature"]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use authorizer::{Authorizer, Config};
+use authorizer::{Authorizer, Config, Unavailable};
 use serde_json::json;
 use shared::store::{SecretsManagerStore, StoreError, TenantStore};
 use shared::telemetry::{CapturedMetrics, Metrics};
@@ -82,11 +82,13 @@ fn reason(metrics: &CapturedMetrics) -> String {
 
 /// For every fault, within the bound: a tenant this execution environment
 /// has a record of is still allowed (the last good record serves for up
-/// to 15 minutes past the TTL); one it has none of is denied with reason
-/// `store_unavailable` (API Gateway answers the sender 403, and nothing
-/// reaches ingest). Never a crash, never an allow without a record.
+/// to 15 minutes past the TTL); for one it has none of, on either route,
+/// the handler fails with `Unavailable`, logged and counted with reason
+/// `store_unavailable` (API Gateway answers the sender 500, which it
+/// retries, and nothing reaches ingest). Never a crash, never an allow
+/// without a record, never a 403 that looks final.
 #[tokio::test]
-async fn every_secrets_manager_fault_spares_a_cached_tenant_and_denies_an_unseen_one() {
+async fn every_secrets_manager_fault_spares_a_cached_tenant_and_fails_an_unseen_one() {
     let moto = MotoServer::start();
     moto.put_secret(
         &format!("{PREFIX}acme"),
@@ -143,20 +145,22 @@ async fn every_secrets_manager_fault_spares_a_cached_tenant_and_denies_an_unseen
         let (a, metrics) = authorizer_over(store, "0");
         let acme = raw(&fixture());
         let umbrella = raw(&signed_event("umbrella", UMBRELLA_SECRET, b"{}", NOW));
-        assert!(a.handle(&acme, NOW).await.is_authorized(), "{name}");
+        assert!(
+            a.handle(&acme, NOW).await.unwrap().is_authorized(),
+            "{name}"
+        );
         failed.store(true, Ordering::SeqCst);
         let started = Instant::now();
-        let cached = a.handle(&acme, NOW).await.is_authorized();
+        let cached = a.handle(&acme, NOW).await.unwrap().is_authorized();
         let cached_took = started.elapsed();
         let started = Instant::now();
         let unseen = a.handle(&umbrella, NOW).await;
         let took = started.elapsed();
         assert!(cached, "{name}: the last good record serves");
-        assert_eq!(
-            serde_json::to_value(&unseen).unwrap(),
-            json!({"isAuthorized": false}),
-            "{name}"
-        );
+        assert_eq!(unseen, Err(Unavailable), "{name}");
+        assert_eq!(reason(&metrics), "store_unavailable", "{name}");
+        let source = raw(&super::sources::source_event("umbrella", "stripe-live", ""));
+        assert_eq!(a.handle(&source, NOW).await, Err(Unavailable), "{name}");
         assert_eq!(reason(&metrics), "store_unavailable", "{name}");
         assert!(took < BOUND, "{name}: decided after {took:?}");
         assert!(cached_took < BOUND, "{name}: decided after {cached_took:?}");
@@ -196,7 +200,12 @@ async fn a_failing_tenant_directory_leaves_real_tenants_on_the_shared_budget() {
         }
     });
     let (a, metrics) = authorizer_over(store_at(&proxy.url()).await, "300");
-    assert!(a.handle(&raw(&fixture()), NOW).await.is_authorized());
+    assert!(
+        a.handle(&raw(&fixture()), NOW)
+            .await
+            .unwrap()
+            .is_authorized()
+    );
     assert!(
         proxy.calls_of("ListSecrets") >= 1,
         "the directory was asked"
@@ -205,7 +214,7 @@ async fn a_failing_tenant_directory_leaves_real_tenants_on_the_shared_budget() {
     let junk_secret = "j".repeat(32);
     for i in 0..200 {
         let junk = signed_event(&format!("junk-{i}"), &junk_secret, b"{}", NOW);
-        assert!(!a.handle(&raw(&junk), NOW).await.is_authorized());
+        assert!(!a.handle(&raw(&junk), NOW).await.unwrap().is_authorized());
     }
     let throttled = metrics
         .lines()

@@ -31,7 +31,7 @@ fn last_metric(m: &CapturedMetrics) -> Value {
 #[tokio::test]
 async fn allows_the_signed_fixture_with_the_tenants_context() {
     let (a, metrics) = authorizer();
-    let response = a.handle(&raw(&fixture()), NOW).await;
+    let response = a.handle(&raw(&fixture()), NOW).await.unwrap();
     assert_eq!(
         to_json(&response),
         json!({"isAuthorized": true, "context": {"tenant_id": "acme", "routing": "shared"}})
@@ -120,7 +120,7 @@ async fn every_failure_is_a_plain_deny_with_its_reason() {
     for (want, mutate, now) in cases {
         let mut event = fixture();
         mutate(&mut event);
-        let response = a.handle(&raw(&event), now).await;
+        let response = a.handle(&raw(&event), now).await.unwrap();
         assert_eq!(to_json(&response), json!({"isAuthorized": false}), "{want}");
         assert_eq!(last_metric(&metrics)["Reason"], want);
     }
@@ -170,7 +170,7 @@ async fn upstream_fixtures_are_denied_for_want_of_a_tenant() {
         "upstream-apigw-v2-custom-authorizer-v2-request-null-maps.json",
     ] {
         let event: Value = serde_json::from_str(&data(name)).unwrap();
-        assert!(!a.handle(&raw(&event), NOW).await.is_authorized());
+        assert!(!a.handle(&raw(&event), NOW).await.unwrap().is_authorized());
         assert_eq!(
             last_metric(&metrics)["Reason"],
             "invalid_tenant_id",
@@ -186,7 +186,8 @@ async fn random_tenant_ids_never_become_metric_dimensions() {
         &raw(&signed_event("nobody-here", ACME_SECRET, b"{}", NOW)),
         NOW,
     )
-    .await;
+    .await
+    .unwrap();
     let m = last_metric(&metrics);
     assert!(m.get("TenantId").is_none(), "{m}");
 }
@@ -213,7 +214,7 @@ async fn never_fails_on_events_that_are_not_authorizer_requests() {
         payload_v1,
     ];
     for event in events {
-        let response = a.handle(&raw(&event), NOW).await;
+        let response = a.handle(&raw(&event), NOW).await.unwrap();
         assert!(!response.is_authorized(), "{event}");
         assert_eq!(
             last_metric(&metrics)["Reason"],
@@ -239,7 +240,8 @@ async fn both_secrets_work_during_rotation() {
     for secret in [new_secret, ACME_SECRET] {
         let r = a
             .handle(&raw(&signed_event("acme", secret, b"{}", NOW)), NOW)
-            .await;
+            .await
+            .unwrap();
         assert!(r.is_authorized());
     }
 }
@@ -252,17 +254,17 @@ async fn rate_limits_per_tenant_and_recovers() {
     let umbrella = raw(&signed_event("umbrella", UMBRELLA_SECRET, b"{}", NOW));
     let mut allowed = 0;
     for _ in 0..10 {
-        allowed += usize::from(a.handle(&acme, NOW).await.is_authorized());
+        allowed += usize::from(a.handle(&acme, NOW).await.unwrap().is_authorized());
     }
     assert_eq!(allowed, 3);
     assert_eq!(last_metric(&metrics)["Reason"], "rate_limited");
     // acme's exhaustion does not touch umbrella.
     for _ in 0..3 {
-        assert!(a.handle(&umbrella, NOW).await.is_authorized());
+        assert!(a.handle(&umbrella, NOW).await.unwrap().is_authorized());
     }
-    assert!(!a.handle(&umbrella, NOW).await.is_authorized());
+    assert!(!a.handle(&umbrella, NOW).await.unwrap().is_authorized());
     tokio::time::advance(Duration::from_millis(200)).await;
-    assert!(a.handle(&acme, NOW).await.is_authorized());
+    assert!(a.handle(&acme, NOW).await.unwrap().is_authorized());
 }
 
 /// A log writer that keeps everything written, to search for leaks.
@@ -297,13 +299,13 @@ async fn logs_carry_reasons_but_never_secrets_or_signatures() {
         .as_str()
         .unwrap()
         .to_string();
-    a.handle(&raw(&good), NOW).await;
+    a.handle(&raw(&good), NOW).await.unwrap();
     let mut forged = fixture();
     forged["headers"]["x-formbridge-signature"] = format!("v1={}", "ab".repeat(32)).into();
-    a.handle(&raw(&forged), NOW).await;
+    a.handle(&raw(&forged), NOW).await.unwrap();
     let mut broken = fixture();
     broken["headers"] = json!({"x-formbridge-signature": ["v1=deadbeef"]});
-    a.handle(&raw(&broken), NOW).await;
+    a.handle(&raw(&broken), NOW).await.unwrap();
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(text.contains(r#""reason":"bad_signature""#), "{text}");

@@ -125,7 +125,7 @@ fn rest_event_view_agrees_with_aws_lambda_events() {
 async fn an_isolated_tenant_is_allowed_on_the_rest_api_with_a_policy_and_context() {
     let (a, _) = authorizer();
     let event = rest_signed_at("initech", ISOLATED_SECRET, NOW);
-    let response = a.handle(&raw(&event), NOW).await;
+    let response = a.handle(&raw(&event), NOW).await.unwrap();
     assert!(response.is_authorized());
     let arn = method_arn("/v1/tenants/initech/submissions");
     assert_eq!(
@@ -151,19 +151,25 @@ async fn an_isolated_tenant_is_allowed_on_the_rest_api_with_a_policy_and_context
 async fn each_tenant_is_allowed_only_through_its_own_api() {
     let (a, metrics) = authorizer();
     // A shared tenant, correctly signed, on the isolated API.
-    let shared_on_rest = a.handle(&raw(&rest_fixture()), NOW).await;
+    let shared_on_rest = a.handle(&raw(&rest_fixture()), NOW).await.unwrap();
     assert!(!shared_on_rest.is_authorized());
     assert_eq!(last_reason(&metrics), "wrong_api");
     // An isolated tenant, correctly signed, on the shared API.
     let isolated_on_http = signed_event("initech", ISOLATED_SECRET, b"{}", NOW);
-    let answer = a.handle(&raw(&isolated_on_http), NOW).await;
+    let answer = a.handle(&raw(&isolated_on_http), NOW).await.unwrap();
     assert_eq!(to_json(&answer), json!({"isAuthorized": false}));
     assert_eq!(last_reason(&metrics), "wrong_api");
     // Each on its own API.
-    assert!(a.handle(&raw(&fixture()), NOW).await.is_authorized());
+    assert!(
+        a.handle(&raw(&fixture()), NOW)
+            .await
+            .unwrap()
+            .is_authorized()
+    );
     assert!(
         a.handle(&raw(&rest_signed_at("initech", ISOLATED_SECRET, NOW)), NOW)
             .await
+            .unwrap()
             .is_authorized()
     );
     // A source of the isolated tenant, on the shared API: denied too.
@@ -172,7 +178,12 @@ async fn each_tenant_is_allowed_only_through_its_own_api() {
         "pathParameters": {"tenant_id": "initech", "source_id": "jotform"},
         "requestContext": {"requestId": "r1"}, "headers": {},
     });
-    assert!(!a.handle(&raw(&v2_source), NOW).await.is_authorized());
+    assert!(
+        !a.handle(&raw(&v2_source), NOW)
+            .await
+            .unwrap()
+            .is_authorized()
+    );
     assert_eq!(last_reason(&metrics), "wrong_api");
 }
 
@@ -182,7 +193,7 @@ async fn the_wrong_api_is_checked_after_the_signature() {
     let (a, metrics) = authorizer();
     let mut forged = rest_fixture();
     forged["headers"]["X-FormBridge-Signature"] = format!("v1={}", "0".repeat(64)).into();
-    assert!(!a.handle(&raw(&forged), NOW).await.is_authorized());
+    assert!(!a.handle(&raw(&forged), NOW).await.unwrap().is_authorized());
     assert_eq!(last_reason(&metrics), "bad_signature");
 }
 
@@ -197,7 +208,7 @@ async fn every_rest_deny_is_a_deny_policy_for_the_method_without_context() {
     unsigned["headers"].as_object_mut().unwrap().clear();
     for event in [unknown, stale, unsigned, rest_fixture()] {
         let arn = event["methodArn"].clone();
-        let response = a.handle(&raw(&event), NOW).await;
+        let response = a.handle(&raw(&event), NOW).await.unwrap();
         assert_eq!(
             to_json(&response),
             json!({
@@ -215,7 +226,7 @@ async fn every_rest_deny_is_a_deny_policy_for_the_method_without_context() {
 async fn an_isolated_tenants_token_source_is_checked_from_the_rest_query() {
     let (a, metrics) = authorizer();
     let ok = rest_source("initech", "jotform", json!({"token": [TOKEN], "a": ["1"]}));
-    let response = a.handle(&raw(&ok), NOW).await;
+    let response = a.handle(&raw(&ok), NOW).await.unwrap();
     assert_eq!(
         to_json(&response)["context"],
         json!({"tenant_id": "initech", "routing": "dedicated", "source_id": "jotform"})
@@ -228,7 +239,7 @@ async fn an_isolated_tenants_token_source_is_checked_from_the_rest_query() {
         (Value::Null, "missing_token"),
     ] {
         let event = rest_source("initech", "jotform", query);
-        assert!(!a.handle(&raw(&event), NOW).await.is_authorized());
+        assert!(!a.handle(&raw(&event), NOW).await.unwrap().is_authorized());
         let got = last_reason(&metrics);
         assert!(
             got.as_str().is_some_and(|r| r.contains("token")),
@@ -237,5 +248,5 @@ async fn an_isolated_tenants_token_source_is_checked_from_the_rest_query() {
     }
     // A body-signed source: ingest verifies; the authorizer allows it here.
     let stripe = rest_source("initech", "stripe-live", Value::Null);
-    assert!(a.handle(&raw(&stripe), NOW).await.is_authorized());
+    assert!(a.handle(&raw(&stripe), NOW).await.unwrap().is_authorized());
 }

@@ -31,7 +31,7 @@ fn authorizer() -> Authorizer<MemoryTenantStore> {
 }
 
 /// A source route event as API Gateway sends it: no signature headers.
-fn source_event(tenant: &str, source: &str, query: &str) -> Value {
+pub(crate) fn source_event(tenant: &str, source: &str, query: &str) -> Value {
     json!({
         "version": "2.0", "type": "REQUEST",
         "routeKey": "POST /v1/tenants/{tenant_id}/sources/{source_id}",
@@ -52,7 +52,8 @@ async fn a_known_source_is_allowed_with_its_id_in_the_context() {
     let a = authorizer();
     let response = a
         .handle(&raw(&source_event("acme", "stripe-live", "")), NOW)
-        .await;
+        .await
+        .unwrap();
     assert_eq!(
         to_json(&response),
         json!({"isAuthorized": true, "context": {"tenant_id": "acme", "routing": "shared", "source_id": "stripe-live"}})
@@ -67,7 +68,8 @@ async fn a_token_source_is_verified_here_and_others_are_left_to_ingest() {
             &raw(&source_event("acme", "jotform", &format!("token={TOKEN}"))),
             NOW,
         )
-        .await;
+        .await
+        .unwrap();
     assert!(ok.is_authorized());
     for (query, reason) in [
         ("", "missing_token"),
@@ -113,8 +115,13 @@ async fn each_source_spends_its_own_bucket_never_the_signed_route() {
     );
     // Another source and the signed route still have theirs.
     let other = raw(&source_event("acme", "other", ""));
-    assert!(a.handle(&other, NOW).await.is_authorized());
-    assert!(a.handle(&raw(&fixture()), NOW).await.is_authorized());
+    assert!(a.handle(&other, NOW).await.unwrap().is_authorized());
+    assert!(
+        a.handle(&raw(&fixture()), NOW)
+            .await
+            .unwrap()
+            .is_authorized()
+    );
 }
 
 /// The deny reason for a source request, `None` when allowed.
@@ -139,7 +146,7 @@ async fn allowed_of(
 ) -> usize {
     let mut allowed = 0;
     for _ in 0..n {
-        allowed += usize::from(a.handle(event, NOW).await.is_authorized());
+        allowed += usize::from(a.handle(event, NOW).await.unwrap().is_authorized());
     }
     allowed
 }
