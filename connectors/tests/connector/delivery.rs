@@ -69,7 +69,7 @@ async fn server_errors_are_retried_then_reported_retryable() {
     let (event, _) = event("acme");
     connector.deliver_event(&event, None).await.unwrap();
     assert_eq!(server.requests().len(), 3, "two 500s, then delivered");
-    let line = &metrics.lines()[0];
+    let line = &deliveries(&metrics)[0];
     assert_eq!(line["DeliveryAttempts"], 3.0);
 
     let failing = HttpServer::start(|_, _| Reply::json(503, "{}"));
@@ -180,7 +180,7 @@ async fn a_refused_connection_is_retryable() {
     );
     assert_eq!(error.class(), connectors::Class::Retryable);
     assert_eq!(reasons(&metrics), ["connect_error"]);
-    assert_eq!(metrics.lines()[0]["DeliveryAttempts"], 2.0);
+    assert_eq!(deliveries(&metrics)[0]["DeliveryAttempts"], 2.0);
 }
 
 #[tokio::test]
@@ -259,7 +259,11 @@ async fn the_guard_refuses_names_and_literals_that_reach_private_addresses() {
         assert_eq!(error.code(), "destination_not_allowed", "{url}: {error:?}");
         assert!(!error.to_string().contains("127.0.0.1"), "no URL in errors");
         assert_eq!(reasons(&metrics), ["destination_not_allowed"], "{url}");
-        assert_eq!(metrics.lines()[0]["DeliveryAttempts"], 0.0, "nothing sent");
+        assert_eq!(
+            deliveries(&metrics)[0]["DeliveryAttempts"],
+            0.0,
+            "nothing sent"
+        );
     }
     assert_eq!(server.requests().len(), 1);
 }

@@ -48,7 +48,7 @@ async fn an_endpoint_that_does_not_answer_gets_the_same_webhook_id_again() {
             assert!(r.webhook_verifies(DELIVERY_SECRET), "{name}");
         }
         assert_eq!(requests[0].body, requests[1].body, "{name}: the same bytes");
-        assert_eq!(metrics.lines()[0]["DeliveryAttempts"], 2.0, "{name}");
+        assert_eq!(deliveries(&metrics)[0]["DeliveryAttempts"], 2.0, "{name}");
     }
 }
 
@@ -96,7 +96,7 @@ async fn answers_cut_short_or_not_http_are_classified_by_what_arrived() {
             Some(code) => {
                 assert_eq!(failed, json!([{"itemIdentifier": "m0"}]), "{name}");
                 assert_eq!(reasons(&metrics), [code], "{name}");
-                let line = metrics.lines().pop().unwrap();
+                let line = deliveries(&metrics).pop().unwrap();
                 assert_eq!(line["Outcome"], "retryable", "{name}");
             }
         }
@@ -176,7 +176,7 @@ async fn a_record_that_cannot_be_read_is_left_to_the_queue() {
         json!({"batchItemFailures": [{"itemIdentifier": "m0"}]})
     );
     assert_eq!(reasons(&metrics), ["store_unavailable"]);
-    assert_eq!(metrics.lines()[0]["Outcome"], "retryable");
+    assert_eq!(deliveries(&metrics)[0]["Outcome"], "retryable");
     assert!(endpoint.requests().is_empty());
 
     let hanging = FaultServer::start(|_, _| Fault::hang());

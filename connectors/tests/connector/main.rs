@@ -135,12 +135,22 @@ pub fn connector(records: &[Value], vars: &[(&str, &str)]) -> (TestConnector, Ca
     connector_with(records, &config, rules, Hosts::system())
 }
 
-/// The `Reason` of every `Deliveries` metric line, in order.
-pub fn reasons(metrics: &CapturedMetrics) -> Vec<String> {
+/// The `Deliveries` metric lines, in order: one per delivery. Other lines
+/// come and go with timing (`SlowDeliveries` when a delivery, a record
+/// lookup's retries included, takes over `SLOW_DELIVERY_MS`), so tests
+/// never index `lines()` directly.
+pub fn deliveries(metrics: &CapturedMetrics) -> Vec<Value> {
     metrics
         .lines()
-        .iter()
+        .into_iter()
         .filter(|l| l.get("Deliveries").is_some())
+        .collect()
+}
+
+/// The `Reason` of every `Deliveries` metric line, in order.
+pub fn reasons(metrics: &CapturedMetrics) -> Vec<String> {
+    deliveries(metrics)
+        .iter()
         .map(|l| l["Reason"].as_str().unwrap_or_default().to_string())
         .collect()
 }
