@@ -6,6 +6,18 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use formbridge::{gateway, sender, tenants};
 
+/// mimalloc instead of the system allocator. With glibc's, the local
+/// gateway's RSS grew by about 9 KiB per event waiting to be retried,
+/// most of it memory freed after deliveries that the allocator kept (a
+/// heap profile found less than half of the RSS live, and `malloc_trim`
+/// returned nothing): a soak with failing tenants peaked at 127.6 MiB,
+/// 69.8 MiB with mimalloc, with the same RSS and latency at 2,250
+/// requests/s. Without transparent huge pages (`no_thp`), which held
+/// 10 MiB more at a steady rate (docs/performance.md, "The local
+/// gateway's allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "formbridge",
