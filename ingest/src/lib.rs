@@ -295,9 +295,7 @@ pub enum Rejection {
     #[error("{0}")]
     InvalidSignature(SourceError),
     /// A token source's body holds its token where it cannot be redacted.
-    #[error(
-        "the body holds the source's token outside a JSON string, or spelt with escapes; it is refused rather than stored"
-    )]
+    #[error("{}", shared::source::TokenInBody)]
     TokenInBody,
     /// The tenant's record could not be read.
     #[error(
